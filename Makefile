@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh Debian 12 machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := postgresql prometheus prometheus-alertmanager rclone redis-server
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-fast bench lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	APT_PACKAGES="$(APT_PACKAGES)" PYTHON="$(PYTHON)" VENV="$(VENV)" bash scripts/setup.sh
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/crypto-lakehouse demo
+
+test: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/crypto-lakehouse bench transfer --json benchmarks/results/transfer.json
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

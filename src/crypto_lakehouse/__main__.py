@@ -1,0 +1,3 @@
+from crypto_lakehouse.cli import main
+
+main()

@@ -1,0 +1,37 @@
+"""The `crypto-lakehouse` command: thin wrappers that parse, call one part, print."""
+
+from __future__ import annotations
+
+import typer
+
+from crypto_lakehouse import __version__
+from crypto_lakehouse.cli import stack
+
+app = typer.Typer(
+    name="crypto-lakehouse",
+    help="Keep a private, verified copy of crypto market-data archives and serve it as tables.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(stack.app, name="stack")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crypto-lakehouse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Exit codes: 0 ok; 1 unexpected error; 2 bad input or settings; 3 some objects failed or
+    were corrupt; 4 storage unreachable or refused; 5 a local service could not start."""
+
+
+def main() -> None:
+    app()

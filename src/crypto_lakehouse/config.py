@@ -1,0 +1,126 @@
+"""One settings model, built once at the edge (CLI, service start-up, flow entry) and passed down.
+
+Environment names follow the design document (`MINIO_ENDPOINT`, `S5CMD_MAX_CONCURRENT`, ...).
+`S5CMD_PART_SIZE` is in bytes, as in the design; s5cmd's `--part-size` takes MiB, and
+`part_size_mib` does that conversion in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+DEFAULT_HOME = Path("~/.crypto-lakehouse")
+
+
+class Settings(BaseSettings):
+    """Every knob of the project; secrets are `SecretStr` and never logged."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(
+        default=DEFAULT_HOME, validation_alias=AliasChoices("LAKEHOUSE_HOME", "home")
+    )
+
+    # The lake (MinIO in production, SeaweedFS locally): signed requests.
+    lake_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("MINIO_ENDPOINT", "lake_endpoint")
+    )
+    lake_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MINIO_ACCESS_KEY", "lake_access_key")
+    )
+    lake_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MINIO_SECRET_KEY", "lake_secret_key")
+    )
+    lake_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("MINIO_REGION", "lake_region")
+    )
+    bronze_bucket: str = Field(
+        default="bronze", validation_alias=AliasChoices("BRONZE_BUCKET", "bronze_bucket")
+    )
+    silver_bucket: str = Field(
+        default="silver", validation_alias=AliasChoices("SILVER_BUCKET", "silver_bucket")
+    )
+    gold_bucket: str = Field(
+        default="gold", validation_alias=AliasChoices("GOLD_BUCKET", "gold_bucket")
+    )
+
+    # The source archive (Binance's public bucket in production): anonymous reads.
+    source_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("SOURCE_ENDPOINT", "source_endpoint")
+    )
+    source_region: str = Field(
+        default="ap-northeast-1", validation_alias=AliasChoices("SOURCE_REGION", "source_region")
+    )
+
+    # s5cmd knobs.
+    s5cmd_max_concurrent: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("S5CMD_MAX_CONCURRENT", "s5cmd_max_concurrent"),
+    )
+    s5cmd_part_size: int = Field(
+        default=50 * MIB,
+        ge=5 * MIB,
+        le=5 * 1024 * MIB,
+        validation_alias=AliasChoices("S5CMD_PART_SIZE", "s5cmd_part_size"),
+        description="Multipart part size in bytes (the design's unit).",
+    )
+    s5cmd_retry_count: int = Field(
+        default=3, ge=0, le=20, validation_alias=AliasChoices("S5CMD_RETRY_COUNT", "s5cmd_retry_count")
+    )
+    s5cmd_log_level: str = Field(
+        default="error", validation_alias=AliasChoices("S5CMD_LOG_LEVEL", "s5cmd_log_level")
+    )
+    s5cmd_stats: bool = Field(
+        default=False, validation_alias=AliasChoices("S5CMD_STATS", "s5cmd_stats")
+    )
+    staging_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("STAGING_DIR", "staging_dir")
+    )
+    staging_cap_bytes: int = Field(
+        default=2 * 1024 * MIB,
+        ge=MIB,
+        validation_alias=AliasChoices("STAGING_CAP_BYTES", "staging_cap_bytes"),
+    )
+
+    # Databases and services.
+    catalog_database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CATALOG_DATABASE_URL", "catalog_database_url"),
+    )
+    executor_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("EXECUTOR_URL", "executor_url")
+    )
+    executor_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("EXECUTOR_API_TOKEN", "executor_api_token")
+    )
+    executor_database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("EXECUTOR_DATABASE_URL", "executor_database_url"),
+    )
+
+    @field_validator("s5cmd_log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        allowed = {"trace", "debug", "info", "error"}
+        if value not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value
+
+    @property
+    def part_size_mib(self) -> int:
+        """s5cmd's `--part-size` in MiB, rounded up from the byte setting."""
+        return max(5, -(-self.s5cmd_part_size // MIB))
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser()
+
+    @property
+    def staging_root(self) -> Path:
+        return (self.staging_dir or self.home_dir / "staging").expanduser()

@@ -1,0 +1,63 @@
+"""The project's error tree; foreign errors are translated where they enter.
+
+    LakehouseError
+    ├── ConfigError            bad settings or arguments (terminal)
+    ├── StorageError           an S3 endpoint misbehaved
+    │   ├── EndpointUnreachable    nothing answers (transient)
+    │   ├── AccessDenied           credentials rejected (terminal)
+    │   └── BucketNotFound         (terminal)
+    ├── TransferError          s5cmd could not run a batch
+    ├── ChecksumMismatch       bytes do not match their published SHA-256 (terminal)
+    ├── ArchiveError           a path or combination Binance does not publish (terminal)
+    └── StackError             a local service could not start or stop
+
+`transient` says whether retrying the same call can help; Prefect retries only those.
+"""
+
+from __future__ import annotations
+
+
+class LakehouseError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    transient: bool = False
+
+
+class ConfigError(LakehouseError):
+    """Settings or arguments are invalid."""
+
+
+class StorageError(LakehouseError):
+    """An S3 endpoint refused or failed a request."""
+
+
+class EndpointUnreachable(StorageError):
+    """Nothing answers at the endpoint, or it timed out."""
+
+    transient = True
+
+
+class AccessDenied(StorageError):
+    """The endpoint rejected the credentials (or their absence)."""
+
+
+class BucketNotFound(StorageError):
+    """The bucket does not exist on the endpoint."""
+
+
+class TransferError(LakehouseError):
+    """s5cmd could not run a batch at all (not: some objects failed)."""
+
+    transient = True
+
+
+class ChecksumMismatch(LakehouseError):
+    """An object's bytes do not hash to the SHA-256 its publisher announced."""
+
+
+class ArchiveError(LakehouseError):
+    """A market / data type / interval combination or path Binance does not publish."""
+
+
+class StackError(LakehouseError):
+    """A local service (SeaweedFS, PostgreSQL, Prefect, ...) could not start or stop."""

@@ -1,0 +1,1 @@
+"""Starting and stopping the real local services: SeaweedFS, PostgreSQL, Prefect server."""

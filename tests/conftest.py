@@ -1,0 +1,89 @@
+"""Real servers for the tests: SeaweedFS (source + lake) and PostgreSQL on 127.0.0.1.
+
+Each is started once per test session on free ports under a temporary directory and
+stopped by its PID at the end. Tests that use them are marked `servers`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crypto_lakehouse.stack.postgres import PostgresServer
+from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
+from crypto_lakehouse.storage import Endpoint, S3Storage
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binance"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    server_fixtures = {"source_server", "lake_server", "postgres_server"}
+    for item in items:
+        if server_fixtures & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture(scope="session")
+def binance_fixtures() -> Path:
+    """The real Binance archive files shipped in shared/ (same layout as the bucket)."""
+    if not FIXTURES.exists():
+        pytest.fail(f"real Binance fixtures missing at {FIXTURES}")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def source_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """An S3 endpoint whose buckets anonymous clients can read: it plays the Binance archive."""
+    server = SeaweedServer(
+        "source",
+        tmp_path_factory.mktemp("seaweed-source"),
+        admin=Credentials.generate(),
+        reader=Credentials.generate(),
+        anonymous_read=True,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def lake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """An S3 endpoint that requires signed requests: it plays MinIO."""
+    server = SeaweedServer(
+        "lake",
+        tmp_path_factory.mktemp("seaweed-lake"),
+        admin=Credentials.generate(),
+        reader=Credentials.generate(),
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres") / "pg")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _fresh_bucket(endpoint: Endpoint) -> str:
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    S3Storage(endpoint).ensure_bucket(name)
+    return name
+
+
+@pytest.fixture
+def source_bucket(source_server: SeaweedServer) -> str:
+    """A new, empty bucket on the source endpoint (anonymously readable)."""
+    return _fresh_bucket(source_server.endpoint())
+
+
+@pytest.fixture
+def lake_bucket(lake_server: SeaweedServer) -> str:
+    """A new, empty bucket on the lake endpoint."""
+    return _fresh_bucket(lake_server.endpoint())
