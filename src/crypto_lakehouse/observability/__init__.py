@@ -1,0 +1,1 @@
+"""Metric definitions (one place) and the Prefect metrics exporter."""
