@@ -103,6 +103,37 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("EXECUTOR_DATABASE_URL", "executor_database_url"),
     )
+    # The executor service: operations run at once per replica (0 = API only, no runner),
+    # pending operations accepted before 429, claim lease, SSRF allow-list for sources.
+    executor_max_operations: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        validation_alias=AliasChoices("EXECUTOR_MAX_OPERATIONS", "executor_max_operations"),
+    )
+    executor_max_queue: int = Field(
+        default=100,
+        ge=1,
+        le=100_000,
+        validation_alias=AliasChoices("EXECUTOR_MAX_QUEUE", "executor_max_queue"),
+    )
+    executor_lease_seconds: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3600.0,
+        validation_alias=AliasChoices("EXECUTOR_LEASE_SECONDS", "executor_lease_seconds"),
+    )
+    executor_allowed_source_endpoints: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "EXECUTOR_ALLOWED_SOURCE_ENDPOINTS", "executor_allowed_source_endpoints"
+        ),
+        description="Comma-separated source endpoint URLs (or 'aws'); default: lake, source, aws.",
+    )
+    executor_public_docs: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("EXECUTOR_PUBLIC_DOCS", "executor_public_docs"),
+    )
 
     @field_validator("s5cmd_log_level")
     @classmethod

@@ -9,7 +9,11 @@
     ├── TransferError          s5cmd could not run a batch
     ├── ChecksumMismatch       bytes do not match their published SHA-256 (terminal)
     ├── ArchiveError           a path or combination Binance does not publish (terminal)
-    └── StackError             a local service could not start or stop
+    ├── StackError             a local service could not start or stop
+    └── ExecutorError          the executor service or its operation store failed a request
+        ├── ExecutorUnavailable    unreachable, 5xx, or its database is down (transient)
+        ├── QueueFull              too many pending operations; retry later (transient)
+        └── OperationNotFound      no operation with that id (terminal)
 
 `transient` says whether retrying the same call can help; Prefect retries only those.
 """
@@ -61,3 +65,27 @@ class ArchiveError(LakehouseError):
 
 class StackError(LakehouseError):
     """A local service (SeaweedFS, PostgreSQL, Prefect, ...) could not start or stop."""
+
+
+class ExecutorError(LakehouseError):
+    """The executor service (or its operation store) refused or failed a request."""
+
+
+class ExecutorUnavailable(ExecutorError):
+    """The service or its database does not answer, or answered 5xx."""
+
+    transient = True
+
+
+class QueueFull(ExecutorError):
+    """The pending-operation queue is at its bound; `retry_after` says when to try again."""
+
+    transient = True
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OperationNotFound(ExecutorError):
+    """No operation has that id."""
