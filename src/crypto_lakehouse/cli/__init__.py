@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from crypto_lakehouse import __version__
-from crypto_lakehouse.cli import stack
+from crypto_lakehouse.cli import exporter, stack
 
 app = typer.Typer(
     name="crypto-lakehouse",
@@ -15,6 +15,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(stack.app, name="stack")
+app.add_typer(exporter.app, name="exporter")
 
 
 def _version(value: bool) -> None:
