@@ -1,0 +1,1 @@
+"""Binance archive facts: markets, data types, intervals, paths, checksums, schemas, discovery."""
