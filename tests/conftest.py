@@ -1,4 +1,4 @@
-"""Real servers for the tests: SeaweedFS (source + lake) and PostgreSQL on 127.0.0.1.
+"""Real servers for the tests: SeaweedFS (source + lake), PostgreSQL and Prefect on 127.0.0.1.
 
 Each is started once per test session on free ports under a temporary directory and
 stopped by its PID at the end. Tests that use them are marked `servers`.
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from crypto_lakehouse.stack.postgres import PostgresServer
+from crypto_lakehouse.stack.prefect_server import PrefectServer
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage
 
@@ -20,7 +21,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binanc
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    server_fixtures = {"source_server", "lake_server", "postgres_server"}
+    server_fixtures = {"source_server", "lake_server", "postgres_server", "prefect_server"}
     for item in items:
         if server_fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
@@ -87,3 +88,21 @@ def source_bucket(source_server: SeaweedServer) -> str:
 def lake_bucket(lake_server: SeaweedServer) -> str:
     """A new, empty bucket on the lake endpoint."""
     return _fresh_bucket(lake_server.endpoint())
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
+) -> Iterator[PrefectServer]:
+    """A real Prefect server (API + services, no UI) on the session's PostgreSQL.
+
+    While the session runs, Prefect clients in the test process talk to it (via
+    `client_settings()`); child processes get `prefect_server.client_env()`.
+    """
+    server = PrefectServer.for_postgres(tmp_path_factory.mktemp("prefect"), postgres_server)
+    server.start(timeout=180)
+    try:
+        with server.client_settings():
+            yield server
+    finally:
+        server.stop()
