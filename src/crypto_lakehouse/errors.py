@@ -9,6 +9,8 @@
     ├── TransferError          s5cmd could not run a batch
     ├── ChecksumMismatch       bytes do not match their published SHA-256 (terminal)
     ├── ArchiveError           a path or combination Binance does not publish (terminal)
+    │   └── ZipFormatError         a bronze object is not a single-member archive zip
+    ├── SchemaDrift            a file's columns or types do not match its schema (terminal)
     ├── StackError             a local service could not start or stop
     └── ExecutorError          the executor service or its operation store failed a request
         ├── ExecutorUnavailable    unreachable, 5xx, or its database is down (transient)
@@ -89,3 +91,14 @@ class QueueFull(ExecutorError):
 
 class OperationNotFound(ExecutorError):
     """No operation has that id."""
+
+
+class ZipFormatError(ArchiveError):
+    """A bronze object is not the single-member zip the archive publishes (terminal)."""
+
+
+class SchemaDrift(LakehouseError):
+    """A file's columns or value types do not match its data type's schema (terminal).
+
+    The transform flags and skips such a file rather than guessing at its layout.
+    """
