@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import StackError
 from crypto_lakehouse.stack.postgres import PostgresServer
+from crypto_lakehouse.stack.prefect_server import PREFECT_DATABASE, PrefectServer
 from crypto_lakehouse.stack.process import free_port
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedPorts, SeaweedServer
 from crypto_lakehouse.storage.endpoint import Endpoint
@@ -37,14 +38,20 @@ class StackPorts:
     source: SeaweedPorts
     lake: SeaweedPorts
     postgres: int
+    prefect: int
 
     @classmethod
     def pick(cls) -> StackPorts:
-        return cls(SeaweedPorts.pick(), SeaweedPorts.pick(), free_port())
+        return cls(SeaweedPorts.pick(), SeaweedPorts.pick(), free_port(), free_port())
 
     @classmethod
     def from_json(cls, data: dict) -> StackPorts:
-        return cls(SeaweedPorts(**data["source"]), SeaweedPorts(**data["lake"]), data["postgres"])
+        return cls(
+            SeaweedPorts(**data["source"]),
+            SeaweedPorts(**data["lake"]),
+            data["postgres"],
+            data.get("prefect") or free_port(),  # state written before Prefect joined
+        )
 
 
 @dataclass
@@ -88,6 +95,12 @@ class LocalStack:
             ports=self.ports.lake,
         )
         self.postgres = PostgresServer(self.root / "postgres", port=self.ports.postgres)
+        self.prefect = PrefectServer(
+            self.root / "prefect",
+            database_url=self.postgres.info.url(PREFECT_DATABASE, driver="postgresql+asyncpg"),
+            port=self.ports.prefect,
+            ui=True,
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalStack:
@@ -105,7 +118,8 @@ class LocalStack:
             return StackCredentials.from_json(json.loads(self.credentials_file.read_text()))
         return StackCredentials.generate()
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Write ports and credentials, so every later command finds the same stack."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(asdict(self.ports), indent=2))
         fd = os.open(self.credentials_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -121,12 +135,14 @@ class LocalStack:
 
     def up(self) -> list[ServiceStatus]:
         """Start whatever is not running; wait until each answers a real request."""
-        self._save()
+        self.save()
         try:
             self.source.start()
             self.lake.start()
             self.postgres.start()
             self.postgres.create_database(CATALOG_DATABASE)
+            self.postgres.create_database(PREFECT_DATABASE)
+            self.prefect.start(timeout=180)
         except StackError:
             raise
         except OSError as exc:
@@ -136,7 +152,13 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop every running service by its PID, in reverse start order."""
         stopped = []
-        for name, service in (("postgres", self.postgres), ("lake", self.lake), ("source", self.source)):
+        services = (
+            ("prefect", self.prefect),
+            ("postgres", self.postgres),
+            ("lake", self.lake),
+            ("source", self.source),
+        )
+        for name, service in services:
             if service.stop():
                 stopped.append(name)
         return stopped
@@ -161,6 +183,12 @@ class LocalStack:
                 f"127.0.0.1:{self.postgres.port}",
                 pg_pid,
                 pg_pid is not None and self.postgres.healthy(),
+            ),
+            ServiceStatus(
+                "prefect (API + UI)",
+                self.prefect.url,
+                self.prefect.process.running_pid(),
+                self.prefect.healthy(),
             ),
         ]
 
@@ -190,4 +218,5 @@ class LocalStack:
             "MINIO_ACCESS_KEY": lake.access_key,
             "MINIO_SECRET_KEY": lake.secret_key,
             "CATALOG_DATABASE_URL": self.catalog_url().get_secret_value(),
+            **self.prefect.client_env(),
         }
