@@ -195,7 +195,8 @@ class LocalStack:
     def require_running(self) -> None:
         down = [s.name for s in self.status() if not s.healthy]
         if down:
-            raise StackError(f"stack not running ({', '.join(down)}): run `crypto-lakehouse stack up`")
+            names = ", ".join(down)
+            raise StackError(f"stack not running ({names}): run `crypto-lakehouse stack up`")
 
     # -- what clients need -------------------------------------------------------------------
 
