@@ -12,6 +12,9 @@
     │   └── ZipFormatError         a bronze object is not a single-member archive zip
     ├── SchemaDrift            a file's columns or types do not match its schema (terminal)
     ├── StackError             a local service could not start or stop
+    ├── CatalogError           the manifest database refused a request (terminal)
+    │   └── CatalogUnavailable     the manifest database is unreachable (transient)
+    ├── IngestFailed           an ingest finished, but files were corrupt or failed
     └── ExecutorError          the executor service or its operation store failed a request
         ├── ExecutorUnavailable    unreachable, 5xx, or its database is down (transient)
         ├── QueueFull              too many pending operations; retry later (transient)
@@ -102,3 +105,21 @@ class SchemaDrift(LakehouseError):
 
     The transform flags and skips such a file rather than guessing at its layout.
     """
+
+
+class CatalogError(LakehouseError):
+    """The manifest (catalog) database refused or failed a request."""
+
+
+class CatalogUnavailable(CatalogError):
+    """The manifest database does not answer (down, restarting, network)."""
+
+    transient = True
+
+
+class IngestFailed(LakehouseError):
+    """An ingest ran to the end, but some files were corrupt or failed; `problems` lists them."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
