@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from crypto_lakehouse import __version__
+from crypto_lakehouse.cli import executor as executor_cli
 from crypto_lakehouse.cli import exporter, stack
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(exporter.app, name="exporter")
+app.add_typer(executor_cli.app, name="executor")
 
 
 def _version(value: bool) -> None:

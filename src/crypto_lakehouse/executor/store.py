@@ -1,0 +1,334 @@
+"""The durable operation queue: one table, shared by every replica.
+
+An operation moves `pending -> running -> completed | failed | cancelled`. A replica
+*claims* a pending operation (or a running one whose lease has expired: its replica
+died) by writing its replica id, a fresh claim token and a lease deadline in one
+statement; on PostgreSQL the candidate row is locked with `FOR UPDATE SKIP LOCKED`, so
+two replicas never claim the same row. Every later write by the runner (heartbeat,
+progress, final status) is fenced by that claim token: a replica that lost its lease
+cannot overwrite the work of the replica that took over.
+
+Times are Unix seconds computed by the database (`{now}`), so replicas with skewed
+clocks still agree on lease expiry. `SqliteStore` and `PostgresStore` differ only in
+connections, placeholders and that clock expression.
+"""
+
+# SQL is assembled only from module constants and the dialect's clock expression; every
+# value travels as a bound parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from crypto_lakehouse.errors import OperationNotFound, QueueFull
+
+Exec = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+TABLE = "executor_operations"
+COLUMNS = (
+    "id, status, operation_type, spec, created_at, started_at, finished_at, updated_at, "
+    "owner, claim_token, lease_expires_at, attempts, cancel_requested, objects_done, "
+    "bytes_done, objects_total, bytes_total, summary, failures, failures_total, error"
+)
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS {TABLE} (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        operation_type TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        started_at DOUBLE PRECISION,
+        finished_at DOUBLE PRECISION,
+        updated_at DOUBLE PRECISION NOT NULL,
+        owner TEXT,
+        claim_token TEXT,
+        lease_expires_at DOUBLE PRECISION,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        objects_done BIGINT NOT NULL DEFAULT 0,
+        bytes_done BIGINT NOT NULL DEFAULT 0,
+        objects_total BIGINT NOT NULL DEFAULT 0,
+        bytes_total BIGINT NOT NULL DEFAULT 0,
+        summary TEXT,
+        failures TEXT,
+        failures_total INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    )""",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, created_at)",
+)
+RETRY_AFTER_SECONDS = 5  # what a 429 tells clients when the queue is full
+
+
+@dataclass
+class OperationRecord:
+    """One row. `spec` is the validated request plus effective settings; never a secret."""
+
+    id: str
+    status: str
+    operation_type: str
+    spec: dict[str, Any]
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    owner: str | None = None
+    claim_token: str | None = None
+    lease_expires_at: float | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    objects_done: int = 0
+    bytes_done: int = 0
+    objects_total: int = 0
+    bytes_total: int = 0
+    summary: dict[str, Any] | None = None
+    failures: list[dict[str, str]] = field(default_factory=list)
+    failures_total: int = 0
+    error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> OperationRecord:
+        (op_id, status, op_type, spec, created, started, finished, updated, owner, token,
+         lease, attempts, cancel, o_done, b_done, o_total, b_total, summary, failures,
+         failures_total, error) = row  # fmt: skip
+        return cls(
+            id=op_id,
+            status=status,
+            operation_type=op_type,
+            spec=json.loads(spec),
+            created_at=created,
+            updated_at=updated,
+            started_at=started,
+            finished_at=finished,
+            owner=owner,
+            claim_token=token,
+            lease_expires_at=lease,
+            attempts=attempts,
+            cancel_requested=bool(cancel),
+            objects_done=o_done,
+            bytes_done=b_done,
+            objects_total=o_total,
+            bytes_total=b_total,
+            summary=json.loads(summary) if summary else None,
+            failures=json.loads(failures) if failures else [],
+            failures_total=failures_total,
+            error=error,
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Proof that this replica owns a running operation until the lease runs out."""
+
+    operation_id: str
+    token: str
+    owner: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The answer to a lease renewal: still ours? has someone asked to cancel?"""
+
+    owned: bool
+    cancel_requested: bool
+
+
+@dataclass
+class Outcome:
+    """A run's final write."""
+
+    status: str  # completed | failed | cancelled
+    summary: dict[str, Any] | None = None
+    failures: list[dict[str, str]] = field(default_factory=list)
+    failures_total: int = 0
+    error: str | None = None
+    progress: tuple[int, int, int, int] | None = None  # objects/bytes done, objects/bytes total
+
+
+class OperationStore(ABC):
+    """Shared SQL over a dialect's connections; subclasses supply `_transaction` and `now`."""
+
+    now: str  # SQL for "Unix seconds now" in this dialect
+    skip_locked: str = ""  # row-locking clause for the claim's candidate query
+
+    @abstractmethod
+    def _transaction(self, *, write: bool = False) -> AbstractContextManager[Exec]:
+        """A transaction; errors from the driver come out as ExecutorUnavailable."""
+
+    @abstractmethod
+    def _reserve_queue(self, run: Exec) -> None:
+        """Serialise inserts so the queue bound holds under concurrent submits."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def initialise(self) -> None:
+        with self._transaction(write=True) as run:
+            for statement in SCHEMA:
+                run(statement, ())
+
+    def ping(self) -> None:
+        with self._transaction() as run:
+            run("SELECT 1", ())
+
+    # -- the API's side ---------------------------------------------------------------
+
+    def create(self, operation_type: str, spec: dict[str, Any], *, max_queue: int) -> str:
+        """Queue a new operation and return its id; QueueFull when `max_queue` are pending."""
+        op_id = uuid.uuid4().hex
+        with self._transaction(write=True) as run:
+            self._reserve_queue(run)
+            (pending,) = run(f"SELECT count(*) FROM {TABLE} WHERE status = 'pending'", ())[0]
+            if pending >= max_queue:
+                raise QueueFull(
+                    f"{pending} operations are waiting (limit {max_queue})",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            run(
+                f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, updated_at) "
+                f"VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
+                (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
+            )
+        return op_id
+
+    def get(self, op_id: str) -> OperationRecord:
+        with self._transaction() as run:
+            rows = run(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s", (op_id,))
+        if not rows:
+            raise OperationNotFound(f"no operation {op_id}")
+        return OperationRecord.from_row(rows[0])
+
+    def list(
+        self, *, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[OperationRecord], int]:
+        """Newest first; returns one page and the total matching."""
+        where, params = ("WHERE status = %s", (status,)) if status else ("", ())
+        with self._transaction() as run:
+            (total,) = run(f"SELECT count(*) FROM {TABLE} {where}", params)[0]
+            rows = run(
+                f"SELECT {COLUMNS} FROM {TABLE} {where} "
+                "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
+                (*params, limit, offset),
+            )
+        return [OperationRecord.from_row(r) for r in rows], int(total)
+
+    def counts(self) -> dict[str, int]:
+        with self._transaction() as run:
+            rows = run(f"SELECT status, count(*) FROM {TABLE} GROUP BY status", ())
+        return {status: int(n) for status, n in rows}
+
+    def request_cancel(self, op_id: str) -> tuple[OperationRecord, bool]:
+        """Cancel a pending operation now, or flag a running one for its runner to stop.
+
+        Returns the record and whether this call moved it from pending to cancelled.
+        """
+        with self._transaction(write=True) as run:
+            now_cancelled = run(
+                f"UPDATE {TABLE} SET status = 'cancelled', cancel_requested = 1, "
+                f"finished_at = {self.now}, updated_at = {self.now} "
+                "WHERE id = %s AND status = 'pending' RETURNING id",
+                (op_id,),
+            )
+            if not now_cancelled:
+                run(
+                    f"UPDATE {TABLE} SET cancel_requested = 1, updated_at = {self.now} "
+                    "WHERE id = %s AND status = 'running'",
+                    (op_id,),
+                )
+        return self.get(op_id), bool(now_cancelled)
+
+    # -- the runner's side ------------------------------------------------------------
+
+    def claim(self, owner: str, lease_seconds: float) -> OperationRecord | None:
+        """Take the oldest pending (or abandoned running) operation for `owner`, or None."""
+        token = uuid.uuid4().hex
+        with self._transaction(write=True) as run:
+            rows = run(
+                f"UPDATE {TABLE} SET status = 'running', owner = %s, claim_token = %s, "
+                f"lease_expires_at = {self.now} + %s, started_at = COALESCE(started_at, "
+                f"{self.now}), updated_at = {self.now}, attempts = attempts + 1 "
+                f"WHERE id = (SELECT id FROM {TABLE} WHERE status = 'pending' "
+                f"OR (status = 'running' AND lease_expires_at < {self.now}) "
+                f"ORDER BY created_at, id LIMIT 1 {self.skip_locked}) "
+                f"RETURNING {COLUMNS}",
+                (owner, token, lease_seconds),
+            )
+        return OperationRecord.from_row(rows[0]) if rows else None
+
+    def heartbeat(
+        self, claim: Claim, lease_seconds: float, progress: tuple[int, int, int, int] | None
+    ) -> Heartbeat:
+        """Extend the lease (and record progress) if the claim still holds."""
+        sets, params = (
+            f"lease_expires_at = {self.now} + %s, updated_at = {self.now}",
+            [lease_seconds],
+        )
+        if progress is not None:
+            sets += ", objects_done = %s, bytes_done = %s, objects_total = %s, bytes_total = %s"
+            params.extend(progress)
+        with self._transaction(write=True) as run:
+            rows = run(
+                f"UPDATE {TABLE} SET {sets} WHERE id = %s AND claim_token = %s "
+                "AND status = 'running' RETURNING cancel_requested",
+                (*params, claim.operation_id, claim.token),
+            )
+        if not rows:
+            return Heartbeat(owned=False, cancel_requested=False)
+        return Heartbeat(owned=True, cancel_requested=bool(rows[0][0]))
+
+    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+        """Write the final status; False (nothing written) if the claim was lost."""
+        sets = (
+            f"status = %s, finished_at = {self.now}, updated_at = {self.now}, "
+            "lease_expires_at = NULL, summary = %s, failures = %s, failures_total = %s, error = %s"
+        )
+        params: list[Any] = [
+            outcome.status,
+            json.dumps(outcome.summary) if outcome.summary is not None else None,
+            json.dumps(outcome.failures),
+            outcome.failures_total,
+            outcome.error,
+        ]
+        if outcome.progress is not None:
+            sets += ", objects_done = %s, bytes_done = %s, objects_total = %s, bytes_total = %s"
+            params.extend(outcome.progress)
+        with self._transaction(write=True) as run:
+            rows = run(
+                f"UPDATE {TABLE} SET {sets} WHERE id = %s AND claim_token = %s "
+                "AND status = 'running' RETURNING id",
+                (*params, claim.operation_id, claim.token),
+            )
+        return bool(rows)
+
+    def release(self, claim: Claim) -> bool:
+        """Hand a running operation back to the queue (graceful shutdown): pending again."""
+        with self._transaction(write=True) as run:
+            rows = run(
+                f"UPDATE {TABLE} SET status = 'pending', owner = NULL, claim_token = NULL, "
+                f"lease_expires_at = NULL, updated_at = {self.now} "
+                "WHERE id = %s AND claim_token = %s AND status = 'running' RETURNING id",
+                (claim.operation_id, claim.token),
+            )
+        return bool(rows)
+
+
+def open_store(url: str) -> OperationStore:
+    """`sqlite:///path` or `postgresql://...` (a `+driver` suffix is accepted and ignored)."""
+    from crypto_lakehouse.errors import ConfigError
+
+    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme == "sqlite":
+        from crypto_lakehouse.executor.store_sqlite import SqliteStore
+
+        return SqliteStore.from_url(url)
+    if scheme in {"postgresql", "postgres"}:
+        from crypto_lakehouse.executor.store_postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
+    raise ConfigError(f"EXECUTOR_DATABASE_URL: unsupported scheme {scheme!r} (sqlite, postgresql)")

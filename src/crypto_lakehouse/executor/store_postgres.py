@@ -1,0 +1,98 @@
+"""The operation store on PostgreSQL: what several replicas share.
+
+The claim's candidate row is read with `FOR UPDATE SKIP LOCKED`, so concurrent claims
+from different replicas pass over each other's rows instead of waiting or colliding.
+Inserts take a transaction-scoped advisory lock so that the queue bound holds exactly
+when many replicas accept submissions at once. Connections come from a small pool; the
+URL (which holds a password) is never logged nor put into an error message.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from crypto_lakehouse.errors import ExecutorUnavailable
+from crypto_lakehouse.executor.store import Exec, OperationStore
+
+_QUEUE_LOCK_KEY = 0x5C3D_0001  # advisory lock id for "inserting into the queue"
+
+
+class PostgresStore(OperationStore):
+    now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
+    skip_locked = "FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, conninfo: str, *, max_connections: int = 16) -> None:
+        self._conninfo = conninfo
+        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """Accept SQLAlchemy-style `postgresql+psycopg://` too (the driver part is dropped)."""
+        scheme, sep, rest = url.partition("://")
+        return cls(f"{scheme.split('+', 1)[0]}{sep}{rest}")
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self._conninfo, connect_timeout=5, autocommit=True)
+        except psycopg.Error as exc:
+            raise ExecutorUnavailable(
+                f"operation store: PostgreSQL unreachable ({type(exc).__name__})"
+            ) from None
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if not self._slots.acquire(timeout=30):
+            raise ExecutorUnavailable("operation store: no free PostgreSQL connection")
+        conn: psycopg.Connection | None = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            yield conn
+        except BaseException:
+            idle = psycopg.pq.TransactionStatus.IDLE
+            if conn is not None and (conn.closed or conn.info.transaction_status != idle):
+                conn.close()  # state unknown: never hand it out again
+                conn = None
+            raise
+        finally:
+            if conn is not None and not self._closed:
+                self._idle.put(conn)
+            elif conn is not None:
+                conn.close()
+            self._slots.release()
+
+    @contextmanager
+    def _transaction(self, *, write: bool = False) -> Iterator[Exec]:
+        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(sql, tuple(params), prepare=True)  # type: ignore[arg-type]
+            return cursor.fetchall() if cursor.description is not None else []
+
+        try:
+            with self._connection() as conn, conn.transaction():
+                yield run
+        except psycopg.Error as exc:
+            # psycopg's messages can quote the statement but never the connection string.
+            raise ExecutorUnavailable(
+                f"operation store: PostgreSQL error ({type(exc).__name__})"
+            ) from exc
+
+    def _reserve_queue(self, run: Exec) -> None:
+        run("SELECT pg_advisory_xact_lock(%s)", (_QUEUE_LOCK_KEY,))
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
