@@ -236,7 +236,7 @@ def _check_lines(
     columns: list[pa.Array] = []
     required = set(schema.key) | set(schema.time_columns)
     for position, column in enumerate(schema.columns):
-        picks = pa.array(range(position, rows * width, width), pa.int64())
+        picks = arange(rows, start=position, step=width)
         values = pc.utf8_trim_whitespace(pc.take(flat, picks))
         empty = pc.equal(values, "")
         pattern = _TIME_PATTERNS.get(column.time) or _PATTERNS.get(column.type)
@@ -258,7 +258,7 @@ def _check_lines(
         for values, column in zip(columns, schema.columns, strict=True)
     ]
     good = pa.table(typed, names=schema.names)
-    numbers = pa.array(range(first_line, first_line + rows), pa.int64())
+    numbers = arange(rows, start=first_line)
     bad = pa.table(
         {
             "line": pc.filter(numbers, bad_mask),
@@ -267,6 +267,14 @@ def _check_lines(
         }
     )
     return good, bad, bad_mask
+
+
+def arange(count: int, *, start: int = 0, step: int = 1) -> pa.Array:
+    """`start, start + step, ...` (`count` values) as int64, built by Arrow kernels (no numpy)."""
+    if count == 0:
+        return pa.array([], pa.int64())
+    ones = pa.repeat(pa.scalar(1, pa.int64()), count)
+    return pc.add(pc.multiply(pc.subtract(pc.cumulative_sum(ones), 1), step), start)
 
 
 def _convert(values: pa.Array, column: Column) -> pa.Array:

@@ -1,0 +1,340 @@
+"""Bronze zip -> silver Iceberg rows, one file at a time, idempotently.
+
+For each verified bronze file the builder streams the zip from S3 (hashing it on the way),
+sniffs header and time unit, parses typed batches, adds market/symbol/date columns, drops
+repeated keys, and writes Parquet data files of at most `chunk_rows` rows while it reads,
+so memory does not grow with the file. Only when the whole file is read and its SHA-256
+equals the manifest's does one Iceberg commit replace the file's previous rows (a delete on
+`source_file`) with the new data files; anything else deletes the files it wrote.
+
+Outcomes per file: transformed, skipped (this SHA-256 is already in), drift (flagged and
+skipped), corrupt (bytes or zip damaged). Bad rows go to `silver.rejects` with their line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pyarrow as pa
+from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual, NotEqualTo
+from pyiceberg.table import Table
+
+from crypto_lakehouse.archive.catalog import Frequency
+from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, parse_key
+from crypto_lakehouse.errors import ChecksumMismatch, SchemaDrift, StorageError, ZipFormatError
+from crypto_lakehouse.lake.dedup import FileDeduper
+from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
+from crypto_lakehouse.lake.parser import (
+    SNIFF_BYTES,
+    Layout,
+    NeedsLineMode,
+    fast_batches,
+    line_batches,
+    sniff,
+)
+from crypto_lakehouse.lake.tables import REJECTS_TABLE, SilverTable, rejects_schema
+from crypto_lakehouse.lake.warehouse import Warehouse
+from crypto_lakehouse.lake.writer import DataFileWriter
+from crypto_lakehouse.lake.zipstream import ZipMemberStream
+from crypto_lakehouse.storage import S3Storage
+from crypto_lakehouse.storage.client import translate_errors
+
+CHUNK_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class BronzeFile:
+    """A verified bronze object: its key (Binance layout under `root`) and manifest SHA-256."""
+
+    key: str
+    sha256: str
+    root: str = ROOT
+
+    @property
+    def archive(self) -> ArchiveFile:
+        return parse_key(self.key, self.root)
+
+
+@dataclass
+class FileOutcome:
+    """What the builder did with one bronze file."""
+
+    key: str
+    table: str
+    status: str  # transformed | skipped | drift | corrupt
+    rows: int = 0
+    rejects: int = 0
+    duplicates: int = 0
+    replaced: bool = False
+    mode: str | None = None  # fast | lines
+    message: str | None = None
+    layout: Layout | None = field(default=None, repr=False)
+
+
+def schema_fingerprint(layout: SilverTable) -> str:
+    """Changes when the data type's columns or types change (drift is retried then)."""
+    text = ";".join(f"{c.name}:{c.type}:{c.time}" for c in layout.csv.columns)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class _Prefixed:
+    """The sniffed head bytes, then the rest of the inflated stream (what pyarrow reads)."""
+
+    def __init__(self, head: bytes, rest: ZipMemberStream) -> None:
+        self._head = head
+        self._rest = rest
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class SilverBuilder:
+    """Transforms bronze files into silver tables; safe to run concurrently per table."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        ledger: Ledger,
+        storage: S3Storage,
+        bronze_bucket: str,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+    ) -> None:
+        self.warehouse = warehouse
+        self.ledger = ledger
+        self.storage = storage
+        self.bucket = bronze_bucket
+        self.chunk_rows = chunk_rows
+
+    # -- one file ------------------------------------------------------------------------------
+
+    def transform(self, bronze: BronzeFile) -> FileOutcome:
+        """Bring one bronze file version into silver (or flag it); never raises for bad data."""
+        archive = bronze.archive
+        layout = SilverTable.of(archive.market, archive.data_type)
+        fingerprint = schema_fingerprint(layout)
+        prior = self.ledger.get(bronze.key)
+        if prior is not None and prior.sha256 == bronze.sha256:
+            done = prior.status is not Status.DRIFT or prior.schema_fingerprint == fingerprint
+            if done:
+                return FileOutcome(
+                    bronze.key,
+                    layout.identifier,
+                    "skipped",
+                    prior.rows,
+                    prior.rejects,
+                    prior.duplicates,
+                    message=prior.status.value,
+                )
+        table = self.warehouse.ensure_table(
+            layout.identifier, layout.arrow_schema(), layout.partition_by, layout.properties
+        )
+        record = dict(
+            key=bronze.key, sha256=bronze.sha256, table_name=layout.identifier,
+            market=archive.market.value, data_type=archive.data_type.value,
+            symbol=archive.symbol, period=archive.period, schema_fingerprint=fingerprint,
+        )  # fmt: skip
+        replaced = prior is not None and prior.sha256 != bronze.sha256
+        try:
+            try:
+                written = self._write(bronze, archive, layout, table, line_mode=False)
+            except NeedsLineMode:
+                written = self._write(bronze, archive, layout, table, line_mode=True)
+        except SchemaDrift as exc:
+            self.ledger.record(FileRecord(**record, status=Status.DRIFT, message=str(exc)))
+            return FileOutcome(bronze.key, layout.identifier, "drift", message=str(exc))
+        except (ChecksumMismatch, ZipFormatError) as exc:
+            self.ledger.record(FileRecord(**record, status=Status.CORRUPT, message=str(exc)))
+            return FileOutcome(bronze.key, layout.identifier, "corrupt", message=str(exc))
+        self._commit(layout, bronze, written)
+        if written.rejects.num_rows or (prior is not None and prior.rejects):
+            self._replace_rejects(bronze, archive, layout, written.rejects)
+        units = sorted(set(written.layout.units.values()))
+        self.ledger.record(
+            FileRecord(
+                **record,
+                status=Status.TRANSFORMED,
+                rows=written.rows,
+                rejects=written.rejects.num_rows,
+                duplicates=written.duplicates,
+                header=written.layout.header,
+                time_unit=",".join(units) or None,
+            )
+        )
+        return FileOutcome(
+            bronze.key, layout.identifier, "transformed", written.rows, written.rejects.num_rows,
+            written.duplicates, replaced, written.mode, layout=written.layout,
+        )  # fmt: skip
+
+    # -- reading and writing -----------------------------------------------------------------------
+
+    def _open(self, key: str) -> ZipMemberStream:
+        with translate_errors(self.storage.endpoint, self.bucket, key):
+            body = self.storage.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        return ZipMemberStream(body)
+
+    def _write(
+        self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, table: Table,
+        *, line_mode: bool,
+    ) -> _Written:  # fmt: skip
+        stream = self._open(bronze.key)
+        head = _read_up_to(stream, SNIFF_BYTES)
+        csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
+        source = _Prefixed(head, stream)
+        existing = self._existing_keys(table, layout, archive, bronze.key)
+        dedup = FileDeduper(layout.key, existing)
+        writer = DataFileWriter(table, self.chunk_rows)
+        rejects: list[pa.Table] = []
+        try:
+            if line_mode:
+                for good, bad in line_batches(source, layout.csv, csv_layout):
+                    self._add(writer, dedup, layout, archive, bronze.key, good)
+                    if bad.num_rows:
+                        rejects.append(bad)
+            else:
+                for good in fast_batches(source, layout.csv, csv_layout):
+                    self._add(writer, dedup, layout, archive, bronze.key, good)
+            writer.flush()
+            digest = stream.finish()
+            if digest != bronze.sha256:
+                raise ChecksumMismatch(
+                    f"{bronze.key}: bronze bytes hash to {digest[:12]}..., "
+                    f"the manifest says {bronze.sha256[:12]}..."
+                )
+        except BaseException:
+            writer.discard()
+            raise
+        bad_rows = pa.concat_tables(rejects) if rejects else None
+        return _Written(
+            writer.files, writer.rows, dedup.dropped, csv_layout,
+            _rejects_table(bad_rows, bronze, archive, layout), "lines" if line_mode else "fast",
+        )  # fmt: skip
+
+    @staticmethod
+    def _add(
+        writer: DataFileWriter, dedup: FileDeduper, layout: SilverTable, archive: ArchiveFile,
+        key: str, good: pa.Table,
+    ) -> None:  # fmt: skip
+        if not good.num_rows:
+            return
+        rows = layout.decorate(
+            good, symbol=archive.symbol, interval=archive.interval, source_file=key
+        )
+        writer.add(dedup(rows))
+
+    def _existing_keys(
+        self, table: Table, layout: SilverTable, archive: ArchiveFile, key: str
+    ) -> pa.Table | None:
+        """Keys other files already put into this file's symbol and period."""
+        if table.current_snapshot() is None:
+            return None
+        first = archive.period
+        last = first if archive.frequency is Frequency.DAILY else _month_end(first)
+        column = "month" if layout.monthly_only else "date"
+        conditions = [
+            EqualTo("symbol", archive.symbol),
+            GreaterThanOrEqual(column, first.isoformat()),
+            LessThanOrEqual(column, last.isoformat()),
+            NotEqualTo("source_file", key),
+        ]
+        if layout.has_interval:
+            conditions.append(EqualTo("interval", archive.interval))
+        found = table.scan(
+            row_filter=And(*conditions), selected_fields=tuple(layout.key)
+        ).to_arrow()
+        return found if found.num_rows else None
+
+    def _commit(self, layout: SilverTable, bronze: BronzeFile, written: _Written) -> None:
+        properties = {"lakehouse.source-file": bronze.key, "lakehouse.source-sha256": bronze.sha256}
+
+        def replace(table: Table) -> None:
+            with table.transaction() as tx:
+                tx.delete(EqualTo("source_file", bronze.key))
+                with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
+                    for data_file in written.files:
+                        append.append_data_file(data_file)
+
+        try:
+            self.warehouse.commit(layout.identifier, replace)
+        except Exception as exc:
+            DataFileWriter.delete_files(
+                self.warehouse.catalog.load_table(layout.identifier), written.files
+            )
+            raise StorageError(
+                f"could not commit {bronze.key} to {layout.identifier}: {exc}"
+            ) from exc
+
+    def _replace_rejects(
+        self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, rejects: pa.Table
+    ) -> None:
+        self.warehouse.ensure_table(REJECTS_TABLE, rejects_schema(), [])
+
+        def replace(table: Table) -> None:
+            with table.transaction() as tx:
+                tx.delete(EqualTo("source_file", bronze.key))
+                if rejects.num_rows:
+                    tx.append(rejects)
+
+        self.warehouse.commit(REJECTS_TABLE, replace)
+
+
+@dataclass
+class _Written:
+    files: list
+    rows: int
+    duplicates: int
+    layout: Layout
+    rejects: pa.Table
+    mode: str
+
+
+def _read_up_to(stream: ZipMemberStream, size: int) -> bytes:
+    parts, total = [], 0
+    while total < size:
+        piece = stream.read(size - total)
+        if not piece:
+            break
+        parts.append(piece)
+        total += len(piece)
+    return b"".join(parts)
+
+
+def _month_end(first: date) -> date:
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def _rejects_table(
+    bad: pa.Table | None, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable
+) -> pa.Table:
+    schema = rejects_schema()
+    if bad is None or not bad.num_rows:
+        return schema.empty_table()
+    rows = bad.num_rows
+    constants = {
+        "source_file": bronze.key,
+        "sha256": bronze.sha256,
+        "table_name": layout.identifier,
+        "market": archive.market.value,
+        "data_type": archive.data_type.value,
+        "symbol": archive.symbol,
+    }
+    columns = {k: pa.repeat(pa.scalar(v, pa.string()), rows) for k, v in constants.items()}
+    columns.update(
+        {"line": bad.column("line"), "text": bad.column("text"), "reason": bad.column("reason")}
+    )
+    return pa.table(columns).cast(schema)

@@ -1,0 +1,180 @@
+"""The Iceberg warehouse: a SQL catalog in the stack's PostgreSQL, data on the lake's S3.
+
+Any engine that speaks the Iceberg SQL/JDBC catalog (Trino, Spark, DuckDB, pyiceberg) can
+open the same tables from the same database and bucket. Silver tables live under
+`s3://<silver bucket>/silver/`, gold tables under `s3://<gold bucket>/gold/`.
+
+Commits are optimistic: a writer that loses a race to another (two tasks appending to one
+table) refreshes the table and retries its commit with the data files it already wrote.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import pyarrow as pa
+from pydantic import SecretStr
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.table import Table
+
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import ConfigError, StorageError
+from crypto_lakehouse.storage import Endpoint, S3Storage
+
+SILVER = "silver"
+GOLD = "gold"
+CATALOG_NAME = "lakehouse"
+COMMIT_ATTEMPTS = 8
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    """Where the lake's tables live; built once from `Settings` at the edge."""
+
+    catalog_url: SecretStr = field(repr=False)
+    endpoint: Endpoint
+    bronze_bucket: str
+    silver_bucket: str
+    gold_bucket: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LakeConfig:
+        """Raise ConfigError when the catalog database or the lake endpoint is not configured."""
+        if settings.catalog_database_url is None:
+            raise ConfigError(
+                'CATALOG_DATABASE_URL is not set (eval "$(crypto-lakehouse stack env)")'
+            )
+        if settings.lake_endpoint is None:
+            raise ConfigError('MINIO_ENDPOINT is not set (eval "$(crypto-lakehouse stack env)")')
+        endpoint = Endpoint(
+            settings.lake_endpoint,
+            settings.lake_access_key,
+            settings.lake_secret_key,
+            region=settings.lake_region,
+        )
+        return cls(
+            catalog_url=settings.catalog_database_url,
+            endpoint=endpoint,
+            bronze_bucket=settings.bronze_bucket,
+            silver_bucket=settings.silver_bucket,
+            gold_bucket=settings.gold_bucket,
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The catalog URL with the psycopg (v3) driver SQLAlchemy needs."""
+        url = self.catalog_url.get_secret_value()
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    def s3_properties(self) -> dict[str, str]:
+        """pyiceberg FileIO properties for the lake (path-style, as SeaweedFS and MinIO need)."""
+        props = {"s3.region": self.endpoint.region, "s3.path-style-access": "true"}
+        if self.endpoint.url:
+            props["s3.endpoint"] = self.endpoint.url
+        if self.endpoint.access_key is not None and self.endpoint.secret_key is not None:
+            props["s3.access-key-id"] = self.endpoint.access_key.get_secret_value()
+            props["s3.secret-access-key"] = self.endpoint.secret_key.get_secret_value()
+        return props
+
+
+class Warehouse:
+    """The catalog handle plus helpers to create, load and commit to the lake's tables."""
+
+    def __init__(self, config: LakeConfig) -> None:
+        self.config = config
+        S3Storage(config.endpoint).ensure_bucket(config.silver_bucket)
+        S3Storage(config.endpoint).ensure_bucket(config.gold_bucket)
+        self.catalog = SqlCatalog(
+            CATALOG_NAME,
+            uri=config.sqlalchemy_url,
+            warehouse=f"s3://{config.silver_bucket}/warehouse",
+            **config.s3_properties(),
+        )
+        self._namespace(SILVER, f"s3://{config.silver_bucket}/{SILVER}")
+        self._namespace(GOLD, f"s3://{config.gold_bucket}/{GOLD}")
+
+    def _namespace(self, name: str, location: str) -> None:
+        if (name,) not in self.catalog.list_namespaces():
+            self.catalog.create_namespace_if_not_exists(name, {"location": location})
+
+    @property
+    def io(self):
+        return self.catalog._load_file_io(location=f"s3://{self.config.silver_bucket}")
+
+    def table(self, identifier: str) -> Table | None:
+        """The table, or None when it does not exist yet."""
+        try:
+            return self.catalog.load_table(identifier)
+        except NoSuchTableError:
+            return None
+
+    def tables(self, namespace: str) -> list[str]:
+        """`namespace.name` of every table in a namespace, sorted."""
+        return sorted(".".join(ident) for ident in self.catalog.list_tables(namespace))
+
+    def ensure_table(
+        self,
+        identifier: str,
+        schema: pa.Schema,
+        partition_by: list[str],
+        properties: dict[str, str] | None = None,
+    ) -> Table:
+        """Load the table, creating it (identity-partitioned on `partition_by`) when missing.
+
+        Identity partitions on columns we add (`symbol`, `date`, ...) need no native transform
+        library and prune the same way in every engine.
+        """
+        existing = self.table(identifier)
+        if existing is not None:
+            return existing
+        props = {"format-version": "2", "write.parquet.compression-codec": "zstd"}
+        props.update(properties or {})
+        try:
+            table = self.catalog.create_table(identifier, schema=schema, properties=props)
+        except Exception as exc:  # another writer created it first
+            existing = self.table(identifier)
+            if existing is None:
+                raise StorageError(f"could not create table {identifier}: {exc}") from exc
+            return existing
+        if partition_by:
+            for _ in range(COMMIT_ATTEMPTS):
+                try:
+                    with table.update_spec() as spec:
+                        for column in partition_by:
+                            spec.add_identity(column)
+                    break
+                except CommitFailedException:
+                    table = self.catalog.load_table(identifier)
+        return self.catalog.load_table(identifier)
+
+    def commit(self, identifier: str, change: Callable[[Table], T]) -> T:
+        """Run `change(table)` on a fresh table until its commit wins (optimistic concurrency)."""
+        delay = 0.05
+        for attempt in range(COMMIT_ATTEMPTS):
+            table = self.catalog.load_table(identifier)
+            try:
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message="Delete operation did not match")
+                    return change(table)
+            except CommitFailedException:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        raise AssertionError("unreachable")
+
+    def replace_all(self, identifier: str, data: pa.Table, partition_by: list[str]) -> Table:
+        """Create or overwrite a whole (small, derived) table with `data` in one snapshot."""
+        self.ensure_table(identifier, data.schema, partition_by)
+        self.commit(identifier, lambda t: t.overwrite(data.cast(t.schema().as_arrow())))
+        return self.catalog.load_table(identifier)
