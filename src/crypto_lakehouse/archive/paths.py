@@ -102,6 +102,7 @@ class ArchiveFile:
     size: int | None = field(default=None, compare=False)
     etag: str | None = field(default=None, compare=False)
     last_modified: datetime | None = field(default=None, compare=False)
+    checksum_etag: str | None = field(default=None, compare=False)  # listed sidecar, if any
 
     def __post_init__(self) -> None:
         market = parse_market(self.market)
@@ -181,8 +182,17 @@ class ArchiveFile:
     def schema(self) -> CsvSchema:
         return schema_for(self.market, self.data_type)
 
-    def with_listing(self, size: int, etag: str, last_modified: datetime) -> ArchiveFile:
-        return replace(self, size=size, etag=etag, last_modified=last_modified)
+    def with_listing(
+        self,
+        size: int,
+        etag: str,
+        last_modified: datetime,
+        checksum_etag: str | None = None,
+    ) -> ArchiveFile:
+        """A copy carrying what a listing said about the object (and its sidecar)."""
+        return replace(
+            self, size=size, etag=etag, last_modified=last_modified, checksum_etag=checksum_etag
+        )
 
 
 def _root(root: str) -> str:
