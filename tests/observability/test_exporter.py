@@ -65,8 +65,8 @@ def failures(flow: str) -> float:
 
 
 @pytest.fixture
-def api(exporter_prefect: PrefectServer) -> Api:
-    return Api(exporter_prefect.api_url)
+def api(prefect_server: PrefectServer) -> Api:
+    return Api(prefect_server.api_url)
 
 
 def test_seen_runs_is_bounded_and_remembers_recent_ids() -> None:
@@ -79,7 +79,7 @@ def test_seen_runs_is_bounded_and_remembers_recent_ids() -> None:
         SeenRuns(0)
 
 
-def test_counts_each_finished_run_once(api: Api, exporter_prefect: PrefectServer) -> None:
+def test_counts_each_finished_run_once(api: Api, prefect_server: PrefectServer) -> None:
     flow = f"exporter-{uuid.uuid4().hex[:8]}"
     flow_id = api.flow(flow)
     api.run(flow_id, "RUNNING", "COMPLETED")
@@ -88,7 +88,7 @@ def test_counts_each_finished_run_once(api: Api, exporter_prefect: PrefectServer
     api.run(flow_id, "PENDING", "CRASHED")
     running = api.run(flow_id, "RUNNING")
 
-    with PrefectExporter(exporter_prefect.api_url) as exporter:
+    with PrefectExporter(prefect_server.api_url) as exporter:
         first = exporter.poll()
         assert first.ok, first.error
         assert runs(flow, "COMPLETED") == 2
@@ -113,11 +113,11 @@ def test_counts_each_finished_run_once(api: Api, exporter_prefect: PrefectServer
 
 
 def test_a_retried_run_counts_each_time_it_finishes(
-    api: Api, exporter_prefect: PrefectServer
+    api: Api, prefect_server: PrefectServer
 ) -> None:
     flow = f"exporter-retry-{uuid.uuid4().hex[:8]}"
     run_id = api.run(api.flow(flow), "RUNNING", "FAILED")
-    with PrefectExporter(exporter_prefect.api_url) as exporter:
+    with PrefectExporter(prefect_server.api_url) as exporter:
         assert exporter.poll().ok
         api.set_state(run_id, "RUNNING")
         api.set_state(run_id, "COMPLETED")
@@ -127,23 +127,23 @@ def test_a_retried_run_counts_each_time_it_finishes(
 
 
 def test_lookback_excludes_runs_that_ended_before_start(
-    api: Api, exporter_prefect: PrefectServer
+    api: Api, prefect_server: PrefectServer
 ) -> None:
     flow = f"exporter-old-{uuid.uuid4().hex[:8]}"
     flow_id = api.flow(flow)
     api.run(flow_id, "RUNNING", "COMPLETED")
     # A watermark in the future: everything already finished is history.
     with PrefectExporter(
-        exporter_prefect.api_url, lookback=-timedelta(minutes=30), overlap=timedelta(0)
+        prefect_server.api_url, lookback=-timedelta(minutes=30), overlap=timedelta(0)
     ) as exporter:
         assert exporter.poll().ok
     assert runs(flow, "COMPLETED") == 0
 
 
-def test_late_runs_per_work_pool(api: Api, exporter_prefect: PrefectServer) -> None:
+def test_late_runs_per_work_pool(api: Api, prefect_server: PrefectServer) -> None:
     pool = f"pool-{uuid.uuid4().hex[:8]}"
     api.pool(pool)
-    with PrefectExporter(exporter_prefect.api_url) as exporter:
+    with PrefectExporter(prefect_server.api_url) as exporter:
         result = exporter.poll()
     assert result.ok
     assert result.late_by_pool[pool] == 0
@@ -170,12 +170,12 @@ def test_registry_serves_only_exporter_series() -> None:
     }
 
 
-def test_cli_serves_metrics(api: Api, exporter_prefect: PrefectServer, tmp_path: Path) -> None:
+def test_cli_serves_metrics(api: Api, prefect_server: PrefectServer, tmp_path: Path) -> None:
     """`crypto-lakehouse exporter serve` as a user runs it; scrape its /metrics."""
     flow = f"exporter-cli-{uuid.uuid4().hex[:8]}"
     api.run(api.flow(flow), "RUNNING", "FAILED")
     port = free_port()
-    env = {**os.environ, "PREFECT_API_URL": exporter_prefect.api_url}
+    env = {**os.environ, "PREFECT_API_URL": prefect_server.api_url}
     cli = [sys.executable, "-m", "crypto_lakehouse", "exporter", "serve"]
     argv = [*cli, "--port", str(port), "--interval", "0.5"]
     log = (tmp_path / "exporter.log").open("wb")
