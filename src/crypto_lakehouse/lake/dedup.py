@@ -45,6 +45,9 @@ class FileDeduper:
             keys = batch.select(self.key)
             self.seen = keys if self.seen is None else pa.concat_tables([self.seen, keys])
         if self.existing is not None:
+            wanted = batch.select(self.key).schema
+            if self.existing.schema != wanted:  # pyiceberg scans give large_string
+                self.existing = self.existing.select(self.key).cast(wanted)
             batch = batch.join(self.existing, self.key, join_type="left anti")
         self.dropped += before - batch.num_rows
         return batch
