@@ -1,0 +1,355 @@
+"""Flow `ingest-archive`: keep a verified copy of the archive in bronze, incrementally.
+
+    discover  list the archive (symbols, files, sidecars), find missing periods
+    plan      ask the manifest which files need a transfer; cut them into partition batches
+    transfer  one task per batch: mark started -> engine (staged, SHA-256 checked against
+              the CHECKSUM sidecars) -> record verified / corrupt / failed in the manifest
+    report    summary + Markdown artifact; Failed when any file is corrupt or failed
+
+Transfers hold a slot of the global concurrency limit `s5cmd-transfers`; tasks retry
+(with backoff) only on errors whose `.transient` is true. Credentials come from settings
+at flow entry, never from parameters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import anyio
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+from prefect.tasks import exponential_backoff
+
+from crypto_lakehouse.archive import ArchiveLister, find_gaps
+from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
+from crypto_lakehouse.archive.paths import ROOT
+from crypto_lakehouse.catalog import (
+    FileResult,
+    ListedFile,
+    Manifest,
+    Outcome,
+    Plan,
+    RunStatus,
+)
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.flows.batches import Batch, make_batches
+from crypto_lakehouse.flows.limits import TRANSFER_LIMIT, ensure_transfer_limit
+from crypto_lakehouse.flows.mover import Mover, mover_for
+from crypto_lakehouse.flows.progress import IngestEvent, Listener, current_listener, emit
+from crypto_lakehouse.flows.summary import IngestSummary, Problem
+from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
+from crypto_lakehouse.observability.metrics import (
+    INGEST_BYTES,
+    INGEST_FILES,
+    INGEST_LAST_VERIFIED,
+)
+from crypto_lakehouse.storage import S3Storage
+
+FLOW_NAME = "ingest-archive"
+
+
+def transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry when the task's exception says it may pass."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, BaseException) and bool(getattr(exc, "transient", False))
+
+
+@dataclass
+class Discovery:
+    listed: list[ListedFile]
+    without_sidecar: list[ListedFile]
+    gaps: list[str]
+    missing_periods: int
+
+
+@dataclass
+class RunContext:
+    """What every task of one run shares (built once at flow entry, not a parameter)."""
+
+    run_id: str
+    target: IngestTarget
+    manifest: Manifest
+    mover: Mover
+    listener: Listener | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class BatchOutcome:
+    label: str
+    outcomes: dict[str, Outcome]
+    results: list[FileResult]
+
+    @property
+    def bytes_verified(self) -> int:
+        return sum(
+            (r.listed.file.size or 0)
+            for r in self.results
+            if self.outcomes.get(r.listed.path) in _VERIFIED
+        )
+
+
+_VERIFIED = {Outcome.VERIFIED, Outcome.REPLACED, Outcome.REVERIFIED}
+
+
+@task(
+    name="discover",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
+    """List the archive: files the request covers, with ETag/LastModified and sidecar presence."""
+
+    def work() -> Discovery:
+        S3Storage(target.source.endpoint, timeout=5.0, retries=0).probe_bucket(target.source.bucket)
+        files = list(ArchiveLister(target.source).files(request.query()))
+        gaps = find_gaps(files)
+        listed, without = [], []
+        for file in files:
+            item = ListedFile(file, file.key_under(target.source.root))
+            (listed if file.checksum_etag else without).append(item)
+        return Discovery(listed, without, [str(g) for g in gaps], sum(len(g.missing) for g in gaps))
+
+    return await anyio.to_thread.run_sync(work)
+
+
+@task(
+    name="plan",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def plan(manifest: Manifest, listed: list[ListedFile]) -> Plan:
+    """Which files need a transfer (new, changed, unfinished) according to the manifest."""
+    return await anyio.to_thread.run_sync(manifest.plan, listed)
+
+
+@task(
+    name="transfer-partition",
+    task_run_name="transfer {batch.label}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
+    """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
+    from prefect.concurrency.asyncio import concurrency
+
+    files = list(batch.files)
+    target = ctx.target
+
+    def on_bytes(count: int) -> None:
+        emit(IngestEvent("bytes", bytes=count), ctx.listener)
+
+    async with concurrency(TRANSFER_LIMIT, occupy=1):
+        await anyio.to_thread.run_sync(
+            lambda: ctx.manifest.mark_started(
+                ctx.run_id,
+                files,
+                source_url=f"{target.source_label}",
+                bronze_bucket=target.bronze_bucket,
+            )
+        )
+        results = await anyio.to_thread.run_sync(
+            lambda: ctx.mover.move(target, files, on_bytes=on_bytes, cancel=ctx.cancel)
+        )
+    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+    _count(results, outcomes)
+    emit(IngestEvent("batch", files=len(files), label=batch.label), ctx.listener)
+    return BatchOutcome(batch.label, outcomes, results)
+
+
+def _count(results: list[FileResult], outcomes: dict[str, Outcome]) -> None:
+    verified_any = False
+    for result in results:
+        file = result.listed.file
+        outcome = outcomes[result.listed.path]
+        INGEST_FILES.labels(file.market.value, file.data_type.value, outcome.value).inc()
+        if outcome in _VERIFIED:
+            INGEST_BYTES.labels(file.market.value, file.data_type.value).inc(file.size or 0)
+            verified_any = True
+    if verified_any:
+        INGEST_LAST_VERIFIED.set(time.time())
+
+
+async def _record_without_sidecar(ctx: RunContext, items: list[ListedFile]) -> BatchOutcome:
+    """Files the archive publishes without a CHECKSUM cannot be verified: recorded failed."""
+    results = [FileResult(item, ok=False, error="no .CHECKSUM sidecar published") for item in items]
+    await anyio.to_thread.run_sync(
+        lambda: ctx.manifest.mark_started(
+            ctx.run_id,
+            items,
+            source_url=ctx.target.source_label,
+            bronze_bucket=ctx.target.bronze_bucket,
+        )
+    )
+    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+    return BatchOutcome("without CHECKSUM", outcomes, results)
+
+
+def _summarise(
+    summary: IngestSummary, discovery: Discovery, work: Plan, batches: list[BatchOutcome]
+) -> None:
+    summary.listed = len(discovery.listed) + len(discovery.without_sidecar)
+    summary.listed_bytes = sum(
+        i.file.size or 0 for i in discovery.listed + discovery.without_sidecar
+    )
+    summary.skipped = len(work.up_to_date)
+    summary.missing = discovery.gaps
+    summary.missing_periods = discovery.missing_periods
+    for item in work.known_corrupt:
+        summary.problems.append(
+            Problem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
+        )
+    for batch in batches:
+        summary.bytes_copied += batch.bytes_verified
+        for result in batch.results:
+            outcome = batch.outcomes[result.listed.path]
+            if outcome is Outcome.VERIFIED:
+                summary.verified += 1
+            elif outcome is Outcome.REPLACED:
+                summary.replaced += 1
+            elif outcome is Outcome.REVERIFIED:
+                summary.reverified += 1
+            else:
+                summary.problems.append(
+                    Problem(result.listed.path, outcome.value, result.error or outcome.value)
+                )
+    summary.corrupt = sum(1 for p in summary.problems if p.kind == "corrupt")
+    summary.failed = sum(1 for p in summary.problems if p.kind == "failed")
+
+
+async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) -> IngestSummary:
+    """The flow's body, callable inside any flow run (the flow wraps it with the final state)."""
+    started = time.monotonic()
+    target = IngestTarget.resolve(request, settings)
+    manifest = Manifest.from_settings(settings)
+    ctx = RunContext(run_id, target, manifest, mover_for(settings), current_listener())
+    summary = IngestSummary(
+        run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
+    )
+    try:
+        await anyio.to_thread.run_sync(manifest.ensure_schema)
+        await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
+        discovery = await discover(target, request)
+        work = await plan(manifest, discovery.listed)
+        batches = make_batches([item for item, _ in work.transfer], request.batch_files)
+        summary.transferred = len(work.transfer)
+        summary.batches = len(batches)
+        emit(
+            IngestEvent("planned", files=summary.transferred, bytes=sum(b.size for b in batches)),
+            ctx.listener,
+        )
+        outcomes: list[BatchOutcome] = []
+        if discovery.without_sidecar:
+            outcomes.append(await _record_without_sidecar(ctx, discovery.without_sidecar))
+        if batches:
+            await ensure_transfer_limit()
+            await anyio.to_thread.run_sync(
+                S3Storage(target.lake).ensure_bucket, target.bronze_bucket
+            )
+            outcomes += await _run_batches(batches, ctx, request.parallel_batches)
+        _summarise(summary, discovery, work, outcomes)
+    except BaseException:
+        ctx.cancel.set()
+        summary.seconds = time.monotonic() - started
+        await anyio.to_thread.run_sync(
+            manifest.finish_run, run_id, RunStatus.ABORTED, summary.as_dict()
+        )
+        manifest.close()
+        raise
+    summary.seconds = time.monotonic() - started
+    status = RunStatus.COMPLETED if summary.ok else RunStatus.FAILED
+    await anyio.to_thread.run_sync(manifest.finish_run, run_id, status, summary.as_dict())
+    manifest.close()
+    return summary
+
+
+async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:
+    """Every batch as its own task run, at most `parallel` in flight in this flow run."""
+    gate = asyncio.Semaphore(parallel)
+
+    async def one(batch: Batch) -> BatchOutcome:
+        async with gate:
+            return await transfer_partition(batch, ctx)
+
+    return list(await asyncio.gather(*(one(b) for b in batches)))
+
+
+async def _publish(summary: IngestSummary) -> None:
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    await acreate_markdown_artifact(
+        markdown=summary.markdown(), key="ingest-summary", description=summary.message()
+    )
+    if summary.problems:
+        await acreate_table_artifact(
+            table=[
+                {"file": p.path, "problem": p.kind, "known": p.known, "detail": p.error}
+                for p in summary.problems
+            ],
+            key="ingest-problems",
+            description="Files that are not verified in bronze after this run",
+        )
+
+
+@flow(name=FLOW_NAME, persist_result=False, validate_parameters=True)
+async def ingest_archive(
+    markets: list[str] | None = None,
+    data_types: list[str] | None = None,
+    frequencies: list[str] | None = None,
+    intervals: list[str] | None = None,
+    symbols: list[str] | None = None,
+    quote: str | None = None,
+    start: date | None = None,
+    end: date | None = None,
+    source: str | None = None,
+    source_bucket: str = BINANCE_BUCKET,
+    source_root: str = ROOT,
+    lake_endpoint: str | None = None,
+    bronze_bucket: str | None = None,
+    batch_files: int = 1000,
+    parallel_batches: int = 4,
+) -> Any:
+    """Copy the archive files the parameters cover into bronze, verified; skip what is done.
+
+    `source` is "binance" (the real archive), an http(s) S3 endpoint URL (read anonymously),
+    or empty for SOURCE_ENDPOINT. Ends Failed, listing the files, when any file is corrupt
+    or failed; missing days are reported, not failed.
+    """
+    from prefect.runtime import flow_run
+
+    given = {
+        "markets": markets,
+        "data_types": data_types,
+        "frequencies": frequencies,
+        "intervals": intervals,
+        "symbols": symbols,
+        "quote": quote,
+        "start": start,
+        "end": end,
+        "source": source,
+        "source_bucket": source_bucket,
+        "source_root": source_root,
+        "lake_endpoint": lake_endpoint,
+        "bronze_bucket": bronze_bucket,
+        "batch_files": batch_files,
+        "parallel_batches": parallel_batches,
+    }
+    request = IngestRequest(**{k: v for k, v in given.items() if v is not None})
+    summary = await run_ingest(request, Settings(), str(flow_run.id or "local"))
+    await _publish(summary)
+    if not summary.ok:
+        return Failed(message=summary.message(), data=summary.as_dict())
+    return summary.as_dict()

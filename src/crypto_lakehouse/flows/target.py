@@ -1,0 +1,112 @@
+"""What an ingest asks for (`IngestRequest`, the flow's parameters) and where it goes.
+
+Parameters carry endpoint *URLs* only, never credentials: they are shown in the Prefect
+UI and stored with every run. `IngestTarget.resolve()` adds the lake's credentials from
+`Settings` at the flow's entry (environment, or the worker's environment).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from pydantic import BaseModel, Field, field_validator
+
+from crypto_lakehouse.archive import ArchiveQuery, ArchiveSource, binance_source
+from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
+from crypto_lakehouse.archive.paths import ROOT
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.storage import Endpoint
+from crypto_lakehouse.storage.urls import validate_bucket_name, validate_prefix
+
+BINANCE = "binance"
+DEFAULT_MARKETS = ["spot", "futures/um", "futures/cm", "option"]
+
+
+class IngestRequest(BaseModel):
+    """One ingest: what to copy, from which archive, into which bronze bucket."""
+
+    markets: list[str] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
+    data_types: list[str] | None = None  # None: every published data type
+    frequencies: list[str] = Field(default_factory=lambda: ["daily", "monthly"])
+    intervals: list[str] | None = None  # None: every published interval
+    symbols: list[str] | None = None  # names or globs (`BTC*`); None: all symbols
+    quote: str | None = None  # only symbols quoted in this asset (USDT, ...)
+    start: date | None = None  # inclusive, by file period
+    end: date | None = None
+    source: str | None = None  # "binance", an http(s) endpoint URL, or None: settings
+    source_bucket: str = BINANCE_BUCKET
+    source_root: str = ROOT  # the prefix that holds `data/...` is `source_root`
+    lake_endpoint: str | None = None  # None: MINIO_ENDPOINT
+    bronze_bucket: str | None = None  # None: BRONZE_BUCKET
+    batch_files: int = Field(default=1000, ge=1, le=20000)  # files per transfer task
+    parallel_batches: int = Field(default=4, ge=1, le=64)  # batches in flight in this run
+
+    @field_validator("source_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        value = validate_prefix(value)
+        if not value.endswith(ROOT):
+            raise ValueError(f"source_root must end with {ROOT!r} (the archive's layout)")
+        return value
+
+    @field_validator("source_bucket")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        return validate_bucket_name(value)
+
+    def query(self) -> ArchiveQuery:
+        return ArchiveQuery(
+            markets=tuple(self.markets),
+            data_types=tuple(self.data_types) if self.data_types else None,
+            frequencies=tuple(self.frequencies),
+            intervals=tuple(self.intervals) if self.intervals else None,
+            symbols=tuple(self.symbols) if self.symbols else None,
+            quote=self.quote,
+            start=self.start,
+            end=self.end,
+        )
+
+
+@dataclass(frozen=True)
+class IngestTarget:
+    """The resolved ends of an ingest: the archive source and the bronze bucket on the lake."""
+
+    source: ArchiveSource
+    lake: Endpoint
+    bronze_bucket: str
+
+    @property
+    def source_prefix(self) -> str:
+        """The source key prefix that maps onto bronze's root (`source_root` minus `data/`)."""
+        return self.source.root[: -len(ROOT)]
+
+    @property
+    def source_label(self) -> str:
+        where = self.source.endpoint.url or "aws"
+        return f"{where}/{self.source.bucket}/{self.source_prefix}"
+
+    @classmethod
+    def resolve(cls, request: IngestRequest, settings: Settings) -> IngestTarget:
+        """Endpoints from the request's URLs, credentials from settings (ConfigError if none)."""
+        choice = request.source or settings.source_endpoint or BINANCE
+        if choice == BINANCE:
+            real = binance_source()
+            source = ArchiveSource(real.endpoint, request.source_bucket, request.source_root)
+        else:
+            endpoint = Endpoint(url=choice, anonymous=True, region=settings.source_region)
+            source = ArchiveSource(endpoint, request.source_bucket, request.source_root)
+        lake_url = request.lake_endpoint or settings.lake_endpoint
+        if not lake_url:
+            raise ConfigError("no lake endpoint: set MINIO_ENDPOINT or pass lake_endpoint")
+        if settings.lake_access_key is None or settings.lake_secret_key is None:
+            raise ConfigError("lake credentials missing: set MINIO_ACCESS_KEY and MINIO_SECRET_KEY")
+        lake = Endpoint(
+            url=lake_url,
+            access_key=settings.lake_access_key,
+            secret_key=settings.lake_secret_key,
+            region=settings.lake_region,
+        )
+        bucket = validate_bucket_name(request.bronze_bucket or settings.bronze_bucket)
+        return cls(source, lake, bucket)
