@@ -23,7 +23,14 @@ from pyiceberg.table import Table
 
 from crypto_lakehouse.archive.catalog import Frequency
 from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, parse_key
-from crypto_lakehouse.errors import ChecksumMismatch, SchemaDrift, StorageError, ZipFormatError
+from crypto_lakehouse.catalog.manifest import ManifestEntry
+from crypto_lakehouse.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    SchemaDrift,
+    StorageError,
+    ZipFormatError,
+)
 from crypto_lakehouse.lake.dedup import FileDeduper
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
 from crypto_lakehouse.lake.parser import (
@@ -46,15 +53,25 @@ CHUNK_ROWS = 2_000_000
 
 @dataclass(frozen=True)
 class BronzeFile:
-    """A verified bronze object: its key (Binance layout under `root`) and manifest SHA-256."""
+    """A verified bronze object: its key in the bronze bucket and the manifest's SHA-256.
+
+    `path` is the archive key (`data/...`) when bronze keeps the files under a prefix.
+    """
 
     key: str
     sha256: str
-    root: str = ROOT
+    path: str | None = None
+
+    @classmethod
+    def from_entry(cls, entry: ManifestEntry) -> BronzeFile:
+        """From a verified manifest row."""
+        if entry.sha256 is None:
+            raise ConfigError(f"{entry.path}: the manifest has no SHA-256 for it")
+        return cls(entry.bronze_key or entry.path, entry.sha256, entry.path)
 
     @property
     def archive(self) -> ArchiveFile:
-        return parse_key(self.key, self.root)
+        return parse_key(self.path or self.key, ROOT)
 
 
 @dataclass

@@ -175,6 +175,16 @@ class Warehouse:
 
     def replace_all(self, identifier: str, data: pa.Table, partition_by: list[str]) -> Table:
         """Create or overwrite a whole (small, derived) table with `data` in one snapshot."""
+        existing = self.table(identifier)
+        if existing is not None and not _same_columns(existing.schema().as_arrow(), data.schema):
+            self.catalog.drop_table(identifier)  # derived data: rebuilt whole from its sources
         self.ensure_table(identifier, data.schema, partition_by)
         self.commit(identifier, lambda t: t.overwrite(data.cast(t.schema().as_arrow())))
         return self.catalog.load_table(identifier)
+
+
+def _same_columns(current: pa.Schema, wanted: pa.Schema) -> bool:
+    def simple(t: pa.DataType) -> pa.DataType:
+        return pa.string() if t == pa.large_string() else t
+
+    return [(f.name, simple(f.type)) for f in current] == [(f.name, simple(f.type)) for f in wanted]
