@@ -1,25 +1,66 @@
-"""TransferEngine: probe both sides, pick a mode, run it, summarise."""
+"""TransferEngine: check both sides, plan from the two listings, run the mode, summarise.
+
+Bad input fails fast and before anything is written: a malformed URL or an impossible
+mode is a ConfigError; a dead endpoint fails the TCP check within `probe_timeout`; an
+unknown bucket or rejected credentials fail the listings (which run before any copy).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.observability.metrics import (
+    S5CMD_BYTES_TRANSFERRED,
+    S5CMD_OBJECTS_TRANSFERRED,
+    S5CMD_STAGING_CAP_BYTES,
+)
+from crypto_lakehouse.storage.urls import validate_prefix
+from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.context import RunContext
+from crypto_lakehouse.transfer.direct import DirectCopier
+from crypto_lakehouse.transfer.ledger import Ledger
+from crypto_lakehouse.transfer.listing import Listing, check_reachable
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
+    Mode,
     TransferProgress,
     TransferReport,
     TransferRequest,
 )
+from crypto_lakehouse.transfer.planner import Plan, build_plan, chunks, listing_scope, read_plan
+from crypto_lakehouse.transfer.remover import delete_keys
+from crypto_lakehouse.transfer.staged import StagedCopier
+from crypto_lakehouse.transfer.staging import StagingArea
+from crypto_lakehouse.transfer.traditional import TraditionalCopier
 
 ProgressFn = Callable[[TransferProgress], None]
 
 
 class TransferEngine:
-    """Runs transfer requests with s5cmd; one engine may serve many runs (not concurrently)."""
+    """Runs transfer requests with s5cmd. One engine may serve many runs, one at a time each."""
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
+
+    def resolve_mode(self, request: TransferRequest) -> Mode:
+        """`auto` -> direct when one endpoint and identity serve both sides (and the caller
+        did not hand over checksums to verify, which needs the bytes), else staged.
+
+        Raises ConfigError for `direct` across two endpoints.
+        """
+        same = request.source.same_service(request.dest)
+        if request.mode is Mode.AUTO:
+            return Mode.DIRECT if same and not request.expected_sha256 else Mode.STAGED
+        if request.mode is Mode.DIRECT and not same:
+            raise ConfigError(
+                "direct mode needs both sides on one endpoint with one signed identity; "
+                "use --mode staged (or auto)"
+            )
+        return Mode(request.mode)
 
     def run(
         self,
@@ -28,4 +69,109 @@ class TransferEngine:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> TransferReport:
-        raise NotImplementedError("the modes land in the next commits")
+        """Copy what the request names; every object considered gets one ObjectResult.
+
+        Raises ConfigError (bad request), EndpointUnreachable / AccessDenied /
+        BucketNotFound / StorageError (a side cannot be listed; nothing was written),
+        TransferError (s5cmd could not run at all). Objects that fail individually do
+        not raise: they are `failed` or `corrupt` in the report.
+        """
+        mode = self.resolve_mode(request)
+        _validate(request, mode)
+        opts = self.options
+        check_reachable(request.source, opts.probe_timeout)
+        check_reachable(request.dest, opts.probe_timeout)
+        ledger = Ledger(progress)
+        staging = StagingArea(opts.staging_root, opts.staging_cap_bytes)
+        S5CMD_STAGING_CAP_BYTES.set(opts.staging_cap_bytes)
+        try:
+            ctx = RunContext(
+                options=opts,
+                request=request,
+                ledger=ledger,
+                source=self._invocation(request.source),
+                dest=self._invocation(request.dest),
+                sidecars=set(),
+                cancel=cancel,
+            )
+            plan = self._plan(ctx, staging)
+            ctx.sidecars = plan.sidecars
+            ledger.report_progress(force=True)
+            self._execute(mode, ctx, plan, staging)
+            if request.delete_extra and plan.extra_dest_keys and not ctx.cancelled:
+                ledger.deleted = delete_keys(ctx, plan.extra_dest_keys, staging)
+        finally:
+            staging.close()
+        ledger.report_progress(force=True)
+        report = ledger.report(
+            mode,
+            staging_peak=staging.peak_bytes,
+            cancelled=cancel is not None and cancel.is_set(),
+        )
+        S5CMD_OBJECTS_TRANSFERRED.inc(report.summary.copied)
+        S5CMD_BYTES_TRANSFERRED.inc(report.summary.bytes_copied)
+        return report
+
+    def _invocation(self, endpoint: object) -> Invocation:
+        opts = self.options
+        return Invocation(
+            endpoint=endpoint,  # type: ignore[arg-type]
+            numworkers=opts.max_concurrent,
+            retry_count=opts.retry_count,
+            log_level=opts.log_level,
+            stats=opts.stats,
+        )
+
+    def _plan(self, ctx: RunContext, staging: StagingArea) -> Plan:
+        request = ctx.request
+        src_scope, dst_scope = listing_scope(request)
+        timeout = self.options.probe_timeout
+        with contextlib.ExitStack() as stack:
+            source = stack.enter_context(
+                Listing(
+                    ctx.source, request.source_url.bucket, src_scope, first_output_timeout=timeout
+                )
+            )
+            dest = stack.enter_context(
+                Listing(ctx.dest, request.dest_url.bucket, dst_scope, first_output_timeout=timeout)
+            )
+            return build_plan(request, source, dest, ctx.ledger, staging.dir / "plan.jsonl")
+
+    def _execute(self, mode: Mode, ctx: RunContext, plan: Plan, staging: StagingArea) -> None:
+        opts = self.options
+        items = read_plan(plan.path)
+        if mode is Mode.TRADITIONAL:
+            copier = TraditionalCopier(ctx, staging)
+            for batch in chunks(items, opts.batch_objects, opts.staging_cap_bytes):
+                copier.copy(batch)
+            return
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as hasher:
+            staged = StagedCopier(ctx, staging, hasher)
+            if mode is Mode.STAGED:
+                for batch in chunks(items, opts.batch_objects, opts.staging_cap_bytes):
+                    staged.copy(batch)
+                return
+            direct = DirectCopier(ctx, staging)
+            deferred = []
+            for batch in chunks(items, opts.batch_objects, 1 << 62):
+                deferred.extend(direct.copy(batch))
+            for batch in chunks(deferred, opts.batch_objects, opts.staging_cap_bytes):
+                staged.copy(batch, wildcards=False)
+
+
+def _validate(request: TransferRequest, mode: Mode) -> None:
+    if request.operation not in {"sync", "copy"}:
+        raise ConfigError(f"operation must be 'sync' or 'copy', got {request.operation!r}")
+    if request.delete_extra and request.keys is not None:
+        raise ConfigError("delete_extra needs a whole prefix, not an explicit key list")
+    if request.quarantine_prefix:
+        validate_prefix(request.quarantine_prefix)
+        if request.dest_url.prefix.startswith(request.quarantine_prefix):
+            raise ConfigError("the destination prefix lies inside the quarantine prefix")
+    src, dst = request.source_url, request.dest_url
+    if (
+        (request.source.url or "").rstrip("/") == (request.dest.url or "").rstrip("/")
+        and src.bucket == dst.bucket
+        and (src.prefix.startswith(dst.prefix) or dst.prefix.startswith(src.prefix))
+    ):
+        raise ConfigError(f"source {src} and destination {dst} overlap")

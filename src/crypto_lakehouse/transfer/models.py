@@ -136,6 +136,7 @@ class TransferSummary:
     bytes_copied: int = 0
     staging_peak_bytes: int = 0  # most bytes held in staging at once (staged mode)
     cancelled: bool = False
+    deleted: int = 0  # destination objects removed by delete_extra
 
     @property
     def mb_per_s(self) -> float:
@@ -165,6 +166,7 @@ class TransferSummary:
             "mb_per_s": round(self.mb_per_s, 2),
             "objects_per_s": round(self.objects_per_s, 1),
             "staging_peak_bytes": self.staging_peak_bytes,
+            "deleted": self.deleted,
             "cancelled": self.cancelled,
             "ok": self.ok,
         }

@@ -1,0 +1,71 @@
+"""What every mode needs for one run, built once by the engine."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.commands import is_clean_path
+from crypto_lakehouse.transfer.ledger import Ledger
+from crypto_lakehouse.transfer.models import EngineOptions, ObjectResult, Outcome, TransferRequest
+from crypto_lakehouse.transfer.planner import PlanItem
+
+
+@dataclass
+class RunContext:
+    options: EngineOptions
+    request: TransferRequest
+    ledger: Ledger
+    source: Invocation
+    dest: Invocation
+    sidecars: set[str]
+    cancel: threading.Event | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    @property
+    def wildcards_allowed(self) -> bool:
+        """Wildcard lines rebuild paths relative to the last `/`: both prefixes must end there."""
+        src, dst = self.request.source_url.prefix, self.request.dest_url.prefix
+        return (src == "" or src.endswith("/")) and (dst == "" or dst.endswith("/"))
+
+    def rest(self, item: PlanItem) -> str:
+        """The part of the key below the source prefix (also below the destination prefix)."""
+        return item.key[len(self.request.source_url.prefix) :]
+
+    def wildcard_eligible(self, item: PlanItem) -> bool:
+        return self.wildcards_allowed and is_clean_path(self.rest(item))
+
+    def fail(self, item: PlanItem, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+        self.ledger.add(
+            ObjectResult(
+                item.key, item.dest_key, item.size, outcome, etag=item.etag or None, error=reason
+            )
+        )
+
+    def done(self, item: PlanItem, sha256: str | None = None) -> None:
+        self.ledger.add(
+            ObjectResult(
+                item.key,
+                item.dest_key,
+                item.size,
+                Outcome.COPIED,
+                sha256=sha256,
+                etag=item.etag or None,
+            )
+        )
+
+    def expected_sha256(self, key: str) -> str | None:
+        if self.request.expected_sha256:
+            return self.request.expected_sha256.get(key)
+        return None
+
+    def sidecar_for(self, key: str) -> str | None:
+        """The sibling `.CHECKSUM` key when the source has one and sidecars are honoured."""
+        if not self.request.verify_sidecars:
+            return None
+        candidate = key + ".CHECKSUM"
+        return candidate if candidate in self.sidecars else None

@@ -1,0 +1,88 @@
+"""Turning a chunk of plan items into run-file lines: wildcard covers first, per-key otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from crypto_lakehouse.transfer.commands import cover_prefixes
+from crypto_lakehouse.transfer.planner import PlanItem
+
+
+@dataclass(frozen=True)
+class Cover:
+    """A wildcard line's source prefix and the chunk indexes it fetches."""
+
+    prefix: str
+    indexes: list[int]
+
+    @property
+    def relative_dir(self) -> str:
+        """Where s5cmd puts matches: relative to the prefix's last `/` (see url.parseBatch)."""
+        return self.prefix[: self.prefix.rfind("/") + 1]
+
+
+def plan_lines(
+    items: list[PlanItem], eligible: Callable[[int], bool], floor: str
+) -> tuple[list[Cover], list[int]]:
+    """Split a chunk into wildcard covers and per-key indexes.
+
+    Consecutive eligible items that were also neighbours in the source listing form a
+    run; each run is covered by the shortest prefixes that match none of the run's
+    listed neighbours (so a wildcard never fetches an object we did not plan).
+    """
+    covers: list[Cover] = []
+    per_key: list[int] = []
+    for run in _runs(items, eligible, per_key):
+        keys = [items[i].key for i in run]
+        first, last = items[run[0]], items[run[-1]]
+        for prefix, local in cover_prefixes(keys, first.prev, last.next, floor):
+            chosen = [run[i] for i in local]
+            if prefix:
+                covers.append(Cover(prefix, chosen))
+            else:
+                per_key.extend(chosen)
+    per_key.sort()
+    return covers, per_key
+
+
+def _runs(
+    items: list[PlanItem], eligible: Callable[[int], bool], per_key: list[int]
+) -> Iterator[list[int]]:
+    run: list[int] = []
+    for i, item in enumerate(items):
+        if not eligible(i):
+            per_key.append(i)
+            if run:
+                yield run
+                run = []
+            continue
+        if run and items[run[-1]].next != item.key:
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run
+
+
+def ancestors(rest: str) -> Iterator[str]:
+    """`a/b/c` -> `a`, `a/b` (paths that must be directories for `rest` to be a file)."""
+    cut = rest.find("/")
+    while cut != -1:
+        yield rest[:cut]
+        cut = rest.find("/", cut + 1)
+
+
+def file_dir_conflicts(rests: dict[int, str]) -> set[int]:
+    """Indexes whose path is also a directory of another item (`a/b` next to `a/b/c`).
+
+    A filesystem cannot hold both, so those items are staged under an index name.
+    """
+    by_path = {rest: i for i, rest in rests.items()}
+    clashes: set[int] = set()
+    for rest in rests.values():
+        for parent in ancestors(rest):
+            hit = by_path.get(parent)
+            if hit is not None:
+                clashes.add(hit)
+    return clashes
