@@ -1,0 +1,85 @@
+"""The ingest flow against real PostgreSQL, Prefect and SeaweedFS, with planted defects."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+from flow_helpers import CORRUPT, MISSING_DAY
+
+from conftest import IngestEnv
+from crypto_lakehouse.archive import ArchiveFile
+from crypto_lakehouse.catalog import FileStatus
+from crypto_lakehouse.flows.local import IngestRun, run_ingest_locally
+
+
+def ingest(env: IngestEnv) -> IngestRun:
+    return asyncio.run(run_ingest_locally(env.parameters))
+
+
+def bronze_keys(env: IngestEnv) -> set[str]:
+    return {o.key for o in env.bronze.list_objects(env.bronze_bucket)}
+
+
+def test_first_run_verifies_good_files_quarantines_corrupt_and_reports_gaps(
+    ingest_env: IngestEnv,
+) -> None:
+    run = ingest(ingest_env)
+    good = ingest_env.archive.good
+    s = run.summary
+
+    assert run.state == "Failed"  # the planted corrupt file fails the run, by design
+    assert (s.listed, s.verified, s.corrupt, s.failed, s.skipped) == (
+        len(good) + 1,
+        len(good),
+        1,
+        0,
+        0,
+    )
+    assert [p.path for p in s.problems] == [CORRUPT.key]
+    assert s.missing_periods == 1
+    assert any(MISSING_DAY.isoformat() in gap for gap in s.missing)
+
+    keys = bronze_keys(ingest_env)
+    assert set(good) <= keys
+    assert CORRUPT.key not in keys  # never in bronze
+    for path, sha in good.items():
+        assert (
+            hashlib.sha256(ingest_env.bronze.get_bytes(ingest_env.bronze_bucket, path)).hexdigest()
+            == sha
+        )
+        assert path + ".CHECKSUM" in keys
+
+    verified = {e.path: e for e in ingest_env.manifest.verified_files()}
+    assert {p: e.sha256 for p, e in verified.items()} == good
+    assert all(
+        e.version == 1 and e.bronze_bucket == ingest_env.bronze_bucket for e in verified.values()
+    )
+    corrupt = ingest_env.manifest.get(CORRUPT.key)
+    assert corrupt is not None and corrupt.status is FileStatus.CORRUPT
+    [logged] = ingest_env.manifest.runs()
+    assert logged["run_id"] == run.flow_run_id and logged["status"] == "failed"
+
+
+def test_rerun_transfers_nothing_and_replacement_keeps_history(ingest_env: IngestEnv) -> None:
+    first = ingest(ingest_env)
+    before = {o.key: o.etag for o in ingest_env.bronze.list_objects(ingest_env.bronze_bucket)}
+
+    second = ingest(ingest_env)
+    s = second.summary
+    assert (s.transferred, s.verified, s.skipped) == (0, 0, first.summary.verified)
+    assert s.corrupt == 1 and s.problems[0].known  # still listed, not downloaded again
+    after = {o.key: o.etag for o in ingest_env.bronze.list_objects(ingest_env.bronze_bucket)}
+    assert after == before
+
+    replaced = ArchiveFile("spot", "daily", "klines", "BTCUSDT", MISSING_DAY.replace(day=2), "1h")
+    old_sha = ingest_env.archive.good[replaced.key]
+    new_sha = ingest_env.archive.replace(replaced)
+    third = ingest(ingest_env)
+    assert (third.summary.transferred, third.summary.replaced) == (1, 1)
+    entry = ingest_env.manifest.get(replaced.key)
+    assert entry is not None and (entry.sha256, entry.version) == (new_sha, 2)
+    [old] = ingest_env.manifest.history(replaced.key)
+    assert (old.sha256, old.version) == (old_sha, 1)
+    data = ingest_env.bronze.get_bytes(ingest_env.bronze_bucket, replaced.key)
+    assert hashlib.sha256(data).hexdigest() == new_sha
