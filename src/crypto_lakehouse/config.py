@@ -55,6 +55,13 @@ class Settings(BaseSettings):
     source_region: str = Field(
         default="ap-northeast-1", validation_alias=AliasChoices("SOURCE_REGION", "source_region")
     )
+    # Only for writing a sample archive to a source endpoint; reading stays anonymous.
+    source_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SOURCE_ACCESS_KEY", "source_access_key")
+    )
+    source_secret_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SOURCE_SECRET_KEY", "source_secret_key")
+    )
 
     # s5cmd knobs.
     s5cmd_max_concurrent: int = Field(
