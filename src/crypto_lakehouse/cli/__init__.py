@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 
 from crypto_lakehouse import __version__
+from crypto_lakehouse.cli import bench, exporter, stack, sync
 from crypto_lakehouse.cli import executor as executor_cli
-from crypto_lakehouse.cli import exporter, stack
 from crypto_lakehouse.cli.archive import sample_archive
 
 app = typer.Typer(
@@ -17,6 +17,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(stack.app, name="stack")
+app.command("sync")(sync.sync)
+app.add_typer(bench.app, name="bench")
 app.command("sample-archive")(sample_archive)
 app.add_typer(exporter.app, name="exporter")
 app.add_typer(executor_cli.app, name="executor")

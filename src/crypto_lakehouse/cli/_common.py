@@ -11,6 +11,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import (
@@ -47,7 +48,7 @@ def exit_code_for(exc: LakehouseError) -> ExitCode:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(int(code))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -15,25 +16,28 @@ app = typer.Typer(help="Benchmarks: measure against baselines on this machine, i
 @app.command()
 @handle_errors
 def transfer(
-    quick: bool = typer.Option(False, "--quick", help="Smaller workloads, fewer repeats."),
-    json_file: Path | None = typer.Option(None, "--json", help="Also write results as JSON here."),
-    objects: int | None = typer.Option(
-        None,
-        "--objects",
-        min=1,
-        help="Memory mode: copy this many 1 KiB objects with the engine and report its peak "
-        "RSS and staging bytes (e.g. 100000).",
-    ),
-    repeats: int = typer.Option(3, "--repeats", min=1, help="Measured runs per method (median)."),
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller workloads.")] = False,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    objects: Annotated[
+        int | None,
+        typer.Option(
+            "--objects",
+            min=1,
+            help="Memory mode: copy this many small objects with the engine and report its "
+            "peak RSS and staging bytes (e.g. 100000).",
+        ),
+    ] = None,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, help="Measured runs per method (median).")
+    ] = 3,
 ) -> None:
-    """engine-direct, engine-staged, traditional, s5cmd-raw, rclone and naive-boto3, side by side."""
+    """engine-direct, engine-staged, traditional, s5cmd-raw, rclone, naive-boto3 side by side."""
     from crypto_lakehouse.bench.transfer import TransferBench
 
     bench = TransferBench(load_settings(), quick=quick, repeats=repeats, log=console.print)
-    if objects is not None:
-        result = bench.run_memory(objects)
-    else:
-        result = bench.run()
+    result = bench.run_memory(objects) if objects is not None else bench.run()
     console.print(result.table())
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
