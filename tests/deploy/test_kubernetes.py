@@ -1,0 +1,391 @@
+"""The Kubernetes manifests, rendered by kustomize and checked offline.
+
+Core objects go through kubernetes-validate's bundled OpenAPI schemas (strict: unknown
+fields fail). Custom resources (CloudNativePG, Istio) ship no schema offline, so the fields
+that matter are asserted here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from conftest import OVERLAYS, find
+
+CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "storage.k8s.io/v1"}
+CORE_GROUPS |= {"networking.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
+NS_LABEL = "kubernetes.io/metadata.name"
+WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
+APP_NAMESPACES = {"prefect-prod", "minio-prod", "s5cmd-prod"}
+NAMESPACES = APP_NAMESPACES | {"monitoring"}
+SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|DATABASE_URL|DOCKET_URL")
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every pod spec the overlay can create: workloads and the flow-run job templates."""
+    specs = {}
+    for doc in docs:
+        if doc["kind"] in WORKLOADS:
+            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc["spec"]["template"]["spec"]
+        name = doc["metadata"]["name"]
+        if doc["kind"] == "ConfigMap" and name.startswith("prefect-job-templates"):
+            for key, text in doc["data"].items():
+                manifest = json.loads(text)["job_configuration"]["job_manifest"]
+                specs[f"job-template/{key}"] = manifest["spec"]["template"]["spec"]
+    return specs
+
+
+def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize("version", ["1.28.0", kubernetes_validate.latest_version()])
+def test_core_objects_pass_strict_schema(rendered, overlay: str, version: str) -> None:
+    core = [d for d in rendered[overlay] if d["apiVersion"] in CORE_GROUPS]
+    assert len(core) > 50
+    for doc in core:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{overlay} {doc['kind']}/{doc['metadata']['name']}: {exc.message}")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_known_api_groups(rendered, overlay: str) -> None:
+    custom = {"postgresql.cnpg.io/v1", "security.istio.io/v1"}
+    groups = {d["apiVersion"] for d in rendered[overlay]}
+    assert groups <= CORE_GROUPS | custom, groups - CORE_GROUPS - custom
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_namespaces_enforce_restricted(rendered, overlay: str) -> None:
+    namespaces = {d["metadata"]["name"]: d for d in rendered[overlay] if d["kind"] == "Namespace"}
+    assert set(namespaces) == NAMESPACES
+    for name, ns in namespaces.items():
+        labels = ns["metadata"]["labels"]
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted", name
+        assert (labels.get("istio-injection") == "enabled") == (name in APP_NAMESPACES)
+    for doc in rendered[overlay]:
+        namespace = doc["metadata"].get("namespace")
+        assert namespace is None or namespace in NAMESPACES, doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_passes_restricted_pod_security(rendered, overlay: str) -> None:
+    """The `restricted` profile's checks, plus our own: read-only root and a seccomp profile."""
+    specs = pod_specs(rendered[overlay])
+    assert len(specs) >= 12
+    for where, spec in specs.items():
+        pod = spec.get("securityContext", {})
+        assert pod.get("runAsNonRoot") is True, where
+        assert pod.get("runAsUser", 1) != 0, where
+        assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault", where
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+        for volume in spec.get("volumes", []):
+            assert "hostPath" not in volume, where
+        for container in containers(spec):
+            ctx = container.get("securityContext", {})
+            name = f"{where}/{container['name']}"
+            assert ctx.get("allowPrivilegeEscalation") is False, name
+            assert ctx.get("capabilities", {}).get("drop") == ["ALL"], name
+            assert not ctx.get("capabilities", {}).get("add"), name
+            assert ctx.get("privileged", False) is False, name
+            assert ctx.get("runAsUser", 1) != 0, name
+            assert ctx.get("readOnlyRootFilesystem") is True, name
+            assert "fsGroup" not in ctx, f"{name}: fsGroup is a pod field"
+            assert not any(p.get("hostPort") for p in container.get("ports", [])), name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_container_has_requests_and_limits(rendered, overlay: str) -> None:
+    for where, spec in pod_specs(rendered[overlay]).items():
+        for container in containers(spec):
+            resources = container.get("resources", {})
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(kind, {})), (
+                    f"{where}/{container['name']}: {kind}"
+                )
+    for cluster in [d for d in rendered[overlay] if d["kind"] == "Cluster"]:
+        assert {"requests", "limits"} <= set(cluster["spec"]["resources"])
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_secret_values_in_git(rendered, overlay: str) -> None:
+    docs = rendered[overlay]
+    assert not [d for d in docs if d["kind"] == "Secret"], "Secrets are created out of band"
+    for where, spec in pod_specs(docs).items():
+        for container in containers(spec):
+            env = container.get("env", [])
+            if isinstance(env, str):  # a job template's "{{ env }}" placeholder
+                continue
+            for var in env:
+                if SECRET_WORDS.search(var["name"]):
+                    assert "value" not in var, f"{where}: {var['name']} must use secretKeyRef"
+                    assert "secretKeyRef" in var["valueFrom"], where
+
+
+def test_prefect_server_is_ha_with_redis(production) -> None:
+    api = find(production, "Deployment", "prefect-server")
+    assert api["spec"]["replicas"] == 3
+    container = api["spec"]["template"]["spec"]["containers"][0]
+    assert "--no-services" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/api/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    services = find(production, "Deployment", "prefect-background-services")
+    args = services["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["prefect", "server", "services", "start"]
+    env = next(d for d in production if d["metadata"]["name"].startswith("prefect-server-env"))
+    assert env["data"]["PREFECT_MESSAGING_BROKER"] == "prefect_redis.messaging"
+    assert env["data"]["PREFECT_MESSAGING_CACHE"] == "prefect_redis.messaging"
+    assert env["data"]["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
+    assert env["data"]["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
+    assert find(production, "StatefulSet", "prefect-redis")
+    migrate = find(production, "Job", "prefect-db-migrate")
+    assert migrate["spec"]["template"]["spec"]["containers"][0]["args"][1:4] == [
+        "server",
+        "database",
+        "upgrade",
+    ]
+    hpa = find(production, "HorizontalPodAutoscaler", "prefect-server")
+    assert hpa["spec"]["minReplicas"] == 3
+    assert find(production, "PodDisruptionBudget", "prefect-server")["spec"]["minAvailable"] == 2
+
+
+def test_prefect_probe_routes_exist_on_a_real_server(production, prefect_server) -> None:
+    """The probe paths in the manifests answer 200 on a running Prefect server."""
+    import httpx
+
+    api = find(production, "Deployment", "prefect-server")["spec"]["template"]["spec"]
+    paths = {
+        api["containers"][0][probe]["httpGet"]["path"]
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert paths == {"/api/health", "/api/ready"}
+    for path in paths:
+        response = httpx.get(prefect_server.url + path, timeout=10)
+        assert response.status_code == 200, path
+
+
+def test_workers_use_kubernetes_pools_with_the_design_placement(production) -> None:
+    general = find(production, "Deployment", "prefect-worker-general")["spec"]["template"]["spec"]
+    s5cmd = find(production, "Deployment", "prefect-worker-s5cmd")["spec"]["template"]["spec"]
+    for spec, pool in ((general, "crypto-data-pool"), (s5cmd, "s5cmd-optimized-pool")):
+        args = spec["containers"][0]["args"]
+        assert args[args.index("--pool") + 1] == pool
+        assert args[args.index("--type") + 1] == "kubernetes"
+    assert general["nodeSelector"] == {"workload": "general"}
+    assert s5cmd["nodeSelector"] == {"workload": "data-intensive"}
+    assert s5cmd["tolerations"] == [
+        {"key": "workload", "operator": "Equal", "value": "data-intensive", "effect": "NoSchedule"}
+    ]
+    templates = pod_specs(production)
+    assert templates["job-template/s5cmd-optimized-pool.json"]["nodeSelector"] == {
+        "workload": "data-intensive"
+    }
+    role = find(production, "Role", "prefect-worker")
+    assert {"apiGroups": ["batch"], "resources": ["jobs"]}.items() <= role["rules"][0].items()
+
+
+def test_job_templates_keep_prefect_placeholders() -> None:
+    """Prefect fills `{{ name }}`, `{{ env }}` ... from the template's variables."""
+    from conftest import K8S
+
+    for path in (K8S / "base" / "prefect" / "job-templates").glob("*.json"):
+        template = json.loads(path.read_text())
+        config = template["job_configuration"]
+        for key in ("command", "env", "labels", "name", "namespace"):
+            placeholder = config[key].strip("{} ")
+            assert placeholder in template["variables"]["properties"], f"{path.name}: {key}"
+        local = json.loads((K8S / "overlays" / "local" / "job-templates" / path.name).read_text())
+        local_spec = local["job_configuration"]["job_manifest"]["spec"]["template"]["spec"]
+        base_spec = config["job_manifest"]["spec"]["template"]["spec"]
+        assert local_spec["securityContext"] == base_spec["securityContext"]
+        assert "nodeSelector" not in local_spec
+
+
+def test_minio_distributed_erasure_coded_and_sized_for_its_nodes(production) -> None:
+    minio = find(production, "StatefulSet", "minio")
+    spec = minio["spec"]
+    assert spec["replicas"] == 4
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == 1000
+    container = pod["containers"][0]
+    assert re.fullmatch(
+        r"quay\.io/minio/minio:RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z", container["image"]
+    )
+    assert container["args"][1].endswith(":9000/data{1...4}")
+    assert "minio-{0...3}" in container["args"][1]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["MINIO_STORAGE_CLASS_STANDARD"]["value"] == "EC:4"
+    parity_mentions = [d for d in production if "EC:" in json.dumps(d)]
+    assert len(parity_mentions) == 1, "erasure-coding parity stated once"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/minio/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/minio/health/ready"
+    claims = spec["volumeClaimTemplates"]
+    assert len(claims) == 4
+    gib = {"Gi": 1, "Ti": 1024}
+    per_pod = sum(
+        int(c["spec"]["resources"]["requests"]["storage"][:-2])
+        * gib[c["spec"]["resources"]["requests"]["storage"][-2:]]
+        for c in claims
+    )
+    i3_xlarge_nvme_gib = 950e9 / 2**30  # one 950 GB NVMe per storage node
+    assert per_pod <= i3_xlarge_nvme_gib * 0.95
+    assert pod["nodeSelector"] == {"workload": "storage"}
+    assert find(production, "Service", "minio-console")["spec"]["ports"][0]["port"] == 9001
+    assert find(production, "Service", "minio-headless")["spec"]["clusterIP"] == "None"
+
+
+def test_executor_replicas_probes_staging_and_secret_refs(production) -> None:
+    executor = find(production, "Deployment", "s5cmd-executor")
+    assert executor["spec"]["replicas"] == 3
+    pod = executor["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["ports"] == [{"name": "http", "containerPort": 8080}]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(refs) == {
+        "EXECUTOR_DATABASE_URL",
+        "EXECUTOR_API_TOKEN",
+        "MINIO_ACCESS_KEY",
+        "MINIO_SECRET_KEY",
+    }
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    config = next(d for d in production if d["metadata"]["name"].startswith("s5cmd-executor-env"))
+    assert mounts["staging"] == config["data"]["STAGING_DIR"]
+    assert pod["nodeSelector"] == {"workload": "data-intensive"}
+    annotations = executor["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_executor_probe_routes_exist_in_the_service(production, tmp_path) -> None:
+    """The paths the manifests probe and scrape are routes of the real executor app."""
+    from crypto_lakehouse.config import Settings
+    from crypto_lakehouse.executor.app import create_app
+
+    settings = Settings(
+        executor_api_token="t" * 40,
+        executor_database_url=f"sqlite:///{tmp_path / 'ops.db'}",
+        lake_endpoint="http://127.0.0.1:9",
+        lake_access_key="a",
+        lake_secret_key="b",
+    )
+    routes = set(create_app(settings).openapi()["paths"])
+    pod = find(production, "Deployment", "s5cmd-executor")["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    used = {
+        container["livenessProbe"]["httpGet"]["path"],
+        container["readinessProbe"]["httpGet"]["path"],
+        pod["metadata"]["annotations"]["prometheus.io/path"],
+    }
+    assert used == {"/health", "/ready", "/metrics"}
+    assert used <= routes
+
+
+def _policies(docs: list[dict[str, Any]], namespace: str) -> list[dict[str, Any]]:
+    return [
+        d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == namespace
+    ]
+
+
+@pytest.mark.parametrize("namespace", sorted(NAMESPACES))
+def test_network_policies_default_deny_then_dns(production, namespace: str) -> None:
+    policies = _policies(production, namespace)
+    deny = [p for p in policies if p["metadata"]["name"] == "default-deny"]
+    assert deny and deny[0]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    dns_ports = [
+        port
+        for p in policies
+        if not p["spec"]["podSelector"]
+        for rule in p["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+        if port["port"] == 53
+    ]
+    assert {p["protocol"] for p in dns_ports} == {"UDP", "TCP"}
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []) + policy["spec"].get("egress", []):
+            assert rule.get("ports"), f"{policy['metadata']['name']}: a rule without ports"
+
+
+def _egress_ports(policy: dict[str, Any]) -> set[int]:
+    return {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+
+
+def test_network_policies_allow_exactly_the_needed_flows(production) -> None:
+    prefect = {p["metadata"]["name"]: p for p in _policies(production, "prefect-prod")}
+    # Flow runs read the Binance archive over HTTPS and write the lake and the executor.
+    assert {443, 4200, 5432, 8080, 9000, 9091} == _egress_ports(prefect["prefect-flow-run"])
+    assert _egress_ports(prefect["prefect-worker"]) == {443, 4200}
+    assert _egress_ports(prefect["prefect-server"]) == {5432, 6379}
+    assert prefect["prefect-redis"]["spec"]["egress"] == []
+    minio = {p["metadata"]["name"]: p for p in _policies(production, "minio-prod")}
+    minio_ingress = minio["minio"]["spec"]["ingress"][0]["from"]
+    sources = {
+        rule.get("namespaceSelector", {}).get("matchLabels", {}).get(NS_LABEL)
+        for rule in minio_ingress
+    }
+    assert sources == {"prefect-prod", "s5cmd-prod", None}  # None: MinIO's own peers
+    s5cmd = {p["metadata"]["name"]: p for p in _policies(production, "s5cmd-prod")}
+    assert _egress_ports(s5cmd["s5cmd-executor"]) == {443, 5432, 9000}
+
+
+def test_istio_strict_mtls_for_app_namespaces(production) -> None:
+    peer = [d for d in production if d["kind"] == "PeerAuthentication"]
+    assert {p["metadata"]["namespace"] for p in peer} == APP_NAMESPACES
+    for policy in peer:
+        assert policy["spec"] == {"mtls": {"mode": "STRICT"}}
+        assert "selector" not in policy["spec"]
+
+
+def test_cloudnativepg_cluster_fields(production) -> None:
+    """CloudNativePG's CRD is not available offline: the fields that matter, and only
+    fields its v1 API has (the design's `monitoring.prometheusRule` and
+    `wal.retention` are not among them)."""
+    cluster = find(production, "Cluster", "prefect-postgres")["spec"]
+    allowed = {
+        "instances", "imageName", "primaryUpdateStrategy", "inheritedMetadata", "affinity",
+        "postgresql", "bootstrap", "managed", "storage", "resources", "monitoring",
+        "serviceAccountTemplate", "backup",
+    }  # fmt: skip
+    assert set(cluster) <= allowed
+    assert cluster["instances"] == 3
+    assert cluster["bootstrap"]["initdb"] == {"database": "prefect", "owner": "prefect"}
+    backup = cluster["backup"]
+    assert re.fullmatch(r"[1-9][0-9]*[dwm]", backup["retentionPolicy"])
+    store = backup["barmanObjectStore"]
+    assert store["destinationPath"].startswith("s3://")
+    assert set(store) <= {"destinationPath", "s3Credentials", "wal", "data", "endpointURL"}
+    assert set(store["wal"]) <= {"compression", "encryption", "maxParallel"}
+    assert set(store["data"]) <= {"compression", "encryption", "jobs", "immediateCheckpoint"}
+    assert store["s3Credentials"] == {"inheritFromIAMRole": True}
+    assert set(cluster["monitoring"]) <= {"enablePodMonitor", "customQueriesConfigMap"}
+    assert cluster["affinity"]["nodeSelector"] == {"workload": "general"}
+    assert cluster["inheritedMetadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+    scheduled = find(production, "ScheduledBackup", "prefect-postgres-daily")["spec"]
+    assert len(scheduled["schedule"].split()) == 6  # CloudNativePG cron has seconds
+    assert scheduled["cluster"]["name"] == "prefect-postgres"
+    databases = {d["spec"]["name"]: d["spec"] for d in production if d["kind"] == "Database"}
+    roles = {r["name"] for r in cluster["managed"]["roles"]}
+    assert set(databases) == {"executor", "catalog"}
+    assert {d["owner"] for d in databases.values()} <= roles
+
+
+def test_local_overlay_fits_one_small_node(rendered) -> None:
+    local = rendered["local"]
+    for spec in pod_specs(local).values():
+        assert "nodeSelector" not in spec
+        assert "tolerations" not in spec
+    assert find(local, "Cluster", "prefect-postgres")["spec"]["instances"] == 1
+    assert "backup" not in find(local, "Cluster", "prefect-postgres")["spec"]
+    assert not [d for d in local if d["kind"] == "ScheduledBackup"]
+    assert find(local, "Deployment", "prefect-server")["spec"]["replicas"] == 1
+    minio = find(local, "StatefulSet", "minio")["spec"]
+    assert "affinity" not in minio["template"]["spec"]
+    assert {c["spec"]["storageClassName"] for c in minio["volumeClaimTemplates"]} == {"standard"}
