@@ -9,7 +9,8 @@ be expressed.
 
 s5cmd then treats `*` and `?` in a URL as globs; `cp --raw` switches that off, so every
 per-key line carries `--raw`. Other s5cmd limits found by testing: a URL containing
-`://` twice is rejected, a leading `/` in a key is stripped, and wildcard copies rebuild
+`://` twice is rejected, a leading `/` in a key is stripped, a trailing `/` makes a
+key a prefix (folder markers cannot be copied), and wildcard copies rebuild
 destination paths with Go's `path.Join`, which cleans `a//b`, `./` and a trailing `/`.
 Keys that would be changed that way never go through a wildcard line.
 
@@ -52,6 +53,8 @@ def unsupported_reason(key: str) -> str | None:
         return "key contains '://', which s5cmd cannot parse in a URL"
     if key.startswith("/"):
         return "key starts with '/', which s5cmd strips"
+    if key.endswith("/"):
+        return "key ends with '/' (a folder marker), which s5cmd treats as a prefix"
     return None
 
 
