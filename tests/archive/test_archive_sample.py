@@ -41,7 +41,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
     assert again.manifest == first.manifest
     other = build_sample(SampleSpec(symbols=1, orders_per_day=6, seed=8))
     assert other.objects.keys() == first.objects.keys()
-    key = "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2025-01-01.zip"
+    key = "data/spot/daily/trades/ETHUSDT/ETHUSDT-trades-2025-01-01.zip"
     assert other.objects[key] != first.objects[key]
 
 
@@ -92,10 +92,10 @@ def test_zip_members_are_named_like_binance(sample: Sample) -> None:
     import io
     import zipfile
 
-    key = "data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2022-08-10.zip"
+    key = "data/futures/um/daily/klines/ETHUSDT/1h/ETHUSDT-1h-2022-08-10.zip"
     with zipfile.ZipFile(io.BytesIO(sample.objects[key])) as archive:
         (info,) = archive.infolist()
-    assert info.filename == "BTCUSDT-1h-2022-08-10.csv"
+    assert info.filename == "ETHUSDT-1h-2022-08-10.csv"
     assert info.compress_type == zipfile.ZIP_DEFLATED
     assert info.external_attr >> 16 == 0o100644
 
@@ -108,7 +108,7 @@ def _first_line(sample: Sample, key: str) -> str:
 
 
 def test_futures_headers_appear_at_the_2022_cut_over(sample: Sample) -> None:
-    base = "data/futures/um/daily/aggTrades/ETHUSDT/ETHUSDT-aggTrades-{}.zip"
+    base = "data/futures/um/daily/aggTrades/BNBUSDT/BNBUSDT-aggTrades-{}.zip"
     sample2 = build_sample(SampleSpec(symbols=2, days=3, orders_per_day=4))
     assert not looks_like_header(_first_line(sample2, base.format("2022-08-10")))
     assert looks_like_header(_first_line(sample2, base.format("2022-08-11")))
@@ -118,7 +118,7 @@ def test_futures_headers_appear_at_the_2022_cut_over(sample: Sample) -> None:
         _first_line(sample, monthly.format("2022-09"))
         == "id,price,qty,base_qty,time,is_buyer_maker"
     )
-    metrics = "data/futures/um/daily/metrics/BTCUSDT/BTCUSDT-metrics-2022-08-10.zip"
+    metrics = "data/futures/um/daily/metrics/ETHUSDT/ETHUSDT-metrics-2022-08-10.zip"
     assert looks_like_header(_first_line(sample, metrics))  # metrics always had one
     for key in sample.manifest.files:
         if key.startswith("data/spot/"):
@@ -129,13 +129,13 @@ def test_spot_switches_to_microseconds_on_2025_01_01(sample: Sample) -> None:
     spot = Market.SPOT
     for day, unit in [(date(2024, 12, 31), "ms"), (date(2025, 1, 1), "us")]:
         for data_type, interval in [("trades", None), ("aggTrades", None), ("klines", "1s")]:
-            file = ArchiveFile(spot, "daily", data_type, "BTCUSDT", day, interval)
+            file = ArchiveFile(spot, "daily", data_type, "ETHUSDT", day, interval)
             layout = read_zip(sample.objects[file.key], file.schema)[1]
             assert set(layout.time_units.values()) == {unit}, file.key
     for month, unit in [(date(2024, 12, 1), "ms"), (date(2025, 1, 1), "us")]:
-        file = ArchiveFile(spot, "monthly", "klines", "BTCUSDT", month, "1h")
+        file = ArchiveFile(spot, "monthly", "klines", "ETHUSDT", month, "1h")
         assert set(read_zip(sample.objects[file.key], file.schema)[1].time_units.values()) == {unit}
-    futures = ArchiveFile("futures/um", "daily", "trades", "BTCUSDT", date(2022, 8, 12))
+    futures = ArchiveFile("futures/um", "daily", "trades", "ETHUSDT", date(2022, 8, 12))
     assert read_zip(sample.objects[futures.key], futures.schema)[1].time_units == {"time": "ms"}
 
 
@@ -189,8 +189,8 @@ def _same(a: dict, b: dict) -> bool:
 @pytest.mark.parametrize(
     ("market", "symbol", "day"),
     [
-        (Market.SPOT, "BTCUSDT", date(2025, 1, 1)),
-        (Market.FUTURES_UM, "BTCUSDT", date(2022, 8, 10)),
+        (Market.SPOT, "ETHUSDT", date(2025, 1, 1)),
+        (Market.FUTURES_UM, "ETHUSDT", date(2022, 8, 10)),
         (Market.FUTURES_CM, "BTCUSD_PERP", date(2022, 8, 11)),
     ],
 )
@@ -214,10 +214,10 @@ def test_klines_of_every_interval_agree_with_the_trades(
 
 def test_monthly_klines_agree_with_daily_ones(sample: Sample) -> None:
     daily = _bars(
-        _table(sample, ArchiveFile("spot", "daily", "klines", "BTCUSDT", date(2024, 12, 31), "1d"))
+        _table(sample, ArchiveFile("spot", "daily", "klines", "ETHUSDT", date(2024, 12, 31), "1d"))
     )
     monthly = _bars(
-        _table(sample, ArchiveFile("spot", "monthly", "klines", "BTCUSDT", date(2024, 12, 1), "1d"))
+        _table(sample, ArchiveFile("spot", "monthly", "klines", "ETHUSDT", date(2024, 12, 1), "1d"))
     )
     assert len(monthly) == 31
     (day,) = daily
@@ -226,14 +226,14 @@ def test_monthly_klines_agree_with_daily_ones(sample: Sample) -> None:
     month = _bars(
         _table(
             sample,
-            ArchiveFile("futures/um", "monthly", "klines", "BTCUSDT", date(2022, 8, 1), "1mo"),
+            ArchiveFile("futures/um", "monthly", "klines", "ETHUSDT", date(2022, 8, 1), "1mo"),
         )
     )
     days = list(
         _bars(
             _table(
                 sample,
-                ArchiveFile("futures/um", "monthly", "klines", "BTCUSDT", date(2022, 8, 1), "1d"),
+                ArchiveFile("futures/um", "monthly", "klines", "ETHUSDT", date(2022, 8, 1), "1d"),
             )
         ).values()
     )
@@ -252,10 +252,10 @@ def test_monthly_klines_agree_with_daily_ones(sample: Sample) -> None:
 def test_mark_price_klines_follow_the_trades(sample: Sample) -> None:
     day = date(2022, 8, 12)
     trades = _bars(
-        _table(sample, ArchiveFile("futures/um", "daily", "klines", "BTCUSDT", day, "1h"))
+        _table(sample, ArchiveFile("futures/um", "daily", "klines", "ETHUSDT", day, "1h"))
     )
     marks = _bars(
-        _table(sample, ArchiveFile("futures/um", "daily", "markPriceKlines", "BTCUSDT", day, "1h"))
+        _table(sample, ArchiveFile("futures/um", "daily", "markPriceKlines", "ETHUSDT", day, "1h"))
     )
     assert marks.keys() == trades.keys()
     assert all(abs(marks[k][3] - trades[k][3]) < 0.1 for k in marks)

@@ -75,7 +75,12 @@ def write_sample(
     workers: int = 16,
     progress: Progress | None = None,
 ) -> SampleManifest:
-    """Build the sample for `spec` and publish it under `dest` (`s3://bucket[/prefix]`)."""
+    """Build the sample for `spec` and publish it under `dest` (`s3://bucket[/prefix]`).
+
+    The bucket is created (or its access checked) first, so a refused write fails before
+    the few seconds of generation.
+    """
+    storage.ensure_bucket(dest.bucket)
     root = (dest.prefix.rstrip("/") + "/" if dest.prefix else "") + ROOT
     sample = build_sample(spec, root=root)
     return publish(

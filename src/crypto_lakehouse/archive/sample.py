@@ -45,9 +45,11 @@ from crypto_lakehouse.archive.style import period_days
 from crypto_lakehouse.errors import ConfigError
 
 DEFAULT_INTERVALS: tuple[str, ...] = ("1s", "1m", "1h", "1d", "1w", "1mo")
+# Spot and USD-M BTCUSDT are left to the real files (2026): simulated BTCUSDT days in
+# 2022/2025 would sit in the same series and look like a year-long gap.
 SYMBOL_POOLS: dict[Market, tuple[str, ...]] = {
-    Market.SPOT: ("BTCUSDT", "ETHBTC", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT"),
-    Market.FUTURES_UM: ("BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT"),
+    Market.SPOT: ("ETHUSDT", "ETHBTC", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT"),
+    Market.FUTURES_UM: ("ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT", "ADAUSDT"),
     Market.FUTURES_CM: ("BTCUSD_PERP", "ETHUSD_PERP", "BNBUSD_PERP", "SOLUSD_PERP"),
 }
 BVOL_POOL = ("BTCBVOLUSDT", "ETHBVOLUSDT")

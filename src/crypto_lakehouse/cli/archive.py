@@ -70,6 +70,9 @@ def sample_archive(
     ),
     seed: int = typer.Option(7, "--seed", help="Same seed, same bytes."),
     revision: int = typer.Option(1, "--revision", help="2+ republishes the planted replaced file."),
+    orders_per_day: int = typer.Option(
+        48, "--orders-per-day", help="Simulated taker orders per symbol-day (file sizes)."
+    ),
     endpoint: str | None = typer.Option(
         None, "--endpoint", help="S3 endpoint URL (default: the local stack's source endpoint)."
     ),
@@ -79,7 +82,9 @@ def sample_archive(
     """Write a deterministic archive in Binance's layout and formats, with planted defects."""
     settings = load_settings()
     target = S3Url.parse(dest)
-    spec = SampleSpec(seed=seed, symbols=symbols, days=days, revision=revision)
+    spec = SampleSpec(
+        seed=seed, symbols=symbols, days=days, revision=revision, orders_per_day=orders_per_day
+    )
     storage = S3Storage(_endpoint(settings, endpoint))
     columns = (TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
