@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -115,3 +116,12 @@ def test_cli_reports_bad_input_and_refused_writes(
     monkeypatch.setenv("SOURCE_SECRET_KEY", "wrong-secret")
     refused = CliRunner().invoke(app, [*base, "--dest", f"s3://{source_bucket}", "--symbols", "1"])
     assert refused.exit_code == 4, refused.output
+
+
+def test_cli_without_a_running_stack_says_how_to_start_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+    result = CliRunner().invoke(app, ["sample-archive", "--dest", "s3://sample-archive"])
+    assert result.exit_code == 5
+    assert "stack up" in result.output
