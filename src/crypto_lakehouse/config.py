@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     executor_max_queue: int = Field(
         default=100,
         ge=1,
-        le=100_000,
+        le=10_000_000,
         validation_alias=AliasChoices("EXECUTOR_MAX_QUEUE", "executor_max_queue"),
     )
     executor_lease_seconds: float = Field(

@@ -16,16 +16,18 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crypto_lakehouse import __version__
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ExecutorUnavailable, OperationNotFound, QueueFull
+from crypto_lakehouse.executor.auth import OPEN_PATHS, BearerAuth, document_security
 from crypto_lakehouse.executor.models import (
     DestinationSpec,
     ErrorView,
@@ -62,7 +64,6 @@ OperationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex
 MAX_BODY_BYTES = 64 * 1024
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorView, "description": "Missing or invalid bearer token"},
     422: {"model": ValidationProblems, "description": "Invalid input: field and reason"},
     503: {"model": ErrorView, "description": "The operation store is unavailable"},
 }
@@ -89,7 +90,6 @@ def create_app(
         finally:
             service.stop()
 
-    docs_public = settings.executor_public_docs or not service.guard.enabled
     app = FastAPI(
         title="crypto-lakehouse s5cmd executor",
         version=__version__,
@@ -97,23 +97,30 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        openapi_url="/openapi.json" if docs_public else None,
     )
     app.state.service = service
-    if not docs_public:
-        _protected_docs(app, service)
-    app.include_router(_operations_router(service), dependencies=[Depends(service.guard)])
+    app.include_router(_operations_router(service))
     app.include_router(_probe_router(service))
-    if docs_public:
-        app.get("/docs", include_in_schema=False)(_swagger)
+    app.get("/docs", include_in_schema=False)(_swagger)
     _install_error_handlers(app, service)
+
+    open_paths = set(OPEN_PATHS)
+    if settings.executor_public_docs:
+        open_paths |= {"/docs", "/openapi.json"}
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_security(build_openapi(), OPEN_PATHS)
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(BearerAuth, guard=service.guard, open_paths=open_paths)
     app.add_middleware(RequestMetrics)
     return app
 
 
 def _operations_router(service: Service) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
-    store, settings = service.store, service.settings
+    settings, io = service.settings, service.io
 
     @router.post(
         "/sync",
@@ -121,38 +128,39 @@ def _operations_router(service: Service) -> APIRouter:
         response_model=SubmitResponse,
         responses={429: {"model": ErrorView, "description": "Queue full; see Retry-After"}},
     )
-    def submit(request: SyncRequest, response: Response) -> SubmitResponse:
+    async def submit(request: SyncRequest) -> Response:
         """Queue a sync or copy into the lake; 202 with the operation id."""
         spec = service.plan.spec(request)
-        op_id = store.create(
-            request.operation_type.value, spec, max_queue=settings.executor_max_queue
+        op_id = await io(
+            service.store.create,
+            request.operation_type.value,
+            spec,
+            max_queue=settings.executor_max_queue,
         )
         service.runner.wake()
-        response.headers["Location"] = f"/operations/{op_id}"
-        return SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
+        reply = SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
+        return _json(reply, 202, {"Location": f"/operations/{op_id}"})
 
     @router.get(
         "/operations/{operation_id}",
         response_model=OperationView,
         responses={404: {"model": ErrorView}},
     )
-    def get_operation(operation_id: OperationId) -> OperationView:
+    async def get_operation(operation_id: OperationId) -> Response:
         """Status, progress, summary, outcome counts and failed objects of one operation."""
-        return to_view(store.get(operation_id))
+        return _json(to_view(await io(service.store.get, operation_id)))
 
     @router.get("/operations", response_model=OperationPage)
-    def list_operations(
+    async def list_operations(
         status: OperationStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
-    ) -> OperationPage:
+    ) -> Response:
         """Operations newest first, optionally only those in one status."""
-        records, total = store.list(
-            status=status.value if status else None, limit=limit, offset=offset
-        )
-        return OperationPage(
-            items=[to_view(r) for r in records], total=total, limit=limit, offset=offset
-        )
+        wanted = status.value if status else None
+        records, total = await io(service.store.list, status=wanted, limit=limit, offset=offset)
+        items = [to_view(r) for r in records]
+        return _json(OperationPage(items=items, total=total, limit=limit, offset=offset))
 
     @router.post(
         "/operations/{operation_id}/cancel",
@@ -163,19 +171,26 @@ def _operations_router(service: Service) -> APIRouter:
             409: {"model": ErrorView, "description": "Already completed or failed"},
         },
     )
-    def cancel(operation_id: OperationId, response: Response) -> OperationView | JSONResponse:
+    async def cancel(operation_id: OperationId) -> Response:
         """Cancel: pending ones at once, running ones as soon as their runner notices."""
-        record, cancelled_now = store.request_cancel(operation_id)
+        record, cancelled_now = await io(service.store.request_cancel, operation_id)
         if cancelled_now:
             S5CMD_OPERATIONS.labels(operation=record.operation_type, status="cancelled").inc()
+        if record.status in (OperationStatus.COMPLETED, OperationStatus.FAILED):
+            return JSONResponse({"detail": f"operation already {record.status}"}, status_code=409)
         if record.status == OperationStatus.RUNNING:
             service.runner.cancel_local(operation_id)
-            response.status_code = 202
-        elif record.status in (OperationStatus.COMPLETED, OperationStatus.FAILED):
-            return JSONResponse({"detail": f"operation already {record.status}"}, status_code=409)
-        return to_view(record)
+            return _json(to_view(record), 202)
+        return _json(to_view(record))
 
     return router
+
+
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Serialise once with pydantic (FastAPI would validate the reply model again first)."""
+    return Response(
+        model.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
+    )
 
 
 def _probe_router(service: Service) -> APIRouter:
@@ -203,22 +218,12 @@ def _probe_router(service: Service) -> APIRouter:
     def metrics() -> Response:
         """Prometheus text format; the queue gauge is read from the store at scrape time."""
         try:
-            S5CMD_QUEUED_OPERATIONS.set(service.store.counts().get("pending", 0))
+            S5CMD_QUEUED_OPERATIONS.set(service.store.queue_depth())
         except ExecutorUnavailable as exc:
             log.warning("metrics: queue length unknown: %s", exc)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return router
-
-
-def _protected_docs(app: FastAPI, service: Service) -> None:
-    """OpenAPI and Swagger UI behind the token (set EXECUTOR_PUBLIC_DOCS=true to open them)."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(service.guard)])
-    def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    app.get("/docs", include_in_schema=False, dependencies=[Depends(service.guard)])(_swagger)
 
 
 def _swagger() -> Response:
@@ -330,7 +335,9 @@ class RequestMetrics:
             await self.app(scope, receive, send_with_status)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = getattr(route, "path", None) or (
+                "unauthenticated" if status == 401 else "unmatched"
+            )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             HTTP_REQUEST_DURATION.labels(method, template, str(status)).observe(
                 time.perf_counter() - start

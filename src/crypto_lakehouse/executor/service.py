@@ -13,10 +13,14 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound, ConfigError, LakehouseError
@@ -32,6 +36,7 @@ from crypto_lakehouse.transfer import EngineOptions, TransferEngine
 
 log = logging.getLogger("crypto_lakehouse.executor")
 READY_CACHE_SECONDS = 2.0
+T = TypeVar("T")
 
 
 def lake_endpoint(settings: Settings) -> Endpoint:
@@ -134,6 +139,13 @@ class Service:
             engine_factory=engine_factory,
         )
         return cls(settings, lake, plan, store, runner, guard, redactor, replica)
+
+    async def io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call from a route: inline on SQLite (local, microseconds), in the
+        thread pool on PostgreSQL (a network round trip must not stall the event loop)."""
+        if not self.store.remote:
+            return call(*args, **kwargs)
+        return await run_in_threadpool(call, *args, **kwargs)
 
     def start(self) -> None:
         self.store.initialise()

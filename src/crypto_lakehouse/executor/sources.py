@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from crypto_lakehouse.config import Settings
@@ -36,6 +37,7 @@ class InvalidField(ConfigError):
         self.reason = reason
 
 
+@lru_cache(maxsize=512)
 def normalise_origin(url: str) -> str:
     """`scheme://host:port` of `url`, or ConfigError when it is more (or less) than an origin."""
     try:

@@ -8,6 +8,10 @@ two replicas never claim the same row. Every later write by the runner (heartbea
 progress, final status) is fenced by that claim token: a replica that lost its lease
 cannot overwrite the work of the replica that took over.
 
+The queue bound is checked against a one-row counter that every transition into or out
+of `pending` updates in the same transaction: counting pending rows would cost time
+proportional to the queue on every submit. `initialise` recounts it, under its row lock.
+
 Times are Unix seconds computed by the database (`{now}`), so replicas with skewed
 clocks still agree on lease expiry. `SqliteStore` and `PostgresStore` differ only in
 connections, placeholders and that clock expression.
@@ -32,6 +36,7 @@ from crypto_lakehouse.errors import OperationNotFound, QueueFull
 Exec = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 
 TABLE = "executor_operations"
+DEPTH = "executor_queue_depth"  # one row: how many operations are pending
 COLUMNS = (
     "id, status, operation_type, spec, created_at, started_at, finished_at, updated_at, "
     "owner, claim_token, lease_expires_at, attempts, cancel_requested, objects_done, "
@@ -62,6 +67,8 @@ SCHEMA = (
         error TEXT
     )""",
     f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, created_at)",
+    f"CREATE TABLE IF NOT EXISTS {DEPTH} (id INTEGER PRIMARY KEY, pending BIGINT NOT NULL)",
+    f"INSERT INTO {DEPTH} (id, pending) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
 )
 RETRY_AFTER_SECONDS = 5  # what a 429 tells clients when the queue is full
 
@@ -155,23 +162,26 @@ class OperationStore(ABC):
     """Shared SQL over a dialect's connections; subclasses supply `_transaction` and `now`."""
 
     now: str  # SQL for "Unix seconds now" in this dialect
+    remote: bool = False  # calls cross a network (run them off the event loop)
     skip_locked: str = ""  # row-locking clause for the claim's candidate query
+    row_lock: str = ""  # row-locking clause for reading the queue counter
 
     @abstractmethod
     def _transaction(self, *, write: bool = False) -> AbstractContextManager[Exec]:
         """A transaction; errors from the driver come out as ExecutorUnavailable."""
 
     @abstractmethod
-    def _reserve_queue(self, run: Exec) -> None:
-        """Serialise inserts so the queue bound holds under concurrent submits."""
-
-    @abstractmethod
     def close(self) -> None: ...
 
     def initialise(self) -> None:
+        """Create the tables if needed and recount the queue depth from the rows."""
         with self._transaction(write=True) as run:
             for statement in SCHEMA:
                 run(statement, ())
+        with self._transaction(write=True) as run:
+            run(f"SELECT pending FROM {DEPTH} WHERE id = 1 {self.row_lock}", ())
+            (pending,) = run(f"SELECT count(*) FROM {TABLE} WHERE status = 'pending'", ())[0]
+            run(f"UPDATE {DEPTH} SET pending = %s WHERE id = 1", (pending,))
 
     def ping(self) -> None:
         with self._transaction() as run:
@@ -183,11 +193,13 @@ class OperationStore(ABC):
         """Queue a new operation and return its id; QueueFull when `max_queue` are pending."""
         op_id = uuid.uuid4().hex
         with self._transaction(write=True) as run:
-            self._reserve_queue(run)
-            (pending,) = run(f"SELECT count(*) FROM {TABLE} WHERE status = 'pending'", ())[0]
-            if pending >= max_queue:
+            if not run(
+                f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1 AND pending < %s "
+                "RETURNING pending",
+                (max_queue,),
+            ):
                 raise QueueFull(
-                    f"{pending} operations are waiting (limit {max_queue})",
+                    f"{max_queue} operations are already waiting (the limit)",
                     retry_after=RETRY_AFTER_SECONDS,
                 )
             run(
@@ -235,7 +247,9 @@ class OperationStore(ABC):
                 "WHERE id = %s AND status = 'pending' RETURNING id",
                 (op_id,),
             )
-            if not now_cancelled:
+            if now_cancelled:
+                run(f"UPDATE {DEPTH} SET pending = pending - 1 WHERE id = 1", ())
+            else:
                 run(
                     f"UPDATE {TABLE} SET cancel_requested = 1, updated_at = {self.now} "
                     "WHERE id = %s AND status = 'running'",
@@ -249,17 +263,25 @@ class OperationStore(ABC):
         """Take the oldest pending (or abandoned running) operation for `owner`, or None."""
         token = uuid.uuid4().hex
         with self._transaction(write=True) as run:
+            candidate = run(
+                f"SELECT id, status FROM {TABLE} WHERE status = 'pending' "
+                f"OR (status = 'running' AND lease_expires_at < {self.now}) "
+                f"ORDER BY created_at, id LIMIT 1 {self.skip_locked}",
+                (),
+            )
+            if not candidate:
+                return None
+            op_id, previous = candidate[0]
             rows = run(
                 f"UPDATE {TABLE} SET status = 'running', owner = %s, claim_token = %s, "
                 f"lease_expires_at = {self.now} + %s, started_at = COALESCE(started_at, "
                 f"{self.now}), updated_at = {self.now}, attempts = attempts + 1 "
-                f"WHERE id = (SELECT id FROM {TABLE} WHERE status = 'pending' "
-                f"OR (status = 'running' AND lease_expires_at < {self.now}) "
-                f"ORDER BY created_at, id LIMIT 1 {self.skip_locked}) "
-                f"RETURNING {COLUMNS}",
-                (owner, token, lease_seconds),
+                f"WHERE id = %s RETURNING {COLUMNS}",
+                (owner, token, lease_seconds, op_id),
             )
-        return OperationRecord.from_row(rows[0]) if rows else None
+            if previous == "pending":
+                run(f"UPDATE {DEPTH} SET pending = pending - 1 WHERE id = 1", ())
+        return OperationRecord.from_row(rows[0])
 
     def heartbeat(
         self, claim: Claim, lease_seconds: float, progress: tuple[int, int, int, int] | None
@@ -315,7 +337,14 @@ class OperationStore(ABC):
                 "WHERE id = %s AND claim_token = %s AND status = 'running' RETURNING id",
                 (claim.operation_id, claim.token),
             )
+            if rows:
+                run(f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1", ())
         return bool(rows)
+
+    def queue_depth(self) -> int:
+        """Pending operations, from the counter (constant time; for the queue gauge)."""
+        with self._transaction() as run:
+            return int(run(f"SELECT pending FROM {DEPTH} WHERE id = 1", ())[0][0])
 
 
 def open_store(url: str) -> OperationStore:

@@ -2,8 +2,8 @@
 
 The claim's candidate row is read with `FOR UPDATE SKIP LOCKED`, so concurrent claims
 from different replicas pass over each other's rows instead of waiting or colliding.
-Inserts take a transaction-scoped advisory lock so that the queue bound holds exactly
-when many replicas accept submissions at once. Connections come from a small pool; the
+The queue counter's row lock makes the queue bound exact when many replicas accept
+submissions at once. Connections come from a small pool; the
 URL (which holds a password) is never logged nor put into an error message.
 """
 
@@ -20,12 +20,12 @@ import psycopg
 from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.store import Exec, OperationStore
 
-_QUEUE_LOCK_KEY = 0x5C3D_0001  # advisory lock id for "inserting into the queue"
-
 
 class PostgresStore(OperationStore):
     now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
     skip_locked = "FOR UPDATE SKIP LOCKED"
+    row_lock = "FOR UPDATE"
+    remote = True
 
     def __init__(self, conninfo: str, *, max_connections: int = 16) -> None:
         self._conninfo = conninfo
@@ -85,9 +85,6 @@ class PostgresStore(OperationStore):
             raise ExecutorUnavailable(
                 f"operation store: PostgreSQL error ({type(exc).__name__})"
             ) from exc
-
-    def _reserve_queue(self, run: Exec) -> None:
-        run("SELECT pg_advisory_xact_lock(%s)", (_QUEUE_LOCK_KEY,))
 
     def close(self) -> None:
         self._closed = True
