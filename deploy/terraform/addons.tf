@@ -1,0 +1,103 @@
+# Cluster add-ons the manifests in deploy/k8s rely on, as Helm releases.
+provider "helm" {
+  kubernetes {
+    host                   = module.eks.cluster_endpoint
+    cluster_ca_certificate = base64decode(module.eks.cluster_certificate_authority_data)
+    exec {
+      api_version = "client.authentication.k8s.io/v1beta1"
+      command     = "aws"
+      args        = ["eks", "get-token", "--cluster-name", module.eks.cluster_name]
+    }
+  }
+}
+
+locals {
+  system_placement = {
+    nodeSelector = { workload = "system" }
+    tolerations  = [{ key = "CriticalAddonsOnly", operator = "Exists" }]
+  }
+}
+
+# Istio: the same mesh as deploy/istio/istio-operator.yaml (CNI plugin, metrics merging).
+resource "helm_release" "istio_base" {
+  name             = "istio-base"
+  repository       = "https://istio-release.storage.googleapis.com/charts"
+  chart            = "base"
+  version          = "1.24.2"
+  namespace        = "istio-system"
+  create_namespace = true
+}
+
+resource "helm_release" "istio_cni" {
+  name       = "istio-cni"
+  repository = "https://istio-release.storage.googleapis.com/charts"
+  chart      = "cni"
+  version    = "1.24.2"
+  namespace  = "kube-system"
+  depends_on = [helm_release.istio_base]
+}
+
+resource "helm_release" "istiod" {
+  name       = "istiod"
+  repository = "https://istio-release.storage.googleapis.com/charts"
+  chart      = "istiod"
+  version    = "1.24.2"
+  namespace  = "istio-system"
+  values = [yamlencode({
+    pilot      = merge(local.system_placement, { cni = { enabled = true } })
+    meshConfig = { enablePrometheusMerge = true }
+    global     = { meshID = "crypto-lakehouse", network = "crypto-lakehouse-network" }
+  })]
+  depends_on = [helm_release.istio_cni]
+}
+
+resource "helm_release" "cloudnative_pg" {
+  name             = "cnpg"
+  repository       = "https://cloudnative-pg.github.io/charts"
+  chart            = "cloudnative-pg"
+  version          = "0.23.0"
+  namespace        = "cnpg-system"
+  create_namespace = true
+  values           = [yamlencode(local.system_placement)]
+}
+
+# MinIO's drives: LVM volumes on the storage nodes' NVMe (StorageClass `local-nvme`).
+resource "helm_release" "lvm_localpv" {
+  name             = "lvm-localpv"
+  repository       = "https://openebs.github.io/lvm-localpv"
+  chart            = "lvm-localpv"
+  version          = "1.6.2"
+  namespace        = "openebs"
+  create_namespace = true
+  values = [yamlencode({
+    lvmNode = {
+      nodeSelector = { workload = "storage" }
+      tolerations  = [{ key = "workload", operator = "Equal", value = "storage", effect = "NoSchedule" }]
+    }
+  })]
+}
+
+# kube_node_status_condition for the KubernetesNodeNotReady alert.
+resource "helm_release" "kube_state_metrics" {
+  name       = "kube-state-metrics"
+  repository = "https://prometheus-community.github.io/helm-charts"
+  chart      = "kube-state-metrics"
+  version    = "5.27.0"
+  namespace  = "monitoring"
+  values = [yamlencode({
+    fullnameOverride = "kube-state-metrics"
+    nodeSelector     = { workload = "general" }
+  })]
+}
+
+resource "helm_release" "argocd" {
+  name             = "argocd"
+  repository       = "https://argoproj.github.io/argo-helm"
+  chart            = "argo-cd"
+  version          = "7.7.11"
+  namespace        = "argocd"
+  create_namespace = true
+  values = [yamlencode({
+    global = local.system_placement
+  })]
+}

@@ -1,0 +1,135 @@
+provider "aws" {
+  region = var.region
+}
+
+locals {
+  name = "crypto-lakehouse-${var.environment}"
+  azs  = slice(data.aws_availability_zones.available.names, 0, 3)
+  common_tags = {
+    project     = "crypto-lakehouse"
+    environment = var.environment
+    managed-by  = "terraform"
+  }
+}
+
+data "aws_availability_zones" "available" {
+  state = "available"
+}
+
+module "vpc" {
+  source  = "terraform-aws-modules/vpc/aws"
+  version = "~> 5.16"
+
+  name            = local.name
+  cidr            = var.vpc_cidr
+  azs             = local.azs
+  private_subnets = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 4, i)]
+  public_subnets  = [for i, _ in local.azs : cidrsubnet(var.vpc_cidr, 8, 48 + i)]
+
+  enable_nat_gateway   = true
+  single_nat_gateway   = false
+  enable_dns_hostnames = true
+  enable_dns_support   = true
+
+  public_subnet_tags  = { "kubernetes.io/role/elb" = 1 }
+  private_subnet_tags = { "kubernetes.io/role/internal-elb" = 1 }
+
+  tags = local.common_tags
+}
+
+# The same four node groups as deploy/eks/cluster.yaml.
+module "eks" {
+  source  = "terraform-aws-modules/eks/aws"
+  version = "~> 20.31"
+
+  cluster_name                   = local.name
+  cluster_version                = var.kubernetes_version
+  cluster_endpoint_public_access = true
+  enable_irsa                    = true
+
+  vpc_id     = module.vpc.vpc_id
+  subnet_ids = module.vpc.private_subnets
+
+  cluster_enabled_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+
+  cluster_addons = {
+    vpc-cni    = {}
+    coredns    = {}
+    kube-proxy = {}
+    aws-ebs-csi-driver = {
+      service_account_role_arn = module.ebs_csi_irsa.iam_role_arn
+    }
+  }
+
+  eks_managed_node_group_defaults = {
+    ami_type = "AL2023_x86_64_STANDARD"
+  }
+
+  eks_managed_node_groups = {
+    system = {
+      instance_types = ["m5.large"]
+      min_size       = 2
+      max_size       = 3
+      desired_size   = 2
+      labels         = { workload = "system" }
+      taints = {
+        critical = { key = "CriticalAddonsOnly", value = "true", effect = "NO_SCHEDULE" }
+      }
+    }
+
+    general_workload = {
+      instance_types = ["m5.xlarge"]
+      min_size       = 3
+      max_size       = 10
+      desired_size   = 3
+      labels         = { workload = "general" }
+    }
+
+    data_intensive = {
+      instance_types = ["c5n.2xlarge"]
+      min_size       = 2
+      max_size       = 8
+      desired_size   = 2
+      disk_size      = 500
+      labels         = { workload = "data-intensive" }
+      taints = {
+        workload = { key = "workload", value = "data-intensive", effect = "NO_SCHEDULE" }
+      }
+    }
+
+    storage_nodes = {
+      instance_types = [var.storage_instance_type]
+      min_size       = 4
+      max_size       = 4
+      desired_size   = 4
+      labels         = { workload = "storage" }
+      taints = {
+        workload = { key = "workload", value = "storage", effect = "NO_SCHEDULE" }
+      }
+      # The NVMe instance store becomes the LVM volume group OpenEBS provisions from.
+      pre_bootstrap_user_data = <<-EOT
+        dnf install -y lvm2
+        vgs minio-nvme || (pvcreate /dev/nvme0n1 && vgcreate minio-nvme /dev/nvme0n1)
+      EOT
+    }
+  }
+
+  tags = local.common_tags
+}
+
+module "ebs_csi_irsa" {
+  source  = "terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks"
+  version = "~> 5.48"
+
+  role_name             = "${local.name}-ebs-csi"
+  attach_ebs_csi_policy = true
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["kube-system:ebs-csi-controller-sa"]
+    }
+  }
+
+  tags = local.common_tags
+}

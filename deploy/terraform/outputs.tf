@@ -1,0 +1,19 @@
+output "cluster_name" {
+  description = "EKS cluster name (aws eks update-kubeconfig --name ...)."
+  value       = module.eks.cluster_name
+}
+
+output "cluster_endpoint" {
+  description = "Kubernetes API endpoint."
+  value       = module.eks.cluster_endpoint
+}
+
+output "pg_backup_role_arn" {
+  description = "IAM role for CloudNativePG backups: set it in deploy/k8s/overlays/production."
+  value       = module.pg_backup_irsa.iam_role_arn
+}
+
+output "backup_bucket" {
+  description = "S3 bucket for PostgreSQL backups."
+  value       = aws_s3_bucket.backups.bucket
+}
