@@ -235,6 +235,7 @@ def build_sample(spec: SampleSpec, *, root: str = ROOT) -> Sample:
     manifest = SampleManifest(seed=spec.seed, revision=spec.revision)
     objects: dict[str, bytes] = {}
     simulations: dict[tuple[Market, str], Simulation] = {}
+    busy_days = frozenset(day for market in Market for day in spec.window(market))
     for file in plan:
         key = file.key_under(root)
         if file in missing:
@@ -243,7 +244,12 @@ def build_sample(spec: SampleSpec, *, root: str = ROOT) -> Sample:
         sim = simulations.get((file.market, file.symbol))
         if sim is None:
             sim = Simulation(
-                spec.seed, file.market, file.symbol, orders_per_day=spec.orders_per_day
+                spec.seed,
+                file.market,
+                file.symbol,
+                orders_per_day=spec.orders_per_day,
+                busy_days=busy_days,
+                quiet_orders_per_day=max(1, spec.orders_per_day // 4),
             )
             simulations[file.market, file.symbol] = sim
         revision = spec.revision if file == replaced else 1

@@ -112,12 +112,24 @@ class Trade:
 class Simulation:
     """The trade stream of one (market, symbol); days are generated on demand and cached."""
 
-    def __init__(self, seed: int, market: Market, symbol: str, *, orders_per_day: int = 48) -> None:
+    def __init__(
+        self,
+        seed: int,
+        market: Market,
+        symbol: str,
+        *,
+        orders_per_day: int = 48,
+        busy_days: frozenset[date] | None = None,
+        quiet_orders_per_day: int | None = None,
+    ) -> None:
         self.seed = seed
         self.market = market
         self.symbol = symbol
         self.instrument = instrument(market, symbol)
         self.orders_per_day = orders_per_day
+        # Days outside `busy_days` (when given) trade less: monthly files stay small.
+        self.busy_days = busy_days
+        self.quiet_orders_per_day = quiet_orders_per_day or orders_per_day
         self.day = lru_cache(maxsize=1024)(self._day)
 
     def rng(self, *parts: object) -> random.Random:
@@ -140,7 +152,9 @@ class Simulation:
         price = max(1, round(self.price_level(day) * scale))
         step = max(1.0, price * 0.0008)
         start = day_start_us(day)
-        times = sorted(rng.randrange(DAY_US) for _ in range(self.orders_per_day))
+        busy = self.busy_days is None or day in self.busy_days
+        orders = self.orders_per_day if busy else self.quiet_orders_per_day
+        times = sorted(rng.randrange(DAY_US) for _ in range(orders))
         if self.milliseconds_only(day):
             times = [t - t % 1000 for t in times]
         trade_id = (day - _ID_ORIGIN).days * 1_000_000 + 1
