@@ -54,7 +54,11 @@ class OperationPlan:
         return spec
 
     def build(self, record: OperationRecord) -> tuple[TransferRequest, EngineOptions]:
-        """The engine call for a claimed operation; staging goes to a folder of its own."""
+        """The engine call for a claimed operation; each run gets its share of the staging cap.
+
+        The engine makes (and removes) a folder per run under the shared staging root, and
+        sweeps folders left behind by dead processes.
+        """
         spec = record.spec
         src = spec["source"]
         source = self.sources.resolve(src["endpoint"], src["anonymous"])
@@ -68,7 +72,6 @@ class OperationPlan:
         )
         options = replace(
             self.options,
-            staging_root=self.options.staging_root / f"op-{record.id}-{record.attempts}",
             max_concurrent=spec["configuration"]["max_concurrent"],
             part_size_mib=spec["configuration"]["part_size_mb"],
             staging_cap_bytes=max(

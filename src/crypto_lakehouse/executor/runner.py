@@ -13,7 +13,6 @@ hands the operation back to the queue (`pending`) for another replica or the res
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +24,6 @@ from crypto_lakehouse.executor.redaction import Redactor
 from crypto_lakehouse.executor.store import Claim, OperationRecord, OperationStore, Outcome
 from crypto_lakehouse.observability.metrics import (
     S5CMD_ACTIVE_OPERATIONS,
-    S5CMD_BYTES_TRANSFERRED,
-    S5CMD_OBJECTS_TRANSFERRED,
     S5CMD_OPERATION_DURATION,
     S5CMD_OPERATIONS,
 )
@@ -159,7 +156,6 @@ class Runner:
 
     def _run(self, record: OperationRecord, running: _Running) -> None:
         started = time.monotonic()
-        staging = None
         try:
             if record.cancel_requested:  # cancelled while its last replica was dying
                 running.user_cancelled = True
@@ -171,7 +167,6 @@ class Runner:
                 monitor.start()
                 try:
                     request, options = self.plan.build(record)
-                    staging = options.staging_root
                     report = self.engine_factory(options).run(
                         request,
                         progress=lambda p: setattr(running, "progress", p),
@@ -188,8 +183,6 @@ class Runner:
                     monitor.join()
             self._record(record, running, outcome, time.monotonic() - started)
         finally:
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
             with self._lock:
                 self._running.pop(record.id, None)
                 S5CMD_ACTIVE_OPERATIONS.set(len(self._running))
@@ -276,9 +269,6 @@ class Runner:
             return
         S5CMD_OPERATIONS.labels(operation=op_type, status=outcome.status).inc()
         S5CMD_OPERATION_DURATION.labels(operation=op_type).observe(seconds)
-        if outcome.summary is not None:
-            S5CMD_OBJECTS_TRANSFERRED.inc(int(outcome.summary.get("copied", 0)))
-            S5CMD_BYTES_TRANSFERRED.inc(int(outcome.summary.get("bytes_copied", 0)))
         log.info("operation %s %s in %.2fs", op_id, outcome.status, seconds)
 
 

@@ -16,8 +16,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import PackageNotFoundError, distribution
-from pathlib import Path
 from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +31,7 @@ from crypto_lakehouse.executor.store import OperationStore, open_store
 from crypto_lakehouse.storage.client import S3Storage
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.transfer import EngineOptions, TransferEngine
+from crypto_lakehouse.transfer.binary import s5cmd_binary
 
 log = logging.getLogger("crypto_lakehouse.executor")
 READY_CACHE_SECONDS = 2.0
@@ -58,22 +57,11 @@ def database_url(settings: Settings) -> str:
     return f"sqlite:///{settings.home_dir / 'executor' / 'operations.db'}"
 
 
-def s5cmd_binary() -> Path:
-    """The real binary inside the s5cmd wheel (not its slower Python wrapper script)."""
-    try:
-        path = Path(str(distribution("s5cmd").locate_file("s5cmd/bin/s5cmd")))
-    except PackageNotFoundError as exc:
-        raise ConfigError("the s5cmd wheel is not installed") from exc
-    if not path.exists():
-        raise ConfigError(f"s5cmd binary missing at {path}")
-    return path
-
-
 @cache
 def s5cmd_version() -> str:
     try:
         out = subprocess.run(
-            [str(s5cmd_binary()), "version"], capture_output=True, text=True, timeout=10, check=True
+            [s5cmd_binary(), "version"], capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError, ConfigError) as exc:
         return f"unavailable ({type(exc).__name__})"
