@@ -6,6 +6,8 @@ stopped by its PID at the end. Tests that use them are marked `servers`.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,11 +67,20 @@ def lake_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedSer
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres") / "pg")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster.
+
+    Not under pytest's tmp tree: when we run as root the cluster runs as `postgres`, and
+    pytest resets `pytest-of-root` to mode 0700 whenever a session starts, which would lock
+    the server out of its own data directory mid-run.
+    """
+    root = Path(tempfile.mkdtemp(prefix="lakehouse-test-pg-"))
+    root.chmod(0o755)
+    server = PostgresServer(root / "pg")
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _fresh_bucket(endpoint: Endpoint) -> str:

@@ -35,6 +35,7 @@ class ExitCode(IntEnum):
     OBJECTS_FAILED = 3
     STORAGE = 4
     STACK = 5
+    TARGETS_MISSED = 6
 
 
 def exit_code_for(exc: LakehouseError) -> ExitCode:
