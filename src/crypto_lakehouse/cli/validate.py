@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from crypto_lakehouse.cli._common import ExitCode, console, handle_errors, load_settings
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.storage import Endpoint
 from crypto_lakehouse.transfer import EngineOptions
 from crypto_lakehouse.validation import TARGETS, ValidationReport, Validator
 
+_VERDICT = {True: "[green]met[/]", False: "[red]missed[/]", None: "[yellow]not measured[/]"}
 
-def _endpoint_from_settings_or_stack(settings, use_stack: bool) -> tuple[Endpoint, str | None]:  # noqa: ANN001
-    from crypto_lakehouse.stack.manager import LocalStack
 
-    if settings.lake_endpoint and not use_stack:
+def _targets_of(settings: Settings, use_stack: bool) -> tuple[Endpoint, str | None]:
+    """The lake endpoint and Prefect API to measure: the local stack's, or the configured ones."""
+    if not use_stack:
+        if not settings.lake_endpoint:
+            raise ConfigError("--configured needs MINIO_ENDPOINT (and its keys)")
         lake = Endpoint(
             url=settings.lake_endpoint,
             access_key=settings.lake_access_key,
@@ -25,6 +31,8 @@ def _endpoint_from_settings_or_stack(settings, use_stack: bool) -> tuple[Endpoin
             region=settings.lake_region,
         )
         return lake, None
+    from crypto_lakehouse.stack.manager import LocalStack
+
     stack = LocalStack.from_settings(settings)
     stack.require_running()
     return stack.lake_endpoint(), stack.prefect.api_url
@@ -35,40 +43,37 @@ def _print(report: ValidationReport) -> None:
     for result in report.results:
         target = TARGETS[result.key]
         measured = "-" if result.measured is None else f"{result.measured:g} {target.unit}"
-        verdict = {True: "[green]met[/]", False: "[red]missed[/]", None: "[yellow]not measured[/]"}
-        note = f"\n[dim]{result.note}[/]" if result.note else ""
-        table.add_row(result.key, target.claim, measured, verdict[result.passed], result.method + note)
+        how = result.method + (f"\n[dim]{result.note}[/]" if result.note else "")
+        table.add_row(result.key, target.claim, measured, _VERDICT[result.passed], how)
     console.print(table)
 
 
+@handle_errors
 def validate(
-    prefect_api: str | None = typer.Option(
-        None, "--prefect-api", help="Prefect API URL (default: the local stack's)."
-    ),
-    only: list[str] = typer.Option(
-        [], "--only", help=f"Measure only these targets: {', '.join(TARGETS)}."
-    ),
-    flow_runs: int = typer.Option(100, "--flow-runs", min=1, max=2000),
-    small_objects: int = typer.Option(500, "--small-objects", min=10, max=100_000),
-    json_file: Path | None = typer.Option(None, "--json", help="Also write the report here."),
-    local_stack: bool = typer.Option(
-        True, "--local-stack/--configured", help="Measure the local stack or MINIO_* settings."
-    ),
+    prefect_api: Annotated[
+        str | None, typer.Option("--prefect-api", help="Prefect API URL (default: the stack's).")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Measure only this target (repeatable): " + ", ".join(TARGETS)),
+    ] = None,
+    flow_runs: Annotated[int, typer.Option("--flow-runs", min=1, max=2000)] = 100,
+    small_objects: Annotated[int, typer.Option("--small-objects", min=10, max=100_000)] = 500,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Also write JSON here.")] = None,
+    local_stack: Annotated[
+        bool,
+        typer.Option("--local-stack/--configured", help="The local stack, or MINIO_* settings."),
+    ] = True,
 ) -> None:
     """Measure s5cmd improvement, concurrent workflows, API p95 and storage throughput.
 
-    Exit code 0 when every measured target is met, 6 when any is missed or unmeasured.
+    Exit code 0 when every target is met, 6 when any is missed or could not be measured.
     """
-    unknown = set(only) - set(TARGETS)
+    unknown = set(only or ()) - set(TARGETS)
     if unknown:
-        raise typer.BadParameter(f"unknown target(s) {sorted(unknown)}", param_hint="--only")
-    run = handle_errors(_run)
-    run(prefect_api, set(only), flow_runs, small_objects, json_file, local_stack)
-
-
-def _run(prefect_api, only, flow_runs, small_objects, json_file, local_stack) -> None:  # noqa: ANN001
+        raise ConfigError(f"unknown target(s) {sorted(unknown)}; known: {', '.join(TARGETS)}")
     settings = load_settings()
-    lake, stack_api = _endpoint_from_settings_or_stack(settings, local_stack)
+    lake, stack_api = _targets_of(settings, local_stack)
     validator = Validator(
         lake=lake,
         engine_options=EngineOptions.from_settings(settings),
@@ -77,10 +82,10 @@ def _run(prefect_api, only, flow_runs, small_objects, json_file, local_stack) ->
         small_objects=small_objects,
         log=lambda msg: console.print(f"[dim]{msg}[/]"),
     )
-    report = validator.run(only or None)
+    report = validator.run(set(only) if only else None)
     _print(report)
     if json_file is not None:
         json_file.write_text(json.dumps(report.as_json(), indent=2) + "\n")
         console.print(f"report written to {json_file}")
     if not report.all_met:
-        raise typer.Exit(ExitCode.TARGETS_MISSED)
+        raise typer.Exit(int(ExitCode.TARGETS_MISSED))
