@@ -43,6 +43,8 @@ class FileDeduper:
             if self.seen is not None:
                 batch = batch.join(self.seen, self.key, join_type="left anti")
             keys = batch.select(self.key)
+            if self.seen is not None:
+                keys = keys.cast(self.seen.schema)
             self.seen = keys if self.seen is None else pa.concat_tables([self.seen, keys])
         if self.existing is not None:
             wanted = batch.select(self.key).schema

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import pyarrow as pa
-from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThanOrEqual, NotEqualTo
+from pyiceberg.expressions import (
+    And,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThanOrEqual,
+    NotEqualTo,
+)
 from pyiceberg.table import Table
 
 from crypto_lakehouse.archive.catalog import Frequency
@@ -138,10 +145,34 @@ class SilverBuilder:
         self.bucket = bronze_bucket
         self.chunk_rows = chunk_rows
 
-    # -- one file ------------------------------------------------------------------------------
+    # -- files -----------------------------------------------------------------------------------
 
     def transform(self, bronze: BronzeFile) -> FileOutcome:
         """Bring one bronze file version into silver (or flag it); never raises for bad data."""
+        return self.transform_many([bronze])[0]
+
+    def transform_many(self, files: list[BronzeFile]) -> list[FileOutcome]:
+        """Transform files and commit them with one Iceberg commit per table.
+
+        Files of one batch must not overlap each other's keys (the flow batches one
+        partition: one dataset and period, one file per symbol).
+        """
+        outcomes: dict[str, FileOutcome] = {}
+        pending: dict[str, list[_Pending]] = {}
+        for bronze in files:
+            done = self._prepare(bronze)
+            if isinstance(done, FileOutcome):
+                outcomes[bronze.key] = done
+            else:
+                pending.setdefault(done.layout.identifier, []).append(done)
+        for identifier, items in pending.items():
+            self._commit(identifier, items)
+            self._replace_rejects(items)
+            for item in items:
+                outcomes[item.bronze.key] = item.finish(self.ledger)
+        return [outcomes[f.key] for f in files]
+
+    def _prepare(self, bronze: BronzeFile) -> FileOutcome | _Pending:
         archive = bronze.archive
         layout = SilverTable.of(archive.market, archive.data_type)
         fingerprint = schema_fingerprint(layout)
@@ -150,14 +181,9 @@ class SilverBuilder:
             done = prior.status is not Status.DRIFT or prior.schema_fingerprint == fingerprint
             if done:
                 return FileOutcome(
-                    bronze.key,
-                    layout.identifier,
-                    "skipped",
-                    prior.rows,
-                    prior.rejects,
-                    prior.duplicates,
-                    message=prior.status.value,
-                )
+                    bronze.key, layout.identifier, "skipped", prior.rows, prior.rejects,
+                    prior.duplicates, message=prior.status.value,
+                )  # fmt: skip
         table = self.warehouse.ensure_table(
             layout.identifier, layout.arrow_schema(), layout.partition_by, layout.properties
         )
@@ -166,7 +192,6 @@ class SilverBuilder:
             market=archive.market.value, data_type=archive.data_type.value,
             symbol=archive.symbol, period=archive.period, schema_fingerprint=fingerprint,
         )  # fmt: skip
-        replaced = prior is not None and prior.sha256 != bronze.sha256
         try:
             try:
                 written = self._write(bronze, archive, layout, table, line_mode=False)
@@ -178,25 +203,8 @@ class SilverBuilder:
         except (ChecksumMismatch, ZipFormatError) as exc:
             self.ledger.record(FileRecord(**record, status=Status.CORRUPT, message=str(exc)))
             return FileOutcome(bronze.key, layout.identifier, "corrupt", message=str(exc))
-        self._commit(layout, bronze, written)
-        if written.rejects.num_rows or (prior is not None and prior.rejects):
-            self._replace_rejects(bronze, archive, layout, written.rejects)
-        units = sorted(set(written.layout.units.values()))
-        self.ledger.record(
-            FileRecord(
-                **record,
-                status=Status.TRANSFORMED,
-                rows=written.rows,
-                rejects=written.rejects.num_rows,
-                duplicates=written.duplicates,
-                header=written.layout.header,
-                time_unit=",".join(units) or None,
-            )
-        )
-        return FileOutcome(
-            bronze.key, layout.identifier, "transformed", written.rows, written.rejects.num_rows,
-            written.duplicates, replaced, written.mode, layout=written.layout,
-        )  # fmt: skip
+        in_table = prior is not None or _ever_committed(table, bronze.key)
+        return _Pending(bronze, layout, record, written, prior, in_table)
 
     # -- reading and writing -----------------------------------------------------------------------
 
@@ -276,38 +284,92 @@ class SilverBuilder:
         ).to_arrow()
         return found if found.num_rows else None
 
-    def _commit(self, layout: SilverTable, bronze: BronzeFile, written: _Written) -> None:
-        properties = {"lakehouse.source-file": bronze.key, "lakehouse.source-sha256": bronze.sha256}
+    def _commit(self, identifier: str, items: list[_Pending]) -> None:
+        """One snapshot: drop the rows of files seen before, add every new data file."""
+        keys = [item.bronze.key for item in items]
+        stale = [item.bronze.key for item in items if item.in_table]
+        files = [f for item in items for f in item.written.files]
+        properties = {"lakehouse.source-files": "\n".join(keys)}
 
         def replace(table: Table) -> None:
             with table.transaction() as tx:
-                tx.delete(EqualTo("source_file", bronze.key))
-                with tx.update_snapshot(snapshot_properties=properties).fast_append() as append:
-                    for data_file in written.files:
-                        append.append_data_file(data_file)
+                if stale:
+                    tx.delete(In("source_file", stale))
+                with tx.update_snapshot(snapshot_properties=properties).merge_append() as add:
+                    for data_file in files:
+                        add.append_data_file(data_file)
 
         try:
-            self.warehouse.commit(layout.identifier, replace)
+            self.warehouse.commit(identifier, replace)
         except Exception as exc:
-            DataFileWriter.delete_files(
-                self.warehouse.catalog.load_table(layout.identifier), written.files
-            )
+            DataFileWriter.delete_files(self.warehouse.catalog.load_table(identifier), files)
             raise StorageError(
-                f"could not commit {bronze.key} to {layout.identifier}: {exc}"
+                f"could not commit {len(keys)} file(s) to {identifier}: {exc}"
             ) from exc
 
-    def _replace_rejects(
-        self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, rejects: pa.Table
-    ) -> None:
+    def _replace_rejects(self, items: list[_Pending]) -> None:
+        """Rejects of files seen before are replaced; new rejects appended; one snapshot."""
+        stale = [
+            i.bronze.key
+            for i in items
+            if (i.prior is not None and i.prior.rejects) or (i.prior is None and i.in_table)
+        ]
+        fresh = [i.written.rejects for i in items if i.written.rejects.num_rows]
+        if not stale and not fresh:
+            return
         self.warehouse.ensure_table(REJECTS_TABLE, rejects_schema(), [])
 
         def replace(table: Table) -> None:
             with table.transaction() as tx:
-                tx.delete(EqualTo("source_file", bronze.key))
-                if rejects.num_rows:
-                    tx.append(rejects)
+                if stale:
+                    tx.delete(In("source_file", stale))
+                if fresh:
+                    tx.append(pa.concat_tables(fresh))
 
         self.warehouse.commit(REJECTS_TABLE, replace)
+
+
+@dataclass
+class _Pending:
+    """A file read and written as data files, waiting for its table's commit."""
+
+    bronze: BronzeFile
+    layout: SilverTable
+    record: dict
+    written: _Written
+    prior: FileRecord | None
+    in_table: bool  # rows of an earlier version (or of a crashed run) may be in the table
+
+    def finish(self, ledger: Ledger) -> FileOutcome:
+        written = self.written
+        units = sorted(set(written.layout.units.values()))
+        ledger.record(
+            FileRecord(
+                **self.record,
+                status=Status.TRANSFORMED,
+                rows=written.rows,
+                rejects=written.rejects.num_rows,
+                duplicates=written.duplicates,
+                header=written.layout.header,
+                time_unit=",".join(units) or None,
+            )
+        )
+        replaced = self.prior is not None and self.prior.sha256 != self.bronze.sha256
+        return FileOutcome(
+            self.bronze.key, self.layout.identifier, "transformed", written.rows,
+            written.rejects.num_rows, written.duplicates, replaced, written.mode,
+            layout=written.layout,
+        )  # fmt: skip
+
+
+def _ever_committed(table: Table, key: str) -> bool:
+    """Whether a snapshot names `key` (a run that committed but died before its ledger write)."""
+    return any(
+        key
+        in (snapshot.summary.additional_properties.get("lakehouse.source-files") or "").split("\n")
+        for snapshot in table.snapshots()
+        if snapshot.summary is not None
+    )
 
 
 @dataclass

@@ -107,7 +107,15 @@ class SilverTable:
     @property
     def properties(self) -> dict[str, str]:
         # Full (untruncated) bounds on source_file let a delete by file drop whole data files.
-        return {"write.metadata.metrics.column.source_file": "full"}
+        return {
+            "write.metadata.metrics.column.source_file": "full",
+            # One manifest per commit would make every plan read them all: merge them.
+            "commit.manifest-merge.enabled": "true",
+            "commit.manifest.min-count-to-merge": "16",
+            # Keep the metadata-file trail short (each commit writes one).
+            "write.metadata.delete-after-commit.enabled": "true",
+            "write.metadata.previous-versions-max": "20",
+        }
 
     def decorate(
         self, batch: pa.Table, *, symbol: str, interval: str | None, source_file: str

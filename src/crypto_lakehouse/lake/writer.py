@@ -38,7 +38,7 @@ class DataFileWriter:
     def add(self, rows: pa.Table) -> None:
         if not rows.num_rows:
             return
-        self._pending.append(rows)
+        self._pending.append(rows.cast(self.schema))  # joins drop not-null flags
         self._pending_rows += rows.num_rows
         if self._pending_rows >= self.chunk_rows:
             self.flush()
@@ -46,7 +46,7 @@ class DataFileWriter:
     def flush(self) -> None:
         if not self._pending:
             return
-        chunk = pa.concat_tables(self._pending).cast(self.schema)
+        chunk = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
         self.files.extend(
             _dataframe_to_data_files(
