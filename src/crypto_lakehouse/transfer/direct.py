@@ -48,7 +48,7 @@ class DirectCopier:
         floor = ctx.request.source_url.prefix
         dest_floor = ctx.request.dest_url.prefix
         covers, per_key = plan_lines(items, lambda i: ctx.wildcard_eligible(items[i]), floor)
-        tracker = Tracker(match_on="source")
+        tracker = Tracker(match_on="source", on_done=lambda i, _event: ctx.done(items[i]))
         chunk_dir = self.staging.new_chunk()
         run_file = chunk_dir / "direct.run"
         with CommandFile(run_file, part_size_mib=ctx.options.part_size_mib) as cf:
@@ -70,9 +70,7 @@ class DirectCopier:
             tick=ctx.ledger.report_progress,
         )
         for i, item in enumerate(items):
-            if i in tracker.done:
-                ctx.done(item)
-            else:
+            if i not in tracker.done:
                 reason = tracker.reason_for(
                     i, returncode=outcome.returncode, cancelled=outcome.cancelled
                 )

@@ -241,7 +241,13 @@ class StagedCopier:
         todo = sorted(chunk.downloaded)
         if not todo:
             return
-        tracker = Tracker(match_on="destination")
+
+        def uploaded(i: int, _event: object) -> None:
+            # Recorded as s5cmd reports it, so progress moves and a cancel keeps it.
+            if i not in quarantined:
+                ctx.done(items[i], chunk.verified.get(i))
+
+        tracker = Tracker(match_on="destination", on_done=uploaded)
         run_file = chunk.dir / "upload.run"
         tree_items = [i for i in todo if i in chunk.in_tree]
         with CommandFile(run_file, part_size_mib=ctx.options.part_size_mib) as cf:
@@ -275,9 +281,7 @@ class StagedCopier:
                     )
                     reason += f"; quarantine upload failed: {why}"
                 ctx.fail(item, reason, Outcome.CORRUPT)
-            elif i in tracker.done:
-                ctx.done(item, chunk.verified.get(i))
-            else:
+            elif i not in tracker.done:
                 ctx.fail(
                     item,
                     tracker.reason_for(

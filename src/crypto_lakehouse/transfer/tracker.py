@@ -48,6 +48,8 @@ class Tracker:
                 if index is None:
                     self.unexpected.append(event)
                     return
+                if index in self.done:
+                    return  # reported twice: count it once
                 self.done[index] = event
                 self.errors.pop(index, None)
             if self.on_done is not None:
