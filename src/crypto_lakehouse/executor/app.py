@@ -64,6 +64,7 @@ OperationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex
 MAX_BODY_BYTES = 64 * 1024
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorView, "description": "The body could not be read at all"},
     422: {"model": ValidationProblems, "description": "Invalid input: field and reason"},
     503: {"model": ErrorView, "description": "The operation store is unavailable"},
 }

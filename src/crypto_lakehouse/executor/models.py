@@ -81,7 +81,9 @@ class SourceSpec(_Strict):
     prefix: Prefix = ""
     endpoint: str | None = Field(
         default=None,
+        min_length=8,
         max_length=2048,
+        pattern=r"^https?://",
         description="http(s)://host[:port] of the source S3 service; omitted: the lake. "
         "Must be on the service's EXECUTOR_ALLOWED_SOURCE_ENDPOINTS list.",
     )
