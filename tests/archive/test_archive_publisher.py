@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from crypto_lakehouse.cli import app
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import S3Storage, S3Url
 
-SMALL = SampleSpec(symbols=1, orders_per_day=6)
+SMALL = SampleSpec(symbols=1, orders_per_day=6, intervals=("1s", "1d", "1mo"))
 
 
 def test_published_sample_lists_anonymously_like_the_manifest(
@@ -61,7 +62,7 @@ def test_republishing_writes_only_what_changed(
     again = write_sample(SMALL, admin, dest)
     assert (again.uploaded, again.unchanged) == (0, first.objects)
 
-    revised = write_sample(SampleSpec(symbols=1, orders_per_day=6, revision=2), admin, dest)
+    revised = write_sample(replace(SMALL, revision=2), admin, dest)
     (replaced,) = revised.replaced
     assert replaced.startswith("mirror/data/futures/um/daily/metrics/")
     assert revised.uploaded == 2
