@@ -126,3 +126,25 @@ def test_cli_without_a_running_stack_says_how_to_start_it(
     result = CliRunner().invoke(app, ["sample-archive", "--dest", "s3://sample-archive"])
     assert result.exit_code == 5
     assert "stack up" in result.output
+
+
+@pytest.mark.servers
+def test_cli_default_writes_to_the_local_stacks_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --endpoint the command finds the stack's source endpoint and its admin keys."""
+    from crypto_lakehouse.stack.manager import LocalStack
+
+    stack = LocalStack(tmp_path)
+    stack.save()
+    stack.source.start()  # only the source: the command needs nothing else
+    try:
+        monkeypatch.setenv("LAKEHOUSE_HOME", str(tmp_path))
+        args = ["sample-archive", "--dest", "s3://sample-archive", "--symbols", "1"]
+        result = CliRunner().invoke(app, [*args, "--orders-per-day", "6", "--json"])
+        assert result.exit_code == 0, result.output
+        files = json.loads(result.output)["files"]
+        anonymous = ArchiveLister(ArchiveSource(stack.source_endpoint(), "sample-archive"))
+        assert sorted(f.key for f in anonymous.files(ArchiveQuery())) == files
+    finally:
+        stack.source.stop()
