@@ -13,6 +13,7 @@ are counted and reported, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crypto_lakehouse.executor.launcher import ExecutorProcess
+from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.process import free_port
 
 TARGET_P95_MS = 20.0
@@ -188,9 +190,17 @@ async def _drive(
 
 
 def run_api_bench(
-    *, clients: int = 32, per_client: int = 100, database_url: str | None = None
+    *,
+    clients: int = 32,
+    per_client: int = 100,
+    store: str = "sqlite",
+    database_url: str | None = None,
 ) -> ApiBenchReport:
-    """Start an API-only replica, drive it, stop it; the replica's files go to a temp dir."""
+    """Start an API-only replica, drive it, stop it; everything lives in a temp dir.
+
+    `store="postgres"` starts a private PostgreSQL cluster for the run (unless
+    `database_url` names one).
+    """
     token = secrets.token_urlsafe(32)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         root = Path(tmp)
@@ -201,12 +211,18 @@ def run_api_bench(
             "EXECUTOR_MAX_OPERATIONS": "0",
             "EXECUTOR_MAX_QUEUE": str(clients * per_client * 4),
         }
-        if database_url:
-            env["EXECUTOR_DATABASE_URL"] = database_url
-        replica = ExecutorProcess(root, env, name="bench-executor").start()
-        try:
+        with contextlib.ExitStack() as stack:
+            if store == "postgres" and database_url is None:
+                server = PostgresServer(root / "pg")
+                server.start()
+                stack.callback(server.stop)
+                server.create_database("executor")
+                database_url = server.info.url("executor")
+            if database_url:
+                env["EXECUTOR_DATABASE_URL"] = database_url
+            replica = ExecutorProcess(root, env, name="bench-executor").start()
+            stack.callback(replica.stop)
             phases = asyncio.run(_drive(replica.port, replica.pid, token, clients, per_client))
-        finally:
-            replica.stop()
-    store = "postgresql" if database_url else "sqlite"
-    return ApiBenchReport(clients=clients, store=store, phases=phases)
+    return ApiBenchReport(
+        clients=clients, store="postgresql" if database_url else "sqlite", phases=phases
+    )

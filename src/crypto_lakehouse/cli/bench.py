@@ -43,3 +43,33 @@ def transfer(
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
         console.print(f"results written to {json_file}")
+
+
+@app.command()
+@handle_errors
+def api(
+    clients: Annotated[int, typer.Option(min=1, max=512, help="Concurrent clients.")] = 32,
+    requests: Annotated[
+        int, typer.Option(min=10, help="Requests per client and per measured route.")
+    ] = 200,
+    store: Annotated[
+        list[str] | None,
+        typer.Option(help="sqlite and/or postgres (a private cluster); repeat for both."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """Executor API latency: p50/p95/p99 of POST /sync and GET /operations/{id}."""
+    from dataclasses import asdict
+
+    from crypto_lakehouse.bench.api import run_api_bench
+
+    results = {}
+    for name in store or ["sqlite"]:
+        report = run_api_bench(clients=clients, per_client=requests, store=name)
+        typer.echo(report.table())
+        results[name] = [asdict(p) for p in report.phases]
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(results, indent=2) + "\n")
