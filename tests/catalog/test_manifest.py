@@ -168,3 +168,13 @@ def test_unreachable_database_is_a_transient_error() -> None:
     with pytest.raises(CatalogUnavailable) as info:
         m.ensure_schema()
     assert info.value.transient
+
+
+def test_a_file_verified_in_another_bucket_is_transferred_again(manifest: Manifest) -> None:
+    ingest(manifest, "run-1", [listed(10)])
+    assert manifest.plan([listed(10)], bronze_bucket="bronze").up_to_date == [listed(10)]
+    plan = manifest.plan([listed(10)], bronze_bucket="bronze-2")
+    assert plan.transfer == [(listed(10), Decision.ELSEWHERE)]
+    manifest.mark_started("run-2", [listed(10)], source_url="s3://src/", bronze_bucket="bronze-2")
+    manifest.record("run-2", [FileResult(listed(10), ok=True, sha256=SHA_A)])
+    assert manifest.get(listed(10).path).bronze_bucket == "bronze-2"  # type: ignore[union-attr]

@@ -54,11 +54,14 @@ class Decision(StrEnum):
     CHANGED = "changed"  # verified before, but the listing's ETag or size differ now
     RETRY = "retry"  # started/failed/pending: an earlier run did not finish it
     RECHECK = "recheck"  # corrupt before, and the source object changed since
+    ELSEWHERE = "elsewhere"  # verified, but in another bronze bucket than this run's
     UP_TO_DATE = "up_to_date"  # verified, same ETag and size: nothing to do
     KNOWN_CORRUPT = "known_corrupt"  # corrupt before, the source object is unchanged
 
 
-TRANSFER = frozenset({Decision.NEW, Decision.CHANGED, Decision.RETRY, Decision.RECHECK})
+TRANSFER = frozenset(
+    {Decision.NEW, Decision.CHANGED, Decision.RETRY, Decision.RECHECK, Decision.ELSEWHERE}
+)
 
 
 @dataclass(frozen=True)
@@ -228,17 +231,25 @@ class Manifest:
 
     # -- the ingest hand-over ------------------------------------------------------------------
 
-    def plan(self, listed: Sequence[ListedFile]) -> Plan:
+    def plan(self, listed: Sequence[ListedFile], bronze_bucket: str | None = None) -> Plan:
         """Decide per listed file: transfer it, or leave it (up to date / known corrupt).
 
         A verified file is left alone when the listing's ETag and size equal the ones it was
-        verified with, so an unchanged archive costs one listing and no transfer.
+        verified with, so an unchanged archive costs one listing and no transfer. With
+        `bronze_bucket`, a file verified in another bucket is transferred again (the
+        manifest tracks one bronze location per file).
         """
         rows = self._rows_for([item.path for item in listed])
         plan = Plan()
         for item in listed:
             row = rows.get(item.path)
             decision = _decide(item, row)
+            if (
+                decision is Decision.UP_TO_DATE
+                and bronze_bucket is not None
+                and row["bronze_bucket"] != bronze_bucket
+            ):
+                decision = Decision.ELSEWHERE
             if decision is Decision.UP_TO_DATE:
                 plan.up_to_date.append(item)
             elif decision is Decision.KNOWN_CORRUPT:
@@ -285,6 +296,8 @@ class Manifest:
                         index_elements=["path"],
                         set_={
                             "status": FileStatus.STARTED.value,
+                            "bronze_bucket": bronze_bucket,
+                            "bronze_key": stmt.excluded.bronze_key,
                             "run_id": run_id,
                             "error": None,
                             "updated_at": now,
@@ -405,6 +418,7 @@ class Manifest:
                     bronze_files.c.status,
                     bronze_files.c.etag,
                     bronze_files.c.size,
+                    bronze_files.c.bronze_bucket,
                 ).where(bronze_files.c.path.in_(chunk))
                 for row in conn.execute(query).mappings():
                     found[row["path"]] = row

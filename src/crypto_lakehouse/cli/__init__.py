@@ -7,6 +7,8 @@ import typer
 from crypto_lakehouse import __version__
 from crypto_lakehouse.cli import bench, exporter, stack, sync
 from crypto_lakehouse.cli import executor as executor_cli
+from crypto_lakehouse.cli import flows as flows_cli
+from crypto_lakehouse.cli import ingest as ingest_cli
 from crypto_lakehouse.cli.archive import sample_archive
 
 app = typer.Typer(
@@ -22,6 +24,9 @@ app.add_typer(bench.app, name="bench")
 app.command("sample-archive")(sample_archive)
 app.add_typer(exporter.app, name="exporter")
 app.add_typer(executor_cli.app, name="executor")
+app.add_typer(flows_cli.app, name="flows")
+app.command("worker")(flows_cli.worker)
+app.command("ingest")(ingest_cli.ingest)
 
 
 def _version(value: bool) -> None:

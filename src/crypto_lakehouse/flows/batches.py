@@ -1,8 +1,11 @@
-"""Cut the files to transfer into batches: one partition each, at most `max_files` files.
+"""Cut the files to transfer into batches of whole partitions, at most `max_files` files each.
 
 A partition (market, frequency, data type, interval, day or month) holds one file per
-symbol; it is the unit one transfer task moves with one engine run. Large partitions
-are split so a task stays bounded in time and staging space.
+symbol. A batch is one or more whole partitions of one market and frequency (say every
+`spot/daily` partition of a few days) that one transfer task moves with one engine run:
+packing small partitions saves an engine start (two probes, two listings, two s5cmd
+processes) per partition, which dominates when partitions hold a handful of files. A
+partition larger than `max_files` is split into parts.
 """
 
 from __future__ import annotations
@@ -17,36 +20,61 @@ from crypto_lakehouse.catalog import ListedFile
 
 @dataclass(frozen=True)
 class Batch:
-    """Files of one partition that one task transfers together."""
+    """Files of whole partitions (one market and frequency), transferred by one task."""
 
-    partition: Partition
-    part: int  # 1-based, when a partition is split
-    parts: int
+    partitions: tuple[Partition, ...]
     files: tuple[ListedFile, ...]
+    part: int = 1  # 1-based, when one partition is split
+    parts: int = 1
 
     @property
     def label(self) -> str:
-        """E.g. `spot/daily/klines/1h/2026-05-08` or `...-08 (2/3)`: the task run's name."""
-        suffix = f" ({self.part}/{self.parts})" if self.parts > 1 else ""
-        return self.partition.label + suffix
+        """`spot/daily/klines/1h/2026-05-08`, `... (2/3)` or `first .. last (+n)`: the task name."""
+        first, last = self.partitions[0], self.partitions[-1]
+        label = first.label
+        if last != first:
+            label += f" .. {last.label} ({len(self.partitions)} partitions)"
+        return label + (f" ({self.part}/{self.parts})" if self.parts > 1 else "")
 
     @property
     def size(self) -> int:
         return sum(item.file.size or 0 for item in self.files)
 
 
+def _group(partition: Partition) -> tuple[str, ...]:
+    return (partition.market.value, partition.frequency.value)
+
+
 def make_batches(items: Sequence[ListedFile], max_files: int) -> list[Batch]:
-    """Group by partition (in partition order), split each into chunks of `max_files`."""
+    """Whole partitions packed per market/frequency up to `max_files`; big ones split."""
     if max_files < 1:
         raise ValueError("max_files must be at least 1")
     grouped: dict[Partition, list[ListedFile]] = defaultdict(list)
     for item in items:
         grouped[item.file.partition].append(item)
-    batches = []
+    batches: list[Batch] = []
+    open_parts: list[Partition] = []
+    open_files: list[ListedFile] = []
+
+    def close() -> None:
+        if open_files:
+            batches.append(Batch(tuple(open_parts), tuple(open_files)))
+        open_parts.clear()
+        open_files.clear()
+
     for partition in sorted(grouped):
         files = sorted(grouped[partition], key=lambda item: item.path)
-        parts = -(-len(files) // max_files)
-        for index in range(parts):
-            chunk = tuple(files[index * max_files : (index + 1) * max_files])
-            batches.append(Batch(partition, index + 1, parts, chunk))
+        if open_parts and (
+            _group(open_parts[0]) != _group(partition) or len(open_files) + len(files) > max_files
+        ):
+            close()
+        if len(files) > max_files:
+            parts = -(-len(files) // max_files)
+            for index in range(parts):
+                chunk = tuple(files[index * max_files : (index + 1) * max_files])
+                batches.append(Batch((partition,), chunk, index + 1, parts))
+            continue
+        open_parts.append(partition)
+        open_files.extend(files)
+    close()
     return batches

@@ -14,188 +14,37 @@ at flow entry, never from parameters.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import anyio
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.states import Failed
-from prefect.tasks import exponential_backoff
 
-from crypto_lakehouse.archive import ArchiveLister, find_gaps
 from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
 from crypto_lakehouse.archive.paths import ROOT
-from crypto_lakehouse.catalog import (
-    FileResult,
-    ListedFile,
-    Manifest,
-    Outcome,
-    Plan,
-    RunStatus,
-)
+from crypto_lakehouse.catalog import Manifest, Outcome, Plan, RunStatus
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.flows.batches import Batch, make_batches
-from crypto_lakehouse.flows.limits import TRANSFER_LIMIT, ensure_transfer_limit
-from crypto_lakehouse.flows.mover import Mover, mover_for
-from crypto_lakehouse.flows.progress import IngestEvent, Listener, current_listener, emit
+from crypto_lakehouse.flows.limits import ensure_transfer_limit
+from crypto_lakehouse.flows.mover import mover_for
+from crypto_lakehouse.flows.progress import IngestEvent, current_listener, emit
 from crypto_lakehouse.flows.summary import IngestSummary, Problem
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
-from crypto_lakehouse.observability.metrics import (
-    INGEST_BYTES,
-    INGEST_FILES,
-    INGEST_LAST_VERIFIED,
+from crypto_lakehouse.flows.tasks import (
+    BatchOutcome,
+    Discovery,
+    RunContext,
+    batch_failed,
+    discover,
+    plan,
+    record_without_sidecar,
+    transfer_partition,
 )
 from crypto_lakehouse.storage import S3Storage
 
 FLOW_NAME = "ingest-archive"
-
-
-def transient_only(task: Any, task_run: Any, state: Any) -> bool:
-    """Prefect `retry_condition_fn`: retry when the task's exception says it may pass."""
-    exc = getattr(state, "data", None)
-    return isinstance(exc, BaseException) and bool(getattr(exc, "transient", False))
-
-
-@dataclass
-class Discovery:
-    listed: list[ListedFile]
-    without_sidecar: list[ListedFile]
-    gaps: list[str]
-    missing_periods: int
-
-
-@dataclass
-class RunContext:
-    """What every task of one run shares (built once at flow entry, not a parameter)."""
-
-    run_id: str
-    target: IngestTarget
-    manifest: Manifest
-    mover: Mover
-    listener: Listener | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass
-class BatchOutcome:
-    label: str
-    outcomes: dict[str, Outcome]
-    results: list[FileResult]
-
-    @property
-    def bytes_verified(self) -> int:
-        return sum(
-            (r.listed.file.size or 0)
-            for r in self.results
-            if self.outcomes.get(r.listed.path) in _VERIFIED
-        )
-
-
-_VERIFIED = {Outcome.VERIFIED, Outcome.REPLACED, Outcome.REVERIFIED}
-
-
-@task(
-    name="discover",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=transient_only,
-    cache_policy=NO_CACHE,
-)
-async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
-    """List the archive: files the request covers, with ETag/LastModified and sidecar presence."""
-
-    def work() -> Discovery:
-        S3Storage(target.source.endpoint, timeout=5.0, retries=0).probe_bucket(target.source.bucket)
-        files = list(ArchiveLister(target.source).files(request.query()))
-        gaps = find_gaps(files)
-        listed, without = [], []
-        for file in files:
-            item = ListedFile(file, file.key_under(target.source.root))
-            (listed if file.checksum_etag else without).append(item)
-        return Discovery(listed, without, [str(g) for g in gaps], sum(len(g.missing) for g in gaps))
-
-    return await anyio.to_thread.run_sync(work)
-
-
-@task(
-    name="plan",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=transient_only,
-    cache_policy=NO_CACHE,
-)
-async def plan(manifest: Manifest, listed: list[ListedFile]) -> Plan:
-    """Which files need a transfer (new, changed, unfinished) according to the manifest."""
-    return await anyio.to_thread.run_sync(manifest.plan, listed)
-
-
-@task(
-    name="transfer-partition",
-    task_run_name="transfer {batch.label}",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=transient_only,
-    cache_policy=NO_CACHE,
-)
-async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
-    """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
-    from prefect.concurrency.asyncio import concurrency
-
-    files = list(batch.files)
-    target = ctx.target
-
-    def on_bytes(count: int) -> None:
-        emit(IngestEvent("bytes", bytes=count), ctx.listener)
-
-    async with concurrency(TRANSFER_LIMIT, occupy=1):
-        await anyio.to_thread.run_sync(
-            lambda: ctx.manifest.mark_started(
-                ctx.run_id,
-                files,
-                source_url=f"{target.source_label}",
-                bronze_bucket=target.bronze_bucket,
-            )
-        )
-        results = await anyio.to_thread.run_sync(
-            lambda: ctx.mover.move(target, files, on_bytes=on_bytes, cancel=ctx.cancel)
-        )
-    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
-    _count(results, outcomes)
-    emit(IngestEvent("batch", files=len(files), label=batch.label), ctx.listener)
-    return BatchOutcome(batch.label, outcomes, results)
-
-
-def _count(results: list[FileResult], outcomes: dict[str, Outcome]) -> None:
-    verified_any = False
-    for result in results:
-        file = result.listed.file
-        outcome = outcomes[result.listed.path]
-        INGEST_FILES.labels(file.market.value, file.data_type.value, outcome.value).inc()
-        if outcome in _VERIFIED:
-            INGEST_BYTES.labels(file.market.value, file.data_type.value).inc(file.size or 0)
-            verified_any = True
-    if verified_any:
-        INGEST_LAST_VERIFIED.set(time.time())
-
-
-async def _record_without_sidecar(ctx: RunContext, items: list[ListedFile]) -> BatchOutcome:
-    """Files the archive publishes without a CHECKSUM cannot be verified: recorded failed."""
-    results = [FileResult(item, ok=False, error="no .CHECKSUM sidecar published") for item in items]
-    await anyio.to_thread.run_sync(
-        lambda: ctx.manifest.mark_started(
-            ctx.run_id,
-            items,
-            source_url=ctx.target.source_label,
-            bronze_bucket=ctx.target.bronze_bucket,
-        )
-    )
-    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
-    return BatchOutcome("without CHECKSUM", outcomes, results)
 
 
 def _summarise(
@@ -235,7 +84,16 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     started = time.monotonic()
     target = IngestTarget.resolve(request, settings)
     manifest = Manifest.from_settings(settings)
-    ctx = RunContext(run_id, target, manifest, mover_for(settings), current_listener())
+    ctx = RunContext(
+        run_id,
+        target,
+        manifest,
+        mover_for(settings),
+        staging=settings.staging_root / "ingest",
+        listener=current_listener(),
+    )
+    for slot in range(request.parallel_batches):
+        ctx.slots.put_nowait(slot)
     summary = IngestSummary(
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
     )
@@ -243,8 +101,11 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         await anyio.to_thread.run_sync(manifest.ensure_schema)
         await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
         discovery = await discover(target, request)
-        work = await plan(manifest, discovery.listed)
-        batches = make_batches([item for item, _ in work.transfer], request.batch_files)
+        work = await plan(manifest, discovery.listed, target.bronze_bucket)
+        todo = [item for item, _ in work.transfer]
+        # At least `parallel_batches` batches when there is enough work, to use the slots.
+        cap = min(request.batch_files, max(1, -(-len(todo) // request.parallel_batches)))
+        batches = make_batches(todo, cap)
         summary.transferred = len(work.transfer)
         summary.batches = len(batches)
         emit(
@@ -253,7 +114,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         )
         outcomes: list[BatchOutcome] = []
         if discovery.without_sidecar:
-            outcomes.append(await _record_without_sidecar(ctx, discovery.without_sidecar))
+            outcomes.append(await record_without_sidecar(ctx, discovery.without_sidecar))
         if batches:
             await ensure_transfer_limit()
             await anyio.to_thread.run_sync(
@@ -277,12 +138,19 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
 
 
 async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:
-    """Every batch as its own task run, at most `parallel` in flight in this flow run."""
+    """Every batch as its own task run, at most `parallel` in flight in this flow run.
+
+    A batch that still fails after its retries does not stop the others: its files are
+    recorded `failed` (the next run retries them) and listed in the summary.
+    """
     gate = asyncio.Semaphore(parallel)
 
     async def one(batch: Batch) -> BatchOutcome:
         async with gate:
-            return await transfer_partition(batch, ctx)
+            try:
+                return await transfer_partition(batch, ctx)
+            except Exception as exc:  # the task's own errors, after its retries
+                return await batch_failed(batch, ctx, exc)
 
     return list(await asyncio.gather(*(one(b) for b in batches)))
 

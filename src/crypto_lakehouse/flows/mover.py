@@ -14,10 +14,12 @@ verified, and copying is what re-verifies it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 from crypto_lakehouse.archive.checksum import parse_checksum
@@ -48,6 +50,7 @@ class Mover(Protocol):
         target: IngestTarget,
         files: Sequence[ListedFile],
         *,
+        staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[FileResult]: ...
@@ -69,6 +72,7 @@ class EngineMover:
         target: IngestTarget,
         files: Sequence[ListedFile],
         *,
+        staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[FileResult]:
@@ -93,7 +97,12 @@ class EngineMover:
                 on_bytes(snapshot.bytes_done - seen[0])
                 seen[0] = snapshot.bytes_done
 
-        report = TransferEngine(self.options).run(request, progress=progress, cancel=cancel)
+        # Concurrent engine runs each get their own staging root (`staging`): runs sharing a
+        # root may remove each other's fresh folders while cleaning up stale ones.
+        options = self.options
+        if staging is not None:
+            options = dataclasses.replace(options, staging_root=staging)
+        report = TransferEngine(options).run(request, progress=progress, cancel=cancel)
         by_key = {r.source_key: r for r in report.results}
         return [file_result(item, by_key.get(item.source_key)) for item in files]
 
@@ -126,6 +135,7 @@ class ExecutorMover:
         target: IngestTarget,
         files: Sequence[ListedFile],
         *,
+        staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
     ) -> list[FileResult]:

@@ -1,0 +1,199 @@
+"""The tasks of `ingest-archive`: discover, plan, transfer one partition batch.
+
+Each is small and typed; retries (with backoff) apply only to errors whose `.transient`
+is true. Task inputs are in-process objects (`RunContext` holds the manifest and the
+mover), never credentials in parameters; caching is off because every call must act.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from crypto_lakehouse.archive import ArchiveLister, find_gaps
+from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, Outcome, Plan
+from crypto_lakehouse.errors import LakehouseError
+from crypto_lakehouse.flows.batches import Batch
+from crypto_lakehouse.flows.limits import TRANSFER_LIMIT
+from crypto_lakehouse.flows.mover import Mover
+from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
+from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
+from crypto_lakehouse.observability.metrics import INGEST_BYTES, INGEST_FILES, INGEST_LAST_VERIFIED
+from crypto_lakehouse.storage import S3Storage
+
+
+def transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect `retry_condition_fn`: retry when the task's exception says it may pass."""
+    exc = getattr(state, "data", None)
+    return isinstance(exc, BaseException) and bool(getattr(exc, "transient", False))
+
+
+@dataclass
+class Discovery:
+    listed: list[ListedFile]
+    without_sidecar: list[ListedFile]
+    gaps: list[str]
+    missing_periods: int
+
+
+@dataclass
+class RunContext:
+    """What every task of one run shares (built once at flow entry, not a parameter)."""
+
+    run_id: str
+    target: IngestTarget
+    manifest: Manifest
+    mover: Mover
+    staging: Path  # each concurrent transfer stages under its own slot folder here
+    listener: Listener | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    slots: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+
+
+@dataclass
+class BatchOutcome:
+    label: str
+    outcomes: dict[str, Outcome]
+    results: list[FileResult]
+
+    @property
+    def bytes_verified(self) -> int:
+        return sum(
+            (r.listed.file.size or 0)
+            for r in self.results
+            if self.outcomes.get(r.listed.path) in VERIFIED
+        )
+
+
+VERIFIED = {Outcome.VERIFIED, Outcome.REPLACED, Outcome.REVERIFIED}
+
+
+@task(
+    name="discover",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
+    """List the archive: files the request covers, with ETag/LastModified and sidecar presence."""
+
+    def work() -> Discovery:
+        S3Storage(target.source.endpoint, timeout=5.0, retries=0).probe_bucket(target.source.bucket)
+        files = list(ArchiveLister(target.source).files(request.query()))
+        gaps = find_gaps(files)
+        listed, without = [], []
+        for file in files:
+            item = ListedFile(file, file.key_under(target.source.root))
+            (listed if file.checksum_etag else without).append(item)
+        return Discovery(listed, without, [str(g) for g in gaps], sum(len(g.missing) for g in gaps))
+
+    return await anyio.to_thread.run_sync(work)
+
+
+@task(
+    name="plan",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def plan(manifest: Manifest, listed: list[ListedFile], bronze_bucket: str) -> Plan:
+    """Which files need a transfer (new, changed, unfinished) according to the manifest."""
+    return await anyio.to_thread.run_sync(manifest.plan, listed, bronze_bucket)
+
+
+@task(
+    name="transfer-partition",
+    task_run_name="transfer {batch.label}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=transient_only,
+    cache_policy=NO_CACHE,
+)
+async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
+    """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
+    from prefect.concurrency.asyncio import concurrency
+
+    files = list(batch.files)
+
+    def on_bytes(count: int) -> None:
+        emit(IngestEvent("bytes", bytes=count), ctx.listener)
+
+    slot = await ctx.slots.get()
+    staging = ctx.staging / f"p{os.getpid()}-s{slot}"
+    try:
+        async with concurrency(TRANSFER_LIMIT, occupy=1):
+            results = await _move(batch, ctx, staging, on_bytes)
+    finally:
+        ctx.slots.put_nowait(slot)
+    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+    _count(results, outcomes)
+    emit(IngestEvent("batch", files=len(files), label=batch.label), ctx.listener)
+    return BatchOutcome(batch.label, outcomes, results)
+
+
+async def _move(
+    batch: Batch, ctx: RunContext, staging: Path, on_bytes: Callable[[int], None]
+) -> list[FileResult]:
+    """Rows to `started`, then the engine (or executor): the durable hand-over's first half."""
+    files = list(batch.files)
+    target = ctx.target
+    await anyio.to_thread.run_sync(
+        lambda: ctx.manifest.mark_started(
+            ctx.run_id, files, source_url=target.source_label, bronze_bucket=target.bronze_bucket
+        )
+    )
+    return await anyio.to_thread.run_sync(
+        lambda: ctx.mover.move(target, files, staging=staging, on_bytes=on_bytes, cancel=ctx.cancel)
+    )
+
+
+def _count(results: list[FileResult], outcomes: dict[str, Outcome]) -> None:
+    verified_any = False
+    for result in results:
+        file = result.listed.file
+        outcome = outcomes[result.listed.path]
+        INGEST_FILES.labels(file.market.value, file.data_type.value, outcome.value).inc()
+        if outcome in VERIFIED:
+            INGEST_BYTES.labels(file.market.value, file.data_type.value).inc(file.size or 0)
+            verified_any = True
+    if verified_any:
+        INGEST_LAST_VERIFIED.set(time.time())
+
+
+async def record_without_sidecar(ctx: RunContext, items: list[ListedFile]) -> BatchOutcome:
+    """Files the archive publishes without a CHECKSUM cannot be verified: recorded failed."""
+    results = [FileResult(item, ok=False, error="no .CHECKSUM sidecar published") for item in items]
+    await anyio.to_thread.run_sync(
+        lambda: ctx.manifest.mark_started(
+            ctx.run_id,
+            items,
+            source_url=ctx.target.source_label,
+            bronze_bucket=ctx.target.bronze_bucket,
+        )
+    )
+    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+    return BatchOutcome("without CHECKSUM", outcomes, results)
+
+
+async def batch_failed(batch: Batch, ctx: RunContext, exc: Exception) -> BatchOutcome:
+    error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    results = [FileResult(item, ok=False, error=error) for item in batch.files]
+    try:
+        outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+    except LakehouseError:  # the catalog itself is down: the rows stay `started`
+        outcomes = {item.path: Outcome.FAILED for item in batch.files}
+    return BatchOutcome(batch.label, outcomes, results)

@@ -1,0 +1,70 @@
+"""Batching partitions and the tasks' retry condition: pure logic, no servers."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from crypto_lakehouse.archive import ArchiveFile
+from crypto_lakehouse.catalog import ListedFile
+from crypto_lakehouse.errors import ChecksumMismatch, EndpointUnreachable, TransferError
+from crypto_lakehouse.flows.batches import make_batches
+from crypto_lakehouse.flows.tasks import transient_only
+
+
+def listed(symbol: str, day: int, interval: str = "1h", data_type: str = "klines") -> ListedFile:
+    file = ArchiveFile("spot", "daily", data_type, symbol, date(2026, 5, day), interval)
+    return ListedFile(file.with_listing(10, "e", datetime(2026, 5, 9, tzinfo=UTC)), file.key)
+
+
+def test_whole_partitions_of_one_market_and_frequency_are_packed_together() -> None:
+    items = [listed(s, d) for s in ("BTCUSDT", "ETHUSDT") for d in (1, 2, 3)]
+    items += [listed("BTCUSDT", 1, interval="1m")]
+    monthly = ArchiveFile("futures/um", "monthly", "fundingRate", "BTCUSDT", date(2026, 4, 1))
+    items += [
+        ListedFile(monthly.with_listing(5, "e", datetime(2026, 5, 9, tzinfo=UTC)), monthly.key)
+    ]
+    batches = make_batches(items, max_files=4)
+    assert [b.label for b in batches] == [
+        "futures/um/monthly/fundingRate/2026-04",
+        "spot/daily/klines/1h/2026-05-01 .. spot/daily/klines/1h/2026-05-02 (2 partitions)",
+        "spot/daily/klines/1h/2026-05-03 .. spot/daily/klines/1m/2026-05-01 (2 partitions)",
+    ]
+    assert [len(b.files) for b in batches] == [1, 4, 3]
+    # A partition never straddles two batches, and every file is in exactly one.
+    assert sorted(i.path for b in batches for i in b.files) == sorted(i.path for i in items)
+    for batch in batches:
+        assert {i.file.partition for i in batch.files} == set(batch.partitions)
+
+
+def test_a_partition_larger_than_the_cap_is_split_in_parts() -> None:
+    items = [listed(f"S{n:02d}USDT", 1) for n in range(5)]
+    batches = make_batches(items, max_files=2)
+    assert [b.label for b in batches] == [
+        "spot/daily/klines/1h/2026-05-01 (1/3)",
+        "spot/daily/klines/1h/2026-05-01 (2/3)",
+        "spot/daily/klines/1h/2026-05-01 (3/3)",
+    ]
+    assert sum(b.size for b in batches) == 50
+    with pytest.raises(ValueError):
+        make_batches(items, max_files=0)
+
+
+class _State:
+    def __init__(self, data: object) -> None:
+        self.data = data
+
+
+@pytest.mark.parametrize(
+    ("error", "retry"),
+    [
+        (EndpointUnreachable("down"), True),
+        (TransferError("s5cmd could not start"), True),
+        (ChecksumMismatch("bad bytes"), False),
+        (ValueError("bug"), False),
+        (None, False),
+    ],
+)
+def test_tasks_retry_only_transient_errors(error: object, retry: bool) -> None:
+    assert transient_only(None, None, _State(error)) is retry
