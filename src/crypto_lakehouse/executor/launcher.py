@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -29,11 +29,14 @@ class ExecutorProcess:
         port: int | None = None,
         insecure_dev: bool = False,
         name: str = "executor",
+        wrapper: Sequence[str] = (),
     ) -> None:
+        """`wrapper` prefixes the command (it must exec it, so the PID stays the server's)."""
         self.root = root
         self.env = dict(env)
         self.port = port or free_port()
         self.insecure_dev = insecure_dev
+        self.wrapper = list(wrapper)
         self.process = ManagedProcess(name, root / f"{name}.pid", root / f"{name}.log")
 
     @property
@@ -45,7 +48,7 @@ class ExecutorProcess:
         return self.process.running_pid()
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "crypto_lakehouse", "executor", "serve"]
+        argv = [*self.wrapper, sys.executable, "-m", "crypto_lakehouse", "executor", "serve"]
         argv += ["--host", "127.0.0.1", "--port", str(self.port)]
         return argv + (["--insecure-dev"] if self.insecure_dev else [])
 
