@@ -75,10 +75,13 @@ def test_runs_a_staged_transfer_with_a_read_only_root(
 
 
 def _mount_options(pid: int | None, mount_point: str) -> set[str]:
-    """Options of the last mount at `mount_point` in the process's mount namespace."""
-    options: set[str] = set()
+    """Options of the first mount at `mount_point` in the process's mount namespace.
+
+    For "/" that is the process's root: a bind mounted on top of "/" afterwards is not
+    what path lookups from the root see.
+    """
     for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
         fields = line.split()
         if fields[4] == mount_point:
-            options = set(fields[5].split(","))
-    return options
+            return set(fields[5].split(","))
+    return set()
