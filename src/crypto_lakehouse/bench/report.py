@@ -1,0 +1,188 @@
+"""Benchmark results: medians, the ratios the targets are about, a table and the JSON file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Measurement:
+    workload: str
+    method: str
+    seconds: float  # median of the measured runs
+    runs: list[float]
+    objects: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """`numerator / denominator` (both medians of this run) compared with `limit`."""
+
+    text: str
+    workload: str
+    numerator: str
+    denominator: str
+    limit: float
+    at_least: bool  # True: ratio >= limit passes; False: ratio <= limit passes
+
+
+TARGETS = [
+    Target("engine-staged no slower than rclone", "small", "rclone", "engine-staged", 1.0, True),
+    Target("engine-staged >= 0.9x rclone's speed", "large", "rclone", "engine-staged", 0.9, True),
+    Target("engine-staged >= 5x naive-boto3", "small", "naive-boto3", "engine-staged", 5.0, True),
+    Target("engine-direct >= 5x traditional", "small", "traditional", "engine-direct", 5.0, True),
+    Target(
+        "staged overhead over s5cmd-raw <= 15%", "small", "engine-staged", "s5cmd-raw", 1.15, False
+    ),
+    Target(
+        "staged overhead over s5cmd-raw <= 15%", "large", "engine-staged", "s5cmd-raw", 1.15, False
+    ),
+    Target(
+        "direct overhead over s5cmd-raw-direct <= 15%",
+        "small",
+        "engine-direct",
+        "s5cmd-raw-direct",
+        1.15,
+        False,
+    ),
+    Target(
+        "staged re-run <= 10% of first run",
+        "small",
+        "engine-staged-rerun",
+        "engine-staged",
+        0.10,
+        False,
+    ),
+    Target(
+        "staged re-run <= 10% of first run",
+        "large",
+        "engine-staged-rerun",
+        "engine-staged",
+        0.10,
+        False,
+    ),
+    Target(
+        "direct re-run <= 10% of first run",
+        "small",
+        "engine-direct-rerun",
+        "engine-direct",
+        0.10,
+        False,
+    ),
+]
+
+
+@dataclass
+class BenchResult:
+    measurements: list[Measurement] = field(default_factory=list)
+    memory: dict[str, Any] | None = None
+
+    def add(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+
+    def seconds(self, workload: str, method: str) -> float | None:
+        for m in self.measurements:
+            if m.workload == workload and m.method == method:
+                return m.seconds
+        return None
+
+    def targets(self) -> list[dict[str, Any]]:
+        rows = []
+        for t in TARGETS:
+            num, den = (
+                self.seconds(t.workload, t.numerator),
+                self.seconds(t.workload, t.denominator),
+            )
+            if num is None or den is None or den <= 0:
+                continue
+            ratio = num / den
+            ok = ratio >= t.limit if t.at_least else ratio <= t.limit
+            rows.append(
+                {
+                    "target": t.text,
+                    "workload": t.workload,
+                    "ratio": round(ratio, 3),
+                    "rule": ">=" if t.at_least else "<=",
+                    "limit": t.limit,
+                    "met": ok,
+                }
+            )
+        return rows
+
+    def table(self) -> Group:
+        parts: list[Any] = []
+        for workload in dict.fromkeys(m.workload for m in self.measurements):
+            rows = [m for m in self.measurements if m.workload == workload]
+            first = self.seconds(workload, "engine-staged") or rows[0].seconds
+            table = Table(
+                title=f"{workload}: {rows[0].objects} objects, "
+                f"{rows[0].bytes / 1e6:.1f} MB (median of {len(rows[0].runs)})"
+            )
+            for column in ("method", "median s", "runs", "MB/s", "objects/s", "vs engine-staged"):
+                table.add_column(column, justify="left" if column == "method" else "right")
+            for m in rows:
+                moved = 0 if m.method.endswith("-rerun") else m.bytes
+                table.add_row(
+                    m.method,
+                    f"{m.seconds:.2f}",
+                    " ".join(f"{r:.2f}" for r in m.runs),
+                    f"{moved / 1e6 / m.seconds:.1f}" if moved else "-",
+                    f"{m.objects / m.seconds:.0f}",
+                    f"{m.seconds / first:.2f}x time",
+                )
+            parts.append(table)
+        targets = self.targets()
+        if targets:
+            table = Table(title="targets (ratios of medians from this run)")
+            for column in ("target", "workload", "ratio", "limit", "met"):
+                table.add_column(column)
+            for row in targets:
+                mark = "[green]yes[/]" if row["met"] else "[red]no[/]"
+                table.add_row(
+                    row["target"],
+                    row["workload"],
+                    f"{row['ratio']:.3f}",
+                    f"{row['rule']} {row['limit']}",
+                    mark,
+                )
+            parts.append(table)
+        if self.memory:
+            m = self.memory
+            table = Table(title="engine memory (child process running only the engine)")
+            table.add_column("measure")
+            table.add_column("value", justify="right")
+            table.add_row("objects copied", str(m["copied"]))
+            table.add_row("peak RSS", f"{m['peak_rss_kib'] / 1024:.1f} MiB")
+            table.add_row("RSS before the run", f"{m['rss_before_kib'] / 1024:.1f} MiB")
+            table.add_row("staging peak (engine)", f"{m['staging_peak_bytes'] / 1e6:.1f} MB")
+            table.add_row("staging peak (walked)", f"{m['staging_walked_peak_bytes'] / 1e6:.1f} MB")
+            table.add_row("staging cap", f"{m['staging_cap_bytes'] / 1e6:.1f} MB")
+            table.add_row(
+                "first run / re-run", f"{m['seconds']:.1f} s / {m['rerun_seconds']:.1f} s"
+            )
+            parts.append(table)
+        return Group(*parts)
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "results": [
+                {
+                    "workload": m.workload,
+                    "method": m.method,
+                    "seconds": round(m.seconds, 4),
+                    "objects": m.objects,
+                    "bytes": m.bytes,
+                    "runs": [round(r, 4) for r in m.runs],
+                }
+                for m in self.measurements
+            ],
+            "targets": self.targets(),
+        }
+        if self.memory is not None:
+            data["memory"] = self.memory
+        return data

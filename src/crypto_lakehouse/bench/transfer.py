@@ -1,0 +1,318 @@
+"""`bench transfer`: the engine against plain s5cmd, rclone, boto3 and its own baseline.
+
+One process run: start two SeaweedFS servers (a public *source*, a signed *lake*) in a
+temporary folder, generate each workload once, then for every round run every method on
+the same data into a fresh destination prefix of a bucket that method owns (the first
+copy into a new bucket is much slower, so buckets are made and warmed up before timing).
+Round 0 is a warm-up and discarded; the median of the other rounds is reported, and
+every ratio compares numbers from this same run. Each copy is counted afterwards (a
+method that copied less than everything fails the benchmark) and its prefix deleted.
+The servers are stopped by PID and the folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crypto_lakehouse.bench import baselines
+from crypto_lakehouse.bench.report import BenchResult, Measurement
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
+from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
+from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
+from crypto_lakehouse.transfer.binary import Invocation
+
+MIB = 1024 * 1024
+SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
+LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    count: int
+    size: int
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.name}/"
+
+
+def workloads(quick: bool) -> list[Workload]:
+    if quick:
+        return [Workload("small", 500, 4096), Workload("large", 6, 32 * MIB)]
+    return [Workload("small", 2000, 4096), Workload("large", 20, 32 * MIB)]
+
+
+@dataclass
+class _Env:
+    root: Path
+    source: SeaweedServer
+    lake: SeaweedServer
+    options: EngineOptions
+    sha256: dict[str, dict[str, str]] = field(default_factory=dict)  # workload -> key -> sha
+
+    @property
+    def public(self) -> Endpoint:
+        return self.source.endpoint(anonymous=True)
+
+    @property
+    def signed_lake(self) -> Endpoint:
+        return self.lake.endpoint()
+
+
+class TransferBench:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        quick: bool = False,
+        repeats: int = 3,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.settings = settings
+        self.quick = quick
+        self.repeats = max(1, repeats)
+        self.log = log
+
+    # -- the comparison ------------------------------------------------------------------
+
+    def run(self) -> BenchResult:
+        result = BenchResult()
+        with self._servers() as env:
+            for workload in workloads(self.quick):
+                self._generate(env, workload)
+                methods = self._methods(env, workload)
+                buckets = {name: f"bench-{name}" for name in methods}
+                for bucket in buckets.values():
+                    S3Storage(env.signed_lake).ensure_bucket(bucket)
+                times: dict[str, list[float]] = {name: [] for name in methods}
+                reruns: dict[str, list[float]] = {"engine-direct": [], "engine-staged": []}
+                for round_no in range(self.repeats + 1):
+                    for name, method in methods.items():
+                        prefix = f"r{round_no}/"
+                        seconds = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
+                        self._check_copied(env, buckets[name], prefix, workload, name)
+                        if name in reruns:
+                            again = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
+                            if round_no:
+                                reruns[name].append(again)
+                        self._clear(env, buckets[name], prefix)
+                        label = "warm-up" if round_no == 0 else f"run {round_no}"
+                        self.log(f"{workload.name:5} {name:17} {label:8} {seconds:7.2f} s")
+                        if round_no:
+                            times[name].append(seconds)
+                for name, values in {
+                    **times,
+                    **{f"{k}-rerun": v for k, v in reruns.items()},
+                }.items():
+                    result.add(
+                        Measurement(
+                            workload.name,
+                            name,
+                            statistics.median(values),
+                            values,
+                            workload.count,
+                            workload.count * workload.size,
+                        )
+                    )
+        return result
+
+    def _methods(self, env: _Env, w: Workload) -> dict[str, Callable[[str, str], object]]:
+        engine = TransferEngine(env.options)
+        workers = env.options.max_concurrent
+        naive = baselines.NaiveBoto3(env.public, env.signed_lake)
+        lake, public = env.signed_lake, env.public
+        expected = env.sha256[w.name]
+
+        def engine_run(source: Endpoint, src_bucket: str, mode: Mode, checks: bool) -> Callable:
+            def run(bucket: str, prefix: str) -> None:
+                report = engine.run(
+                    TransferRequest(
+                        source=source,
+                        source_url=S3Url(src_bucket, w.prefix),
+                        dest=lake,
+                        dest_url=S3Url(bucket, prefix),
+                        mode=mode,
+                        expected_sha256=expected if checks else None,
+                    )
+                )
+                if not report.summary.ok:
+                    raise baselines.BaselineError(f"engine {mode}: {report.failures()[:2]}")
+
+            return run
+
+        return {
+            "engine-direct": engine_run(lake, LAKE_SOURCE_BUCKET, Mode.DIRECT, False),
+            "s5cmd-raw-direct": lambda b, p: baselines.s5cmd_raw_direct(
+                lake, f"s3://{LAKE_SOURCE_BUCKET}/{w.prefix}", f"s3://{b}/{p}", workers
+            ),
+            "traditional": engine_run(lake, LAKE_SOURCE_BUCKET, Mode.TRADITIONAL, False),
+            "engine-staged": engine_run(public, SOURCE_BUCKET, Mode.STAGED, True),
+            "s5cmd-raw": lambda b, p: baselines.s5cmd_raw(
+                public, f"s3://{SOURCE_BUCKET}/{w.prefix}", lake, f"s3://{b}/{p}", env.root, workers
+            ),
+            "rclone": lambda b, p: baselines.rclone(
+                public, (SOURCE_BUCKET, w.prefix), lake, (b, p), env.root
+            ),
+            "naive-boto3": lambda b, p: naive.copy((SOURCE_BUCKET, w.prefix), (b, p)),
+        }
+
+    # -- memory mode ---------------------------------------------------------------------
+
+    def run_memory(self, objects: int) -> BenchResult:
+        """Copy `objects` 1 KiB objects with the engine in a child process; report its peak RSS."""
+        result = BenchResult()
+        with self._servers() as env:
+            workload = Workload("many", objects, 1024)
+            self._generate(env, workload, lake_copy=False, hashes=False)
+            S3Storage(env.signed_lake).ensure_bucket("bench-memory")
+            spec = {
+                "source_url": env.source.url,
+                "dest_url": env.lake.url,
+                "dest_access_key": env.lake.admin.access_key,
+                "dest_secret_key": env.lake.admin.secret_key,
+                "staging_root": str(env.options.staging_root),
+                "staging_cap_bytes": env.options.staging_cap_bytes,
+                "max_concurrent": env.options.max_concurrent,
+                "source": f"s3://{SOURCE_BUCKET}/{workload.prefix}",
+                "dest": "s3://bench-memory/copy/",
+            }
+            self.log(f"copying {objects} objects with the engine in a child process ...")
+            proc = subprocess.run(
+                [sys.executable, "-m", "crypto_lakehouse.bench.memory"],
+                input=json.dumps(spec),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise baselines.BaselineError(f"memory run failed: {proc.stderr.strip()[-500:]}")
+            data = json.loads(proc.stdout.strip().splitlines()[-1])
+            if data["copied"] != objects:
+                raise baselines.BaselineError(f"memory run copied {data['copied']} of {objects}")
+            result.memory = data
+            result.add(
+                Measurement(
+                    "many",
+                    "engine-staged",
+                    data["seconds"],
+                    [data["seconds"]],
+                    objects,
+                    data["bytes"],
+                )
+            )
+            result.add(
+                Measurement(
+                    "many",
+                    "engine-staged-rerun",
+                    data["rerun_seconds"],
+                    [data["rerun_seconds"]],
+                    objects,
+                    data["bytes"],
+                )
+            )
+        return result
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _servers(self) -> _ServerScope:
+        return _ServerScope(self)
+
+    def _generate(
+        self, env: _Env, w: Workload, *, lake_copy: bool = True, hashes: bool = True
+    ) -> None:
+        """Write the workload's files once, upload them to the source (and the lake)."""
+        folder = env.root / "data" / w.name
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log(f"generating {w.count} x {w.size // 1024} KiB ({w.name}) ...")
+        digests: dict[str, str] = {}
+        for i in range(w.count):
+            data = os.urandom(w.size)
+            name = f"f{i:06d}.bin"
+            (folder / name).write_bytes(data)
+            if hashes:
+                digests[w.prefix + name] = hashlib.sha256(data).hexdigest()
+        env.sha256[w.name] = digests
+        targets = [(env.source.endpoint(), SOURCE_BUCKET)]
+        if lake_copy:
+            targets.append((env.signed_lake, LAKE_SOURCE_BUCKET))
+        for endpoint, bucket in targets:
+            S3Storage(endpoint).ensure_bucket(bucket)
+            inv = Invocation(endpoint, numworkers=64)
+            proc = subprocess.run(
+                inv.argv("cp", f"{folder}/*", f"s3://{bucket}/{w.prefix}"),
+                env=inv.env(),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise baselines.BaselineError(f"upload of the {w.name} workload failed")
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def _check_copied(self, env: _Env, bucket: str, prefix: str, w: Workload, name: str) -> None:
+        found = sum(1 for _ in S3Storage(env.signed_lake).list_objects(bucket, prefix))
+        if found != w.count:
+            raise baselines.BaselineError(f"{name} copied {found} of {w.count} objects")
+
+    def _clear(self, env: _Env, bucket: str, prefix: str) -> None:
+        inv = Invocation(env.signed_lake, numworkers=64)
+        subprocess.run(
+            inv.argv("rm", f"s3://{bucket}/{prefix}*"),
+            env=inv.env(),
+            capture_output=True,
+            check=False,
+        )
+
+
+class _ServerScope:
+    """Start the source and lake servers in a temporary folder; stop them by PID on exit."""
+
+    def __init__(self, bench: TransferBench) -> None:
+        self.bench = bench
+        self.root = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
+        self.servers: list[SeaweedServer] = []
+
+    def __enter__(self) -> _Env:
+        log = self.bench.log
+        source = SeaweedServer(
+            "bench-source",
+            self.root / "source",
+            admin=Credentials.generate(),
+            anonymous_read=True,
+        )
+        lake = SeaweedServer("bench-lake", self.root / "lake", admin=Credentials.generate())
+        try:
+            for server in (source, lake):
+                log(f"starting SeaweedFS {server.name} ...")
+                self.servers.append(server)
+                server.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        options = EngineOptions.from_settings(self.bench.settings)
+        options.staging_root = self.root / "staging"
+        return _Env(self.root, source, lake, options)
+
+    def __exit__(self, *exc: object) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
