@@ -17,6 +17,7 @@ class Measurement:
     runs: list[float]
     objects: int
     bytes: int
+    cpu_seconds: float | None = None  # median client CPU (ours + s5cmd/rclone children)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,16 @@ class BenchResult:
                 title=f"{workload}: {rows[0].objects} objects, "
                 f"{rows[0].bytes / 1e6:.1f} MB (median of {len(rows[0].runs)})"
             )
-            for column in ("method", "median s", "runs", "MB/s", "objects/s", "vs engine-staged"):
+            columns = (
+                "method",
+                "median s",
+                "runs",
+                "MB/s",
+                "objects/s",
+                "client CPU s",
+                "vs engine-staged",
+            )
+            for column in columns:
                 table.add_column(column, justify="left" if column == "method" else "right")
             for m in rows:
                 moved = 0 if m.method.endswith("-rerun") else m.bytes
@@ -133,6 +143,7 @@ class BenchResult:
                     " ".join(f"{r:.2f}" for r in m.runs),
                     f"{moved / 1e6 / m.seconds:.1f}" if moved else "-",
                     f"{m.objects / m.seconds:.0f}",
+                    f"{m.cpu_seconds:.2f}" if m.cpu_seconds is not None else "-",
                     f"{m.seconds / first:.2f}x time",
                 )
             parts.append(table)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -97,12 +98,15 @@ class TransferBench:
                 buckets = {name: f"bench-{name}" for name in methods}
                 for bucket in buckets.values():
                     S3Storage(env.signed_lake).ensure_bucket(bucket)
-                times: dict[str, list[float]] = {name: [] for name in methods}
-                reruns: dict[str, list[float]] = {"engine-direct": [], "engine-staged": []}
+                times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
+                reruns: dict[str, list[tuple[float, float]]] = {
+                    "engine-direct": [],
+                    "engine-staged": [],
+                }
                 for round_no in range(self.repeats + 1):
                     for name, method in methods.items():
                         prefix = f"r{round_no}/"
-                        seconds = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
+                        timing = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
                         self._check_copied(env, buckets[name], prefix, workload, name)
                         if name in reruns:
                             again = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
@@ -110,9 +114,12 @@ class TransferBench:
                                 reruns[name].append(again)
                         self._clear(env, buckets[name], prefix)
                         label = "warm-up" if round_no == 0 else f"run {round_no}"
-                        self.log(f"{workload.name:5} {name:17} {label:8} {seconds:7.2f} s")
+                        self.log(
+                            f"{workload.name:5} {name:19} {label:8} {timing[0]:7.2f} s "
+                            f"(client CPU {timing[1]:.2f} s)"
+                        )
                         if round_no:
-                            times[name].append(seconds)
+                            times[name].append(timing)
                 for name, values in {
                     **times,
                     **{f"{k}-rerun": v for k, v in reruns.items()},
@@ -121,10 +128,11 @@ class TransferBench:
                         Measurement(
                             workload.name,
                             name,
-                            statistics.median(values),
-                            values,
+                            statistics.median(v[0] for v in values),
+                            [v[0] for v in values],
                             workload.count,
                             workload.count * workload.size,
+                            cpu_seconds=statistics.median(v[1] for v in values),
                         )
                     )
         return result
@@ -312,7 +320,17 @@ class _ServerScope:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _timed(action: Callable[[], object]) -> float:
-    started = time.perf_counter()
+def _cpu() -> float:
+    """CPU seconds of this process plus its finished children (s5cmd, rclone)."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _timed(action: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, client CPU seconds) of one run; the servers' CPU is not included."""
+    cpu, started = _cpu(), time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _cpu() - cpu

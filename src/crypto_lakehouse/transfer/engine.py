@@ -8,7 +8,9 @@ unknown bucket or rejected credentials fail the listings (which run before any c
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +40,7 @@ from crypto_lakehouse.transfer.staging import StagingArea
 from crypto_lakehouse.transfer.traditional import TraditionalCopier
 
 ProgressFn = Callable[[TransferProgress], None]
+log = logging.getLogger(__name__)
 
 
 class TransferEngine:
@@ -94,7 +97,14 @@ class TransferEngine:
                 sidecars=set(),
                 cancel=cancel,
             )
+            started = time.monotonic()
             plan = self._plan(ctx, staging)
+            log.debug(
+                "plan: %d objects to copy (%d bytes) in %.3fs",
+                plan.copy_objects,
+                plan.copy_bytes,
+                time.monotonic() - started,
+            )
             ctx.sidecars = plan.sidecars
             ledger.report_progress(force=True)
             self._execute(mode, ctx, plan, staging)

@@ -14,7 +14,9 @@ quarantined files.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,8 @@ from crypto_lakehouse.transfer.planner import PlanItem
 from crypto_lakehouse.transfer.runner import run_s5cmd
 from crypto_lakehouse.transfer.staging import StagingArea
 from crypto_lakehouse.transfer.tracker import Tracker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,13 +76,24 @@ class StagedCopier:
         self.staging.reserve(nbytes)
         chunk = _Chunk(self.staging.new_chunk(), items)
         try:
+            t0 = time.monotonic()
             self._download(chunk, wildcards)
             if ctx.cancelled:
                 for i in chunk.downloaded:
                     ctx.fail(items[i], "cancelled before upload")
                 return
+            t1 = time.monotonic()
             quarantined = self._verify(chunk)
+            t2 = time.monotonic()
             self._upload(chunk, quarantined)
+            log.debug(
+                "chunk of %d objects, %d bytes: download %.3fs verify %.3fs upload %.3fs",
+                len(items),
+                nbytes,
+                t1 - t0,
+                t2 - t1,
+                time.monotonic() - t2,
+            )
         finally:
             for future in chunk.digests.values():
                 future.cancel()
