@@ -10,7 +10,7 @@ is retried only when its schema changes (`schema_fingerprint`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -86,6 +86,19 @@ class Ledger:
             row = conn.execute(sa.select(FILES).where(FILES.c.key == key)).mappings().first()
         return _record(row) if row else None
 
+    def has_transformed(self, folder: str, first: date, last: date) -> bool:
+        """Whether a transformed file under archive folder `folder` covers a period in range."""
+        query = (
+            sa.select(FILES.c.key)
+            .where(FILES.c.key.contains(folder, autoescape=True))
+            .where(FILES.c.status == Status.TRANSFORMED.value)
+            .where(FILES.c.period <= last)
+            .where(FILES.c.period >= first.replace(day=1))
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def all(self) -> list[FileRecord]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(FILES).order_by(FILES.c.key)).mappings().all()
@@ -93,28 +106,36 @@ class Ledger:
 
     def record(self, record: FileRecord) -> None:
         """Insert or update the key's row; `versions` counts distinct SHA-256s seen."""
-        values = {
-            **{k: getattr(record, k) for k in FileRecord.__dataclass_fields__},
-            "status": record.status.value,
-            "updated_at": datetime.now(UTC),
-        }
-        statement = insert(FILES).values(**values)
-        bump = sa.case(
-            (FILES.c.sha256 != statement.excluded.sha256, FILES.c.versions + 1),
-            else_=FILES.c.versions,
-        )
-        update = {k: statement.excluded[k] for k in values if k not in ("key", "versions")}
-        statement = statement.on_conflict_do_update(
-            index_elements=[FILES.c.key], set_={**update, "versions": bump}
-        )
+        self.record_many([record])
+
+    def record_many(self, records: list[FileRecord]) -> None:
+        """`record` for several files in one transaction."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(statement)
+                for record in records:
+                    conn.execute(_upsert(record))
         except SQLAlchemyError as exc:
             raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _upsert(record: FileRecord) -> sa.Executable:
+    values = {
+        **{k: getattr(record, k) for k in FileRecord.__dataclass_fields__},
+        "status": record.status.value,
+        "updated_at": datetime.now(UTC),
+    }
+    statement = insert(FILES).values(**values)
+    bump = sa.case(
+        (FILES.c.sha256 != statement.excluded.sha256, FILES.c.versions + 1),
+        else_=FILES.c.versions,
+    )
+    update = {k: statement.excluded[k] for k in values if k not in ("key", "versions")}
+    return statement.on_conflict_do_update(
+        index_elements=[FILES.c.key], set_={**update, "versions": bump}
+    )
 
 
 def _record(row: sa.RowMapping) -> FileRecord:

@@ -22,22 +22,21 @@ from pyiceberg.expressions import (
     And,
     EqualTo,
     GreaterThanOrEqual,
-    In,
     LessThanOrEqual,
     NotEqualTo,
 )
 from pyiceberg.table import Table
 
-from crypto_lakehouse.archive.catalog import Frequency
+from crypto_lakehouse.archive.catalog import PUBLISHED, Frequency
 from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, parse_key
 from crypto_lakehouse.catalog.manifest import ManifestEntry
 from crypto_lakehouse.errors import (
     ChecksumMismatch,
     ConfigError,
     SchemaDrift,
-    StorageError,
     ZipFormatError,
 )
+from crypto_lakehouse.lake.committer import Pending, Written, commit_pending, ever_committed
 from crypto_lakehouse.lake.dedup import FileDeduper
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
 from crypto_lakehouse.lake.parser import (
@@ -48,7 +47,7 @@ from crypto_lakehouse.lake.parser import (
     line_batches,
     sniff,
 )
-from crypto_lakehouse.lake.tables import REJECTS_TABLE, SilverTable, rejects_schema
+from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
@@ -152,27 +151,22 @@ class SilverBuilder:
         return self.transform_many([bronze])[0]
 
     def transform_many(self, files: list[BronzeFile]) -> list[FileOutcome]:
-        """Transform files and commit them with one Iceberg commit per table.
+        """Prepare every file, then commit them with one Iceberg commit per table.
 
-        Files of one batch must not overlap each other's keys (the flow batches one
-        partition: one dataset and period, one file per symbol).
+        Files of one call must not share keys (one frequency at a time: daily files of
+        different symbols or days never overlap; a monthly file overlaps its daily files).
         """
-        outcomes: dict[str, FileOutcome] = {}
-        pending: dict[str, list[_Pending]] = {}
-        for bronze in files:
-            done = self._prepare(bronze)
-            if isinstance(done, FileOutcome):
-                outcomes[bronze.key] = done
-            else:
-                pending.setdefault(done.layout.identifier, []).append(done)
-        for identifier, items in pending.items():
-            self._commit(identifier, items)
-            self._replace_rejects(items)
-            for item in items:
-                outcomes[item.bronze.key] = item.finish(self.ledger)
-        return [outcomes[f.key] for f in files]
+        prepared = [self.prepare(bronze) for bronze in files]
+        pending = [p for p in prepared if isinstance(p, Pending)]
+        committed = {o.key: o for o in self.commit(pending)}
+        return [p if isinstance(p, FileOutcome) else committed[p.bronze.key] for p in prepared]
 
-    def _prepare(self, bronze: BronzeFile) -> FileOutcome | _Pending:
+    def commit(self, pending: list[Pending]) -> list[FileOutcome]:
+        """Commit prepared files: one snapshot per table (and one for rejects), then the ledger."""
+        return commit_pending(self.warehouse, self.ledger, pending)
+
+    def prepare(self, bronze: BronzeFile) -> FileOutcome | Pending:
+        """Read the file and write its data files (not yet visible), or say why not."""
         archive = bronze.archive
         layout = SilverTable.of(archive.market, archive.data_type)
         fingerprint = schema_fingerprint(layout)
@@ -203,8 +197,8 @@ class SilverBuilder:
         except (ChecksumMismatch, ZipFormatError) as exc:
             self.ledger.record(FileRecord(**record, status=Status.CORRUPT, message=str(exc)))
             return FileOutcome(bronze.key, layout.identifier, "corrupt", message=str(exc))
-        in_table = prior is not None or _ever_committed(table, bronze.key)
-        return _Pending(bronze, layout, record, written, prior, in_table)
+        in_table = prior is not None or ever_committed(table, bronze.key)
+        return Pending(bronze, layout, record, written, prior, in_table)
 
     # -- reading and writing -----------------------------------------------------------------------
 
@@ -216,7 +210,7 @@ class SilverBuilder:
     def _write(
         self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, table: Table,
         *, line_mode: bool,
-    ) -> _Written:  # fmt: skip
+    ) -> Written:  # fmt: skip
         stream = self._open(bronze.key)
         head = _read_up_to(stream, SNIFF_BYTES)
         csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
@@ -245,7 +239,7 @@ class SilverBuilder:
             writer.discard()
             raise
         bad_rows = pa.concat_tables(rejects) if rejects else None
-        return _Written(
+        return Written(
             writer.files, writer.rows, dedup.dropped, csv_layout,
             _rejects_table(bad_rows, bronze, archive, layout), "lines" if line_mode else "fast",
         )  # fmt: skip
@@ -265,11 +259,22 @@ class SilverBuilder:
     def _existing_keys(
         self, table: Table, layout: SilverTable, archive: ArchiveFile, key: str
     ) -> pa.Table | None:
-        """Keys other files already put into this file's symbol and period."""
+        """Keys other files already put into this file's symbol and period.
+
+        Only a file of the other frequency (a monthly file over daily ones, or the reverse)
+        can hold the same keys; the ledger says cheaply whether one is in.
+        """
         if table.current_snapshot() is None:
             return None
         first = archive.period
         last = first if archive.frequency is Frequency.DAILY else _month_end(first)
+        other = Frequency.MONTHLY if archive.frequency is Frequency.DAILY else Frequency.DAILY
+        if other not in PUBLISHED[archive.market][archive.data_type]:
+            return None
+        parts = [archive.market.value, other.value, archive.data_type.value, archive.symbol]
+        folder = "/".join([*parts, archive.interval] if archive.interval else parts) + "/"
+        if not self.ledger.has_transformed(folder, first, last):
+            return None
         column = "month" if layout.monthly_only else "date"
         conditions = [
             EqualTo("symbol", archive.symbol),
@@ -283,103 +288,6 @@ class SilverBuilder:
             row_filter=And(*conditions), selected_fields=tuple(layout.key)
         ).to_arrow()
         return found if found.num_rows else None
-
-    def _commit(self, identifier: str, items: list[_Pending]) -> None:
-        """One snapshot: drop the rows of files seen before, add every new data file."""
-        keys = [item.bronze.key for item in items]
-        stale = [item.bronze.key for item in items if item.in_table]
-        files = [f for item in items for f in item.written.files]
-        properties = {"lakehouse.source-files": "\n".join(keys)}
-
-        def replace(table: Table) -> None:
-            with table.transaction() as tx:
-                if stale:
-                    tx.delete(In("source_file", stale))
-                with tx.update_snapshot(snapshot_properties=properties).merge_append() as add:
-                    for data_file in files:
-                        add.append_data_file(data_file)
-
-        try:
-            self.warehouse.commit(identifier, replace)
-        except Exception as exc:
-            DataFileWriter.delete_files(self.warehouse.catalog.load_table(identifier), files)
-            raise StorageError(
-                f"could not commit {len(keys)} file(s) to {identifier}: {exc}"
-            ) from exc
-
-    def _replace_rejects(self, items: list[_Pending]) -> None:
-        """Rejects of files seen before are replaced; new rejects appended; one snapshot."""
-        stale = [
-            i.bronze.key
-            for i in items
-            if (i.prior is not None and i.prior.rejects) or (i.prior is None and i.in_table)
-        ]
-        fresh = [i.written.rejects for i in items if i.written.rejects.num_rows]
-        if not stale and not fresh:
-            return
-        self.warehouse.ensure_table(REJECTS_TABLE, rejects_schema(), [])
-
-        def replace(table: Table) -> None:
-            with table.transaction() as tx:
-                if stale:
-                    tx.delete(In("source_file", stale))
-                if fresh:
-                    tx.append(pa.concat_tables(fresh))
-
-        self.warehouse.commit(REJECTS_TABLE, replace)
-
-
-@dataclass
-class _Pending:
-    """A file read and written as data files, waiting for its table's commit."""
-
-    bronze: BronzeFile
-    layout: SilverTable
-    record: dict
-    written: _Written
-    prior: FileRecord | None
-    in_table: bool  # rows of an earlier version (or of a crashed run) may be in the table
-
-    def finish(self, ledger: Ledger) -> FileOutcome:
-        written = self.written
-        units = sorted(set(written.layout.units.values()))
-        ledger.record(
-            FileRecord(
-                **self.record,
-                status=Status.TRANSFORMED,
-                rows=written.rows,
-                rejects=written.rejects.num_rows,
-                duplicates=written.duplicates,
-                header=written.layout.header,
-                time_unit=",".join(units) or None,
-            )
-        )
-        replaced = self.prior is not None and self.prior.sha256 != self.bronze.sha256
-        return FileOutcome(
-            self.bronze.key, self.layout.identifier, "transformed", written.rows,
-            written.rejects.num_rows, written.duplicates, replaced, written.mode,
-            layout=written.layout,
-        )  # fmt: skip
-
-
-def _ever_committed(table: Table, key: str) -> bool:
-    """Whether a snapshot names `key` (a run that committed but died before its ledger write)."""
-    return any(
-        key
-        in (snapshot.summary.additional_properties.get("lakehouse.source-files") or "").split("\n")
-        for snapshot in table.snapshots()
-        if snapshot.summary is not None
-    )
-
-
-@dataclass
-class _Written:
-    files: list
-    rows: int
-    duplicates: int
-    layout: Layout
-    rejects: pa.Table
-    mode: str
 
 
 def _read_up_to(stream: ZipMemberStream, size: int) -> bytes:
