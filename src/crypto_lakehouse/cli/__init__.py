@@ -7,6 +7,7 @@ import typer
 from crypto_lakehouse import __version__
 from crypto_lakehouse.cli import bench, exporter, stack, sync
 from crypto_lakehouse.cli import executor as executor_cli
+from crypto_lakehouse.cli import demo as demo_cli
 from crypto_lakehouse.cli import flows as flows_cli
 from crypto_lakehouse.cli import ingest as ingest_cli
 from crypto_lakehouse.cli.archive import sample_archive
@@ -27,6 +28,7 @@ app.add_typer(executor_cli.app, name="executor")
 app.add_typer(flows_cli.app, name="flows")
 app.command("worker")(flows_cli.worker)
 app.command("ingest")(ingest_cli.ingest)
+app.command("demo")(demo_cli.demo)
 
 
 def _version(value: bool) -> None:

@@ -27,9 +27,12 @@ from crypto_lakehouse.flows.summary import IngestSummary
 
 
 def quiet_prefect(verbose: bool) -> None:
-    """Prefect's per-task INFO lines drown the progress bar; keep warnings (set before import)."""
+    """Prefect's log lines repeat what the summary says; show them only with --verbose.
+
+    Must run before Prefect is imported (it reads its logging level once).
+    """
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
 
 
 def preflight_binance(source: str | None) -> None:
@@ -89,7 +92,8 @@ def print_summary(summary: IngestSummary, flow_run_id: str) -> None:
         ("skipped (already verified)", summary.skipped),
         ("corrupt (quarantined)", summary.corrupt),
         ("failed", summary.failed),
-        ("missing days/months in the archive", summary.missing_periods),
+        ("missing days/months in the archive", summary.missing_days),
+        ("missing files (inside a series)", summary.missing_periods),
         ("seconds", f"{summary.seconds:.1f}"),
     ]
     for name, value in rows:

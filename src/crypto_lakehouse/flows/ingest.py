@@ -57,6 +57,7 @@ def _summarise(
     summary.skipped = len(work.up_to_date)
     summary.missing = discovery.gaps
     summary.missing_periods = discovery.missing_periods
+    summary.missing_days = discovery.missing_days
     for item in work.known_corrupt:
         summary.problems.append(
             Problem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)

@@ -36,7 +36,8 @@ class IngestSummary:
     corrupt: int = 0  # quarantined this run, or known corrupt and unchanged
     failed: int = 0
     missing: list[str] = field(default_factory=list)  # "series: missing d1, d2"
-    missing_periods: int = 0  # days (or months) absent inside a series
+    missing_periods: int = 0  # files absent inside a series (a day missing in 17 series: 17)
+    missing_days: int = 0  # distinct days (or months) with anything missing
     batches: int = 0
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
@@ -85,7 +86,8 @@ class IngestSummary:
             ("skipped (already verified)", self.skipped),
             ("corrupt (quarantined)", self.corrupt),
             ("failed", self.failed),
-            ("missing periods", self.missing_periods),
+            ("missing days/months", self.missing_days),
+            ("missing files", self.missing_periods),
             ("seconds", round(self.seconds, 1)),
         ]
         lines = [

@@ -44,7 +44,8 @@ class Discovery:
     listed: list[ListedFile]
     without_sidecar: list[ListedFile]
     gaps: list[str]
-    missing_periods: int
+    missing_periods: int  # files absent inside their series
+    missing_days: int  # distinct days/months with a gap
 
 
 @dataclass
@@ -97,7 +98,13 @@ async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
         for file in files:
             item = ListedFile(file, file.key_under(target.source.root))
             (listed if file.checksum_etag else without).append(item)
-        return Discovery(listed, without, [str(g) for g in gaps], sum(len(g.missing) for g in gaps))
+        return Discovery(
+            listed,
+            without,
+            [str(g) for g in gaps],
+            sum(len(g.missing) for g in gaps),
+            len({period for g in gaps for period in g.missing}),
+        )
 
     return await anyio.to_thread.run_sync(work)
 
