@@ -118,6 +118,12 @@ class Settings(BaseSettings):
         le=64,
         validation_alias=AliasChoices("EXECUTOR_MAX_OPERATIONS", "executor_max_operations"),
     )
+    executor_workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("EXECUTOR_WORKERS", "executor_workers"),
+    )
     executor_max_queue: int = Field(
         default=100,
         ge=1,

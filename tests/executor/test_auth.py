@@ -117,6 +117,13 @@ def test_insecure_dev_refuses_a_public_address(tmp_path: Path) -> None:
     assert "loopback" in result.stderr
 
 
+def test_insecure_dev_is_one_process_only(tmp_path: Path) -> None:
+    env = {"LAKEHOUSE_HOME": str(tmp_path), "MINIO_ENDPOINT": "http://127.0.0.1:9"}
+    result = serve(env, "--insecure-dev", "--workers", "2")
+    assert result.returncode == 2
+    assert "single process" in result.stderr
+
+
 def test_insecure_dev_runs_open_and_says_so_loudly(start_replica) -> None:
     replica = start_replica("dev", insecure_dev=True, executor_api_token=None)
     assert httpx.get(f"{replica.url}/health").json()["auth"] == "disabled"

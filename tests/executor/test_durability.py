@@ -138,3 +138,21 @@ def _labels(url: str, name: str, label: str) -> set[str]:
 
 def _replica_id(replica) -> str:
     return httpx.get(f"{replica.url}/health", timeout=10).json()["replica"]
+
+
+def test_worker_processes_share_one_sqlite_store(
+    start_replica, api_token, source_server, source_bucket, lake_bucket
+) -> None:
+    """`serve --workers 2`: two processes, two replicas, one SQLite file, one run each."""
+    fill_bucket(source_server, source_bucket, "data/", 2)
+    replica = start_replica("two-workers", executor_workers=2, executor_max_operations=1)
+    with ExecutorClient(replica.url, api_token) as client:
+        ops = []
+        for i in range(6):
+            body = sync_body(source_bucket, lake_bucket)
+            body["source"]["endpoint"] = source_server.url
+            body["destination"]["prefix"] = f"w-{i}/"
+            ops.append(client.submit(body).operation_id)
+        views = [client.wait(op, poll_seconds=0.2, timeout=180) for op in ops]
+    assert [(v.status, v.attempts) for v in views] == [("completed", 1)] * 6
+    assert len({v.replica for v in views}) == 2, "both worker processes ran operations"

@@ -56,6 +56,10 @@ def api(
         list[str] | None,
         typer.Option(help="sqlite and/or postgres (a private cluster); repeat for both."),
     ] = None,
+    workers: Annotated[
+        list[int] | None,
+        typer.Option(min=1, max=16, help="Worker processes of the replica; repeat to compare."),
+    ] = None,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the results as JSON here.")
     ] = None,
@@ -67,9 +71,12 @@ def api(
 
     results = {}
     for name in store or ["sqlite"]:
-        report = run_api_bench(clients=clients, per_client=requests, store=name)
-        typer.echo(report.table())
-        results[name] = [asdict(p) for p in report.phases]
+        for processes in workers or [1]:
+            report = run_api_bench(
+                clients=clients, per_client=requests, store=name, workers=processes
+            )
+            typer.echo(report.table())
+            results[f"{name}/{processes}"] = [asdict(p) for p in report.phases]
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(results, indent=2) + "\n")

@@ -39,6 +39,9 @@ _BANNER = (
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to bind."),
     port: int = typer.Option(8080, min=1, max=65535),
+    workers: int | None = typer.Option(
+        None, min=1, max=64, help="Processes, each a replica (default EXECUTOR_WORKERS or 1)."
+    ),
     insecure_dev: bool = typer.Option(
         False, "--insecure-dev", help="Allow running without EXECUTOR_API_TOKEN (loopback only)."
     ),
@@ -48,18 +51,27 @@ def serve(
     import uvicorn
 
     from crypto_lakehouse.executor.app import create_app
+    from crypto_lakehouse.executor.service import check_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
+    processes = workers or settings.executor_workers
     if insecure_dev and settings.executor_api_token is None:
         if host not in {"127.0.0.1", "localhost", "::1"}:
             raise fail("--insecure-dev only binds to loopback (127.0.0.1)", ExitCode.BAD_INPUT)
+        if processes > 1:
+            raise fail("--insecure-dev runs a single process (no --workers)", ExitCode.BAD_INPUT)
         for _ in range(3):
             logging.getLogger("crypto_lakehouse.executor").warning(
                 _BANNER.format(where=f"{host}:{port}")
             )
-    application = create_app(settings, insecure_dev=insecure_dev)
-    uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info")
+    check_settings(settings, insecure_dev=insecure_dev)  # before anything listens
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": "info"}
+    if processes == 1:
+        uvicorn.run(create_app(settings, insecure_dev=insecure_dev), **options)
+    else:
+        factory = "crypto_lakehouse.executor.app:app_from_environment"
+        uvicorn.run(factory, factory=True, workers=processes, **options)
 
 
 @app.command()

@@ -119,6 +119,16 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory for `serve --workers N`: each worker process is a replica of its own,
+    configured from the environment (a token is always required there)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    return create_app(Settings())
+
+
 def _operations_router(service: Service) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     settings, io = service.settings, service.io

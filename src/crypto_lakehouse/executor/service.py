@@ -100,15 +100,8 @@ class Service:
         store: OperationStore | None = None,
     ) -> Service:
         """Check the configuration and build the replica; ConfigError when it cannot run."""
+        guard, lake, sources = check_settings(settings, insecure_dev=insecure_dev)
         token = settings.executor_api_token
-        if token is None and not insecure_dev:
-            raise ConfigError(
-                "EXECUTOR_API_TOKEN is not set: refusing to start an unauthenticated executor "
-                "(use --insecure-dev only on a development machine)"
-            )
-        guard = TokenGuard(None if insecure_dev and token is None else token)
-        lake = lake_endpoint(settings)
-        sources = SourcePolicy.from_settings(settings, lake)
         replica = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         plan = OperationPlan(
             lake, sources, EngineOptions.from_settings(settings), settings.executor_max_operations
@@ -172,6 +165,21 @@ class Service:
             database = self.redactor(str(exc))
         self.readiness = Readiness(storage == database == "ok", storage, database, now)
         return self.readiness
+
+
+def check_settings(
+    settings: Settings, *, insecure_dev: bool = False
+) -> tuple[TokenGuard, Endpoint, SourcePolicy]:
+    """Token, lake and allow-list, checked before anything opens or listens."""
+    token = settings.executor_api_token
+    if token is None and not insecure_dev:
+        raise ConfigError(
+            "EXECUTOR_API_TOKEN is not set: refusing to start an unauthenticated executor "
+            "(use --insecure-dev only on a development machine)"
+        )
+    guard = TokenGuard(None if insecure_dev and token is None else token)
+    lake = lake_endpoint(settings)
+    return guard, lake, SourcePolicy.from_settings(settings, lake)
 
 
 def _db_password(settings: Settings) -> str | None:
