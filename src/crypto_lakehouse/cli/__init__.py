@@ -6,11 +6,12 @@ import typer
 
 from crypto_lakehouse import __version__
 from crypto_lakehouse.cli import bench, exporter, stack, sync
-from crypto_lakehouse.cli import executor as executor_cli
 from crypto_lakehouse.cli import demo as demo_cli
+from crypto_lakehouse.cli import executor as executor_cli
 from crypto_lakehouse.cli import flows as flows_cli
 from crypto_lakehouse.cli import ingest as ingest_cli
 from crypto_lakehouse.cli.archive import sample_archive
+from crypto_lakehouse.cli.validate import validate
 
 app = typer.Typer(
     name="crypto-lakehouse",
@@ -29,6 +30,7 @@ app.add_typer(flows_cli.app, name="flows")
 app.command("worker")(flows_cli.worker)
 app.command("ingest")(ingest_cli.ingest)
 app.command("demo")(demo_cli.demo)
+app.command("validate")(validate)
 
 
 def _version(value: bool) -> None:
