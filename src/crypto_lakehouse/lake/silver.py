@@ -143,6 +143,7 @@ class SilverBuilder:
         self.storage = storage
         self.bucket = bronze_bucket
         self.chunk_rows = chunk_rows
+        self._tables: dict[str, Table] = {}  # loaded once per wave; commits reload their own
 
     # -- files -----------------------------------------------------------------------------------
 
@@ -163,6 +164,7 @@ class SilverBuilder:
 
     def commit(self, pending: list[Pending]) -> list[FileOutcome]:
         """Commit prepared files: one snapshot per table (and one for rejects), then the ledger."""
+        self._tables.clear()  # later reads must see this commit
         return commit_pending(self.warehouse, self.ledger, pending)
 
     def prepare(self, bronze: BronzeFile) -> FileOutcome | Pending:
@@ -178,9 +180,12 @@ class SilverBuilder:
                     bronze.key, layout.identifier, "skipped", prior.rows, prior.rejects,
                     prior.duplicates, message=prior.status.value,
                 )  # fmt: skip
-        table = self.warehouse.ensure_table(
-            layout.identifier, layout.arrow_schema(), layout.partition_by, layout.properties
-        )
+        table = self._tables.get(layout.identifier)
+        if table is None:
+            table = self.warehouse.ensure_table(
+                layout.identifier, layout.arrow_schema(), layout.partition_by, layout.properties
+            )
+            self._tables[layout.identifier] = table
         record = dict(
             key=bronze.key, sha256=bronze.sha256, table_name=layout.identifier,
             market=archive.market.value, data_type=archive.data_type.value,
