@@ -9,7 +9,7 @@ from pathlib import Path
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     """Hex SHA-256 of a file, read in large blocks (hashlib releases the GIL while hashing)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -40,7 +40,7 @@ class _Chunk:
 
     dir: Path
     items: list[PlanItem]
-    local: dict[int, Path] = field(default_factory=dict)
+    local: dict[int, str] = field(default_factory=dict)  # str: built per object, cheaply
     in_tree: set[int] = field(default_factory=set)
     digests: dict[int, Future[str]] = field(default_factory=dict)
     sidecar_paths: dict[str, Path] = field(default_factory=dict)
@@ -110,24 +110,26 @@ class StagedCopier:
         covers, per_key = plan_lines(items, lambda i: eligible[i] and i not in clashes, floor)
         tracker = Tracker(match_on="source", on_done=lambda i, ev: self._downloaded(chunk, i))
         run_file = chunk.dir / "download.run"
+        tree = f"{chunk.tree}/"
+        keyed = f"{chunk.dir}/k/"
         with CommandFile(run_file, part_size_mib=ctx.options.part_size_mib) as cf:
             for cover in covers:
-                target = chunk.tree / cover.relative_dir[len(floor) :]
-                pattern, dest_dir = s3_url(bucket, cover.prefix + "*"), f"{target}/"
+                dest_dir = tree + cover.relative_dir[len(floor) :]
+                pattern = s3_url(bucket, cover.prefix + "*")
                 cf.copy(pattern, dest_dir, raw=False)
                 tracker.expect_line(f"cp {pattern} {dest_dir}", cover.indexes)
                 for i in cover.indexes:
-                    local = chunk.tree / ctx.rest(items[i])
+                    local = tree + ctx.rest(items[i])
                     chunk.local[i] = local
                     chunk.in_tree.add(i)
                     url = s3_url(bucket, items[i].key)
-                    tracker.expect(i, url, expected_command(url, str(local)))
+                    tracker.expect(i, url, expected_command(url, local))
             for i in per_key:
-                local = chunk.dir / "k" / str(i)
+                local = keyed + str(i)
                 chunk.local[i] = local
                 url = s3_url(bucket, items[i].key)
-                cf.copy(url, str(local))
-                tracker.expect(i, url, expected_command(url, str(local)))
+                cf.copy(url, local)
+                tracker.expect(i, url, expected_command(url, local))
             sidecars = self._sidecar_lines(chunk, cf, tracker)
         outcome = run_s5cmd(
             ctx.source,
@@ -185,7 +187,7 @@ class StagedCopier:
 
     def _sweep(self, chunk: _Chunk) -> None:
         """Delete files in the tree that must not be uploaded (unplanned or failed objects)."""
-        keep = {str(chunk.local[i]) for i in chunk.downloaded if i in chunk.in_tree}
+        keep = {chunk.local[i] for i in chunk.downloaded if i in chunk.in_tree}
         for root, _dirs, files in os.walk(chunk.tree):
             for name in files:
                 path = os.path.join(root, name)
@@ -218,7 +220,7 @@ class StagedCopier:
             target = chunk.dir / "q" / str(i)
             target.parent.mkdir(exist_ok=True)
             os.replace(chunk.local[i], target)
-            chunk.local[i] = target
+            chunk.local[i] = str(target)
             chunk.in_tree.discard(i)
         return quarantined
 
@@ -235,7 +237,7 @@ class StagedCopier:
             return None, None
         path = chunk.sidecar_paths.get(sidecar)
         if path is None and sidecar in by_key and by_key[sidecar] in chunk.downloaded:
-            path = chunk.local[by_key[sidecar]]
+            path = Path(chunk.local[by_key[sidecar]])
         if path is None:
             reason = chunk.sidecar_errors.get(sidecar, "it was not downloaded")
             return None, f"checksum sidecar {sidecar!r} unavailable: {reason}"
@@ -275,7 +277,7 @@ class StagedCopier:
                 item = items[i]
                 dest_key = quarantine + item.dest_key if i in quarantined else item.dest_key
                 url = s3_url(bucket, dest_key)
-                local = str(chunk.local[i])
+                local = chunk.local[i]
                 if i not in chunk.in_tree:
                     cf.copy(local, url)
                 tracker.expect(i, url, expected_command(local, url))
@@ -305,6 +307,6 @@ class StagedCopier:
                 )
 
 
-def _unlink(path: Path) -> None:
+def _unlink(path: str) -> None:
     with contextlib.suppress(OSError):
-        path.unlink()
+        os.unlink(path)
