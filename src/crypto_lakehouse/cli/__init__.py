@@ -10,6 +10,7 @@ from crypto_lakehouse.cli import demo as demo_cli
 from crypto_lakehouse.cli import executor as executor_cli
 from crypto_lakehouse.cli import flows as flows_cli
 from crypto_lakehouse.cli import ingest as ingest_cli
+from crypto_lakehouse.cli import lake as lake_cli
 from crypto_lakehouse.cli.archive import sample_archive
 from crypto_lakehouse.cli.validate import validate
 
@@ -30,6 +31,10 @@ app.add_typer(flows_cli.app, name="flows")
 app.command("worker")(flows_cli.worker)
 app.command("ingest")(ingest_cli.ingest)
 app.command("demo")(demo_cli.demo)
+app.command("silver")(lake_cli.silver)
+app.command("gold")(lake_cli.gold)
+app.command("query")(lake_cli.query)
+app.command("coverage")(lake_cli.coverage)
 app.command("validate")(validate)
 
 

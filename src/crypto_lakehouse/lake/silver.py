@@ -67,13 +67,14 @@ class BronzeFile:
     key: str
     sha256: str
     path: str | None = None
+    bucket: str | None = None  # None: the builder's bronze bucket
 
     @classmethod
     def from_entry(cls, entry: ManifestEntry) -> BronzeFile:
         """From a verified manifest row."""
         if entry.sha256 is None:
             raise ConfigError(f"{entry.path}: the manifest has no SHA-256 for it")
-        return cls(entry.bronze_key or entry.path, entry.sha256, entry.path)
+        return cls(entry.bronze_key or entry.path, entry.sha256, entry.path, entry.bronze_bucket)
 
     @property
     def archive(self) -> ArchiveFile:
@@ -207,16 +208,17 @@ class SilverBuilder:
 
     # -- reading and writing -----------------------------------------------------------------------
 
-    def _open(self, key: str) -> ZipMemberStream:
-        with translate_errors(self.storage.endpoint, self.bucket, key):
-            body = self.storage.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def _open(self, bronze: BronzeFile) -> ZipMemberStream:
+        bucket = bronze.bucket or self.bucket
+        with translate_errors(self.storage.endpoint, bucket, bronze.key):
+            body = self.storage.client.get_object(Bucket=bucket, Key=bronze.key)["Body"]
         return ZipMemberStream(body)
 
     def _write(
         self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, table: Table,
         *, line_mode: bool,
     ) -> Written:  # fmt: skip
-        stream = self._open(bronze.key)
+        stream = self._open(bronze)
         head = _read_up_to(stream, SNIFF_BYTES)
         csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
         source = _Prefixed(head, stream)

@@ -1,0 +1,203 @@
+"""`crypto-lakehouse silver | gold | query | coverage`: the lakehouse tables from the shell.
+
+Exit codes: 0 ok; 3 files flagged (schema drift, corrupt) or resampled bars that disagree
+with Binance's; 2 bad SQL or settings; 4 storage unreachable; 5 the stack is not running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from crypto_lakehouse.cli._common import ExitCode, console, fail, handle_errors, load_settings
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import ConfigError
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def _settings() -> Settings:
+    """Settings, filled from the local stack when the environment does not say otherwise."""
+    from crypto_lakehouse.cli.flows import use_stack_environment
+
+    try:
+        return use_stack_environment()
+    except ConfigError:
+        return load_settings()  # no Prefect needed for queries and reports
+
+
+def run_silver_flow(parallel: int = 2, **choice: Any) -> tuple[str, Any]:
+    """Run `build-silver` here as a real Prefect flow run; (state name, SilverSummary)."""
+    from crypto_lakehouse.flows.silver import build_silver
+    from crypto_lakehouse.lake.summary import SilverSummary
+
+    async def go() -> tuple[Any, Any]:
+        state = await build_silver(parallel=parallel, **choice, return_state=True)
+        return state, await state.result(raise_on_failure=False)
+
+    state, data = asyncio.run(go())
+    if isinstance(data, BaseException):
+        raise data
+    if not isinstance(data, dict):
+        data = None
+    if data is None:
+        raise ConfigError(f"build-silver ended {state.name} without a summary")
+    return state.name or str(state.type), SilverSummary.from_dict(data)
+
+
+def print_silver(summary: Any) -> None:
+    console.print(f"  {summary.message()} in {summary.seconds:.1f} s")
+    for table, rows in sorted(summary.tables.items()):
+        console.print(f"    {table:<40} +{rows:,} rows")
+    for kind, items in (("drift", summary.drift), ("corrupt", summary.corrupt)):
+        for item in items:
+            console.print(f"  [red]{kind}:[/] {item['file']}: {item['detail']}", soft_wrap=True)
+
+
+@handle_errors
+def silver(
+    market: Annotated[list[str] | None, typer.Option(help="Only this market (repeat).")] = None,
+    data_type: Annotated[list[str] | None, typer.Option(help="Only this data type.")] = None,
+    symbol: Annotated[list[str] | None, typer.Option(help="Only this symbol.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, max=32, help="Partitions in flight.")] = 2,
+) -> None:
+    """Bring verified bronze files into the silver Iceberg tables (flow build-silver)."""
+    from crypto_lakehouse.cli.ingest import quiet_prefect
+
+    quiet_prefect(verbose=False)
+    _settings()
+    with console.status("building silver..."):
+        state, summary = run_silver_flow(
+            parallel, markets=market, data_types=data_type, symbols=symbol
+        )
+    console.print(f"build-silver ended {state}")
+    print_silver(summary)
+    if not summary.ok:
+        raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
+
+
+@handle_errors
+def gold() -> None:
+    """Recompute gold (resampled klines + checks, funding, trade stats) and coverage."""
+    from crypto_lakehouse.flows.silver import gold_and_coverage
+
+    with console.status("building gold..."):
+        result = gold_and_coverage(_settings())
+    for table, rows in sorted(result["rows"].items()):
+        console.print(f"  {table:<28} {rows:,} rows")
+    console.print(
+        f"  resampled bars checked against Binance's: {result['checked']}, "
+        f"mismatched: {len(result['mismatches'])}"
+    )
+    for miss in result["mismatches"][:20]:
+        console.print(f"  [red]mismatch:[/] {miss}", soft_wrap=True)
+    if result["mismatches"]:
+        raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
+
+
+@handle_errors
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL over silver.* and gold.* tables.")],
+    output_format: Annotated[
+        Format, typer.Option("--format", help="Output format.")
+    ] = Format.table,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+) -> None:
+    """Run SQL over the lake's tables (offline, DuckDB). `query "SHOW"` lists the tables."""
+    from crypto_lakehouse.lake.query import QueryEngine
+    from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+
+    if output_format is Format.parquet and output is None:
+        raise fail("--format parquet needs --output FILE", ExitCode.BAD_INPUT)
+    with QueryEngine(Warehouse(LakeConfig.from_settings(_settings()))) as engine:
+        if sql.strip().upper() in {"SHOW", "SHOW TABLES"}:
+            for name in engine.tables():
+                typer.echo(name)
+            return
+        result = engine.sql(sql)
+    _emit(result, output_format, output, limit)
+
+
+def _emit(result: Any, output_format: Format, output: Path | None, limit: int) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    if output_format is Format.table:
+        table = Table(*result.column_names)
+        for row in result.slice(0, limit).to_pylist():
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        console.print(table)
+        if result.num_rows > limit:
+            console.print(f"({result.num_rows} rows, {limit} shown)")
+        return
+    if output_format is Format.parquet:
+        pq.write_table(result, output)
+    elif output_format is Format.csv:
+        if output is None:
+            sink = __import__("io").BytesIO()
+            pacsv.write_csv(result, sink)
+            typer.echo(sink.getvalue().decode(), nl=False)
+        else:
+            pacsv.write_csv(result, output)
+    else:
+        text = json.dumps(result.to_pylist(), default=str, indent=1)
+        if output is None:
+            typer.echo(text)
+        else:
+            output.write_text(text + "\n")
+    if output is not None:
+        console.print(f"{result.num_rows} rows written to {output}")
+
+
+@handle_errors
+def coverage(
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the HTML heatmap here.")
+    ] = None,
+) -> None:
+    """Coverage per dataset: present, replaced, missing, corrupt, drift, pending days."""
+    from crypto_lakehouse.catalog import Manifest
+    from crypto_lakehouse.lake.coverage import coverage_rows
+    from crypto_lakehouse.lake.ledger import Ledger
+    from crypto_lakehouse.lake.report import write_html
+    from crypto_lakehouse.lake.warehouse import LakeConfig
+
+    config = LakeConfig.from_settings(_settings())
+    manifest, ledger = Manifest(config.catalog_url), Ledger(config.sqlalchemy_url)
+    try:
+        manifest.ensure_schema()
+        rows = coverage_rows(manifest.entries(), ledger.all())
+    finally:
+        manifest.close()
+        ledger.dispose()
+    print_coverage(rows)
+    if html is not None:
+        console.print(f"HTML report: {write_html(rows, html).resolve()}")
+
+
+def print_coverage(rows: list) -> None:
+    from crypto_lakehouse.lake.coverage import summarise
+
+    columns = ("dataset", "symbols", "periods", "present", "replaced", "missing", "corrupt",
+               "drift", "pending", "failed", "rows")  # fmt: skip
+    table = Table(*columns)
+    for s in summarise(rows):
+        c = s.counts
+        table.add_row(
+            s.dataset, str(len(s.symbols)), str(sum(c.values())), str(c["present"]),
+            str(s.replaced), str(c["missing"]), str(c["corrupt"]), str(c["drift"]),
+            str(c["pending"]), str(c["failed"]), f"{s.rows:,}",
+        )  # fmt: skip
+    console.print(table)
