@@ -255,20 +255,25 @@ def test_explicit_keys_and_a_missing_one(
     ]
 
 
+@pytest.mark.parametrize("overlap", [False, True])
 def test_staging_never_exceeds_its_cap(
     make_engine: Callable[..., TransferEngine],
     source_server: SeaweedServer,
     lake_server: SeaweedServer,
     source_bucket: str,
     lake_bucket: str,
+    overlap: bool,
 ) -> None:
     objects = small_objects("in/", 20, size=1000)
     objects["in/huge.bin"] = b"h" * 5000
     seed(source_server.endpoint(), source_bucket, objects)
-    engine = make_engine(staging_cap_bytes=4000)
+    engine = make_engine(staging_cap_bytes=4000, overlap=overlap)
     report = engine.run(staged_request(source_server, lake_server, source_bucket, lake_bucket))
     assert 0 < report.summary.staging_peak_bytes <= 4000
     assert report.summary.copied == 20
+    assert contents(lake_server.endpoint(), lake_bucket) == _as_dest(
+        {k: v for k, v in objects.items() if k != "in/huge.bin"}
+    )
     [huge] = report.failures()
     assert huge.source_key == "in/huge.bin" and "staging cap" in (huge.error or "")
 

@@ -11,8 +11,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.observability.metrics import (
@@ -33,7 +33,14 @@ from crypto_lakehouse.transfer.models import (
     TransferReport,
     TransferRequest,
 )
-from crypto_lakehouse.transfer.planner import Plan, build_plan, chunks, listing_scope, read_plan
+from crypto_lakehouse.transfer.planner import (
+    Plan,
+    PlanItem,
+    build_plan,
+    chunks,
+    listing_scope,
+    read_plan,
+)
 from crypto_lakehouse.transfer.remover import delete_keys
 from crypto_lakehouse.transfer.staged import StagedCopier
 from crypto_lakehouse.transfer.staging import StagingArea
@@ -157,6 +164,9 @@ class TransferEngine:
             return
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as hasher:
             staged = StagedCopier(ctx, staging, hasher)
+            if mode is Mode.STAGED and opts.overlap:
+                _overlapped(staged, chunks(items, opts.batch_objects, opts.staging_cap_bytes // 2))
+                return
             if mode is Mode.STAGED:
                 for batch in chunks(items, opts.batch_objects, opts.staging_cap_bytes):
                     staged.copy(batch)
@@ -167,6 +177,22 @@ class TransferEngine:
                 deferred.extend(direct.copy(batch))
             for batch in chunks(deferred, opts.batch_objects, opts.staging_cap_bytes):
                 staged.copy(batch, wildcards=False)
+
+
+def _overlapped(staged: StagedCopier, batches: Iterable[list[PlanItem]]) -> None:
+    """Download chunk k+1 while chunk k uploads on a second thread (two chunks staged at most,
+    each at most half the cap). Off by default: see docs/transfer.md for the measurement."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as uploader:
+        pending: Future[None] | None = None
+        for batch in batches:
+            prepared = staged.fetch(batch)
+            if pending is not None:
+                pending.result()
+                pending = None
+            if prepared is not None:
+                pending = uploader.submit(staged.store, prepared, foreground=False)
+        if pending is not None:
+            pending.result()
 
 
 def _validate(request: TransferRequest, mode: Mode) -> None:

@@ -53,6 +53,17 @@ class _Chunk:
         return self.dir / "t"
 
 
+@dataclass
+class _Prepared:
+    """A downloaded, verified chunk waiting for its upload."""
+
+    chunk: _Chunk
+    nbytes: int
+    quarantined: dict[int, str] = field(default_factory=dict)
+    download_seconds: float = 0.0
+    verify_seconds: float = 0.0
+
+
 class StagedCopier:
     """Copies chunks of plan items through the staging area."""
 
@@ -63,41 +74,71 @@ class StagedCopier:
 
     def copy(self, items: list[PlanItem], *, wildcards: bool = True) -> None:
         """Download, verify and upload one chunk; every item ends in the ledger."""
+        prepared = self.fetch(items, wildcards=wildcards)
+        if prepared is not None:
+            self.store(prepared)
+
+    def fetch(self, items: list[PlanItem], *, wildcards: bool = True) -> _Prepared | None:
+        """Download and verify one chunk. None when nothing is left to upload.
+
+        The chunk's bytes stay reserved in the staging area until `store` releases them.
+        """
         ctx = self.ctx
         if ctx.cancelled:
             for item in items:
                 ctx.fail(item, "cancelled before this object started")
-            return
+            return None
         nbytes = sum(item.size for item in items)
         if nbytes > self.staging.cap_bytes:
             for item in items:
                 ctx.fail(item, f"larger than the staging cap ({self.staging.cap_bytes} bytes)")
-            return
+            return None
         self.staging.reserve(nbytes)
         chunk = _Chunk(self.staging.new_chunk(), items)
+        prepared = _Prepared(chunk, nbytes)
         try:
-            t0 = time.monotonic()
+            started = time.monotonic()
             self._download(chunk, wildcards)
+            prepared.download_seconds = time.monotonic() - started
             if ctx.cancelled:
                 for i in chunk.downloaded:
                     ctx.fail(items[i], "cancelled before upload")
-                return
-            t1 = time.monotonic()
-            quarantined = self._verify(chunk)
-            t2 = time.monotonic()
-            self._upload(chunk, quarantined)
+                chunk.downloaded.clear()
+            started = time.monotonic()
+            prepared.quarantined = self._verify(chunk)
+            prepared.verify_seconds = time.monotonic() - started
+        except BaseException:
+            self._release(prepared)
+            raise
+        if not chunk.downloaded:
+            self._release(prepared)
+            return None
+        return prepared
+
+    def store(self, prepared: _Prepared, *, foreground: bool = True) -> None:
+        """Upload a fetched chunk and release its staging bytes.
+
+        `foreground=False` (an upload thread overlapping the next download) leaves the
+        progress callback to the calling thread.
+        """
+        try:
+            started = time.monotonic()
+            self._upload(prepared.chunk, prepared.quarantined, tick=foreground)
             log.debug(
                 "chunk of %d objects, %d bytes: download %.3fs verify %.3fs upload %.3fs",
-                len(items),
-                nbytes,
-                t1 - t0,
-                t2 - t1,
-                time.monotonic() - t2,
+                len(prepared.chunk.items),
+                prepared.nbytes,
+                prepared.download_seconds,
+                prepared.verify_seconds,
+                time.monotonic() - started,
             )
         finally:
-            for future in chunk.digests.values():
-                future.cancel()
-            self.staging.release(chunk.dir, nbytes)
+            self._release(prepared)
+
+    def _release(self, prepared: _Prepared) -> None:
+        for future in prepared.chunk.digests.values():
+            future.cancel()
+        self.staging.release(prepared.chunk.dir, prepared.nbytes)
 
     # -- download ------------------------------------------------------------------------
 
@@ -251,7 +292,7 @@ class StagedCopier:
 
     # -- upload --------------------------------------------------------------------------
 
-    def _upload(self, chunk: _Chunk, quarantined: dict[int, str]) -> None:
+    def _upload(self, chunk: _Chunk, quarantined: dict[int, str], *, tick: bool = True) -> None:
         ctx, items = self.ctx, chunk.items
         bucket = ctx.request.dest_url.bucket
         quarantine = ctx.request.quarantine_prefix
@@ -286,7 +327,7 @@ class StagedCopier:
             ["run", str(run_file)],
             tracker.handler,
             cancel=ctx.cancel,
-            tick=ctx.ledger.report_progress,
+            tick=ctx.ledger.report_progress if tick else None,
         )
         for i in todo:
             item = items[i]
