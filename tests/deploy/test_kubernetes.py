@@ -146,12 +146,16 @@ def test_prefect_server_is_ha_with_redis(production) -> None:
     assert env["data"]["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
     assert env["data"]["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
     assert find(production, "StatefulSet", "prefect-redis")
-    migrate = find(production, "Job", "prefect-db-migrate")
-    assert migrate["spec"]["template"]["spec"]["containers"][0]["args"][1:4] == [
-        "server",
-        "database",
-        "upgrade",
-    ]
+    assert env["data"]["PREFECT_SERVER_REGISTER_BLOCKS_ON_START"] == "false"
+    migrate = find(production, "Job", "prefect-db-migrate")["spec"]["template"]["spec"]
+    assert migrate["containers"][0]["args"] == ["sh", "/etc/prefect-migrate/migrate.sh"]
+    script = next(
+        d
+        for d in production
+        if d["metadata"]["name"].startswith("prefect-db-migrate-")
+        or (d["kind"] == "ConfigMap" and d["metadata"]["name"] == "prefect-db-migrate")
+    )
+    assert "prefect server database upgrade --yes" in script["data"]["migrate.sh"]
     hpa = find(production, "HorizontalPodAutoscaler", "prefect-server")
     assert hpa["spec"]["minReplicas"] == 3
     assert find(production, "PodDisruptionBudget", "prefect-server")["spec"]["minAvailable"] == 2
