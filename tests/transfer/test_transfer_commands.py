@@ -154,3 +154,15 @@ def test_a_key_that_prefixes_its_neighbour_is_copied_alone() -> None:
 
 def test_file_dir_conflicts_are_detected() -> None:
     assert file_dir_conflicts({0: "a/b", 1: "a/b/c", 2: "a/bc"}) == {0}
+
+
+def test_an_empty_key_selection_copies_nothing_without_any_request(tmp_path: Path) -> None:
+    from crypto_lakehouse.storage import S3Url
+    from crypto_lakehouse.transfer import EngineOptions, TransferEngine, TransferRequest
+
+    dead = Endpoint(url="http://127.0.0.1:9", anonymous=True)
+    request = TransferRequest(
+        source=dead, source_url=S3Url("src", "p/"), dest=dead, dest_url=S3Url("dst", "q/"), keys=[]
+    )
+    report = TransferEngine(EngineOptions(staging_root=tmp_path)).run(request)
+    assert report.summary.objects == 0 and report.summary.ok

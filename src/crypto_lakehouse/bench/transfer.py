@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from crypto_lakehouse.bench import baselines
@@ -144,9 +144,13 @@ class TransferBench:
         lake, public = env.signed_lake, env.public
         expected = env.sha256[w.name]
 
-        def engine_run(source: Endpoint, src_bucket: str, mode: Mode, checks: bool) -> Callable:
+        def engine_run(
+            source: Endpoint, src_bucket: str, mode: Mode, checks: bool, **knobs: object
+        ) -> Callable:
+            runner = TransferEngine(replace(env.options, **knobs)) if knobs else engine
+
             def run(bucket: str, prefix: str) -> None:
-                report = engine.run(
+                report = runner.run(
                     TransferRequest(
                         source=source,
                         source_url=S3Url(src_bucket, w.prefix),
@@ -175,6 +179,25 @@ class TransferBench:
                 public, (SOURCE_BUCKET, w.prefix), lake, (b, p), env.root
             ),
             "naive-boto3": lambda b, p: naive.copy((SOURCE_BUCKET, w.prefix), (b, p)),
+            **self._overlap_study(w, engine_run, public),
+        }
+
+    def _overlap_study(self, w: Workload, engine_run: Callable, public: Endpoint) -> dict:
+        """Large workload only: four chunks in turn vs four chunks with download/upload overlap.
+
+        Overlap holds two chunks, so its cap is twice the chunk size; chunking is forced by
+        the cap in both, which is what decides whether overlap should be on by default.
+        """
+        if w.size < MIB:
+            return {}
+        chunk = w.count * w.size // 4 + 1
+        return {
+            "staged-4chunks": engine_run(
+                public, SOURCE_BUCKET, Mode.STAGED, True, staging_cap_bytes=chunk
+            ),
+            "staged-4chunks-overlap": engine_run(
+                public, SOURCE_BUCKET, Mode.STAGED, True, staging_cap_bytes=2 * chunk, overlap=True
+            ),
         }
 
     # -- memory mode ---------------------------------------------------------------------

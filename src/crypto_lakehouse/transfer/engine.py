@@ -89,6 +89,8 @@ class TransferEngine:
         mode = self.resolve_mode(request)
         _validate(request, mode)
         opts = self.options
+        if request.keys is not None and len(request.keys) == 0:
+            return Ledger(progress).report(mode)  # an explicit empty selection: nothing to do
         check_reachable(request.source, opts.probe_timeout)
         check_reachable(request.dest, opts.probe_timeout)
         ledger = Ledger(progress)

@@ -68,7 +68,7 @@ def is_up_to_date(source: ListedObject, dest: ListedObject) -> bool:
 def listing_scope(request: TransferRequest) -> tuple[str, str]:
     """The (source, destination) prefixes to list: narrowed to the explicit keys' common prefix."""
     src_prefix = request.source_url.prefix
-    if not request.keys:
+    if request.keys is None or len(request.keys) == 0:
         return src_prefix, request.dest_url.prefix
     for key in request.keys:
         if not key.startswith(src_prefix):
