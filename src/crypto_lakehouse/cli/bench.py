@@ -80,3 +80,72 @@ def api(
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(results, indent=2) + "\n")
+
+
+@app.command("ingest")
+@handle_errors
+def ingest_bench(
+    symbols: Annotated[int, typer.Option(min=1, help="Symbols per market in the sample.")] = 2,
+    repeats: Annotated[int, typer.Option(min=1, help="Measured rounds (median).")] = 3,
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Flow transfer tasks.")] = 4,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """Ingest flow end to end vs the engine alone on the same files (target: <= 20% overhead)."""
+    from rich.table import Table
+
+    from crypto_lakehouse.bench.ingest import OVERHEAD_TARGET, IngestBench
+    from crypto_lakehouse.cli.flows import use_stack_environment
+    from crypto_lakehouse.cli.ingest import quiet_prefect
+    from crypto_lakehouse.stack.manager import LocalStack
+
+    quiet_prefect(verbose=False)
+    settings = use_stack_environment()
+    stack = LocalStack.from_settings(settings)
+    stack.require_running()
+    bench = IngestBench(
+        settings, stack, symbols=symbols, repeats=repeats, parallel=parallel, log=console.print
+    )
+    result = bench.run()
+    table = Table("method", "median s", "files/s", "vs engine", title=f"{result.files} files")
+    for name, seconds, rate, ratio in result.rows():
+        table.add_row(name, f"{seconds:.2f}", f"{rate:.1f}", ratio)
+    console.print(table)
+    verdict = "met" if result.overhead <= OVERHEAD_TARGET else "missed"
+    console.print(
+        f"Prefect overhead: {result.overhead:+.0%} (target <= {OVERHEAD_TARGET:.0%}: {verdict})"
+    )
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+
+
+@app.command("flows")
+@handle_errors
+def flows_bench(
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Concurrent flow runs.")] = 500,
+    hold: Annotated[float, typer.Option(min=0, help="Seconds each run's task holds.")] = 1.0,
+    processes: Annotated[int, typer.Option(min=1, max=32, help="Client processes.")] = 1,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """N concurrent async flow runs against the stack's Prefect server (PostgreSQL)."""
+    from crypto_lakehouse.cli.flows import use_stack_environment
+    from crypto_lakehouse.cli.ingest import quiet_prefect
+
+    quiet_prefect(verbose=False)
+    use_stack_environment()
+    from crypto_lakehouse.bench.flows import run_flow_bench
+
+    result = run_flow_bench(runs, hold_seconds=hold, processes=processes)
+    console.print(
+        f"{result.runs} runs: {result.completed} completed, {result.failed} failed "
+        f"({result.client_errors} client errors) in {result.seconds:.1f} s = "
+        f"{result.runs_per_second:.1f} runs/s; peak concurrent {result.peak_concurrent}; "
+        f"target 500 concurrent, none failed: {'met' if result.target_met else 'missed'}"
+    )
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")

@@ -21,10 +21,11 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from crypto_lakehouse.archive import ArchiveLister, find_gaps
+from crypto_lakehouse.archive import find_gaps
 from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, Outcome, Plan
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
+from crypto_lakehouse.flows.discovery import discover_files
 from crypto_lakehouse.flows.limits import TRANSFER_LIMIT
 from crypto_lakehouse.flows.mover import Mover
 from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
@@ -92,7 +93,7 @@ async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
 
     def work() -> Discovery:
         S3Storage(target.source.endpoint, timeout=5.0, retries=0).probe_bucket(target.source.bucket)
-        files = list(ArchiveLister(target.source).files(request.query()))
+        files = discover_files(target.source, request.query())
         gaps = find_gaps(files)
         listed, without = [], []
         for file in files:

@@ -1,0 +1,187 @@
+"""`bench ingest`: the ingest flow end to end against the engine alone, on the same files.
+
+Both copy the sample archive from the stack's source endpoint into a fresh bronze bucket,
+staged, every zip checked against its CHECKSUM sidecar:
+
+- `engine`: one `TransferEngine.run` over the archive's `data/` prefix (no discovery, no
+  manifest, no Prefect): the floor.
+- `flow`: `ingest-archive` as a real Prefect flow run on the stack's server (discovery,
+  manifest plan/records in PostgreSQL, partition batches under the concurrency limit).
+- `flow-rerun`: the same flow again over the unchanged archive (nothing to transfer).
+
+Each round uses fresh buckets and a fresh manifest database; a warm-up round is
+discarded and the median of the rest is reported. Overhead = flow / engine - 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crypto_lakehouse.archive.publisher import write_sample
+from crypto_lakehouse.archive.sample import SampleSpec
+from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import IngestFailed
+from crypto_lakehouse.stack.manager import LocalStack
+from crypto_lakehouse.storage import S3Storage, S3Url
+from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
+
+OVERHEAD_TARGET = 0.20
+
+
+@dataclass
+class IngestBenchResult:
+    files: int
+    bytes: int
+    seconds: dict[str, list[float]] = field(default_factory=dict)  # method -> measured runs
+
+    def median(self, method: str) -> float:
+        return statistics.median(self.seconds[method])
+
+    @property
+    def overhead(self) -> float:
+        return self.median("flow") / self.median("engine") - 1.0
+
+    def rows(self) -> list[tuple[str, float, float, str]]:
+        """(method, median seconds, files/s, ratio to the engine)."""
+        base = self.median("engine")
+        return [
+            (
+                name,
+                self.median(name),
+                self.files / self.median(name),
+                f"{self.median(name) / base:.2f}x",
+            )
+            for name in self.seconds
+        ]
+
+    def as_json(self) -> dict:
+        return {
+            "files": self.files,
+            "bytes": self.bytes,
+            "runs": self.seconds,
+            "median_seconds": {k: self.median(k) for k in self.seconds},
+            "files_per_second": {k: self.files / self.median(k) for k in self.seconds},
+            "prefect_overhead": self.overhead,
+            "target": OVERHEAD_TARGET,
+            "target_met": self.overhead <= OVERHEAD_TARGET,
+        }
+
+
+class IngestBench:
+    """Runs against the local stack (which must be up) with the sample archive."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stack: LocalStack,
+        *,
+        symbols: int = 2,
+        repeats: int = 3,
+        parallel: int = 4,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.symbols = symbols
+        self.repeats = max(1, repeats)
+        self.parallel = parallel
+        self.log = log
+        self.tag = uuid.uuid4().hex[:6]
+        self.source_bucket = f"bench-archive-{self.tag}"
+        self.lake = S3Storage(stack.lake_endpoint())
+        self.databases: list[str] = []
+        self.buckets: list[str] = []
+
+    def run(self) -> IngestBenchResult:
+        source = S3Storage(self.stack.source.endpoint())
+        source.ensure_bucket(self.source_bucket)
+        sample = write_sample(
+            SampleSpec(symbols=self.symbols), source, S3Url(self.source_bucket, "")
+        )
+        files = [o for o in source.list_objects(self.source_bucket, "data/")]
+        zips = [o for o in files if o.key.endswith(".zip")]
+        result = IngestBenchResult(len(zips), sum(o.size for o in zips))
+        self.log(f"sample archive: {len(sample.files)} files, {len(files)} objects")
+        methods: dict[str, list[float]] = {"engine": [], "flow": [], "flow-rerun": []}
+        try:
+            for round_no in range(self.repeats + 1):
+                label = "warm-up" if round_no == 0 else f"run {round_no}"
+                engine_s = self._engine_once()
+                flow_s, rerun_s = self._flow_twice()
+                self.log(
+                    f"{label:8} engine {engine_s:6.2f} s   flow {flow_s:6.2f} s   "
+                    f"flow re-run {rerun_s:6.2f} s"
+                )
+                if round_no:
+                    methods["engine"].append(engine_s)
+                    methods["flow"].append(flow_s)
+                    methods["flow-rerun"].append(rerun_s)
+        finally:
+            self._cleanup(source)
+        result.seconds = methods
+        return result
+
+    def _fresh_bucket(self, kind: str) -> str:
+        name = f"bench-{kind}-{uuid.uuid4().hex[:8]}"
+        self.lake.ensure_bucket(name)
+        self.buckets.append(name)
+        return name
+
+    def _engine_once(self) -> float:
+        bronze = self._fresh_bucket("engine")
+        request = TransferRequest(
+            source=self.stack.source_endpoint(anonymous=True),
+            source_url=S3Url(self.source_bucket, "data/"),
+            dest=self.stack.lake_endpoint(),
+            dest_url=S3Url(bronze, "data/"),
+            mode=Mode.STAGED,
+            verify_sidecars=True,
+        )
+        started = time.perf_counter()
+        report = TransferEngine(EngineOptions.from_settings(self.settings)).run(request)
+        seconds = time.perf_counter() - started
+        if report.summary.failed:
+            raise IngestFailed(f"engine run failed {report.summary.failed} objects")
+        return seconds
+
+    def _flow_twice(self) -> tuple[float, float]:
+        from crypto_lakehouse.flows.local import run_ingest_locally
+
+        database = f"bench_ingest_{uuid.uuid4().hex[:8]}"
+        self.stack.postgres.create_database(database)
+        self.databases.append(database)
+        os.environ["CATALOG_DATABASE_URL"] = self.stack.postgres.info.url(database)
+        parameters = {
+            "source_bucket": self.source_bucket,
+            "bronze_bucket": self._fresh_bucket("flow"),
+            "parallel_batches": self.parallel,
+        }
+        timings = []
+        for _ in range(2):
+            started = time.perf_counter()
+            run = asyncio.run(run_ingest_locally(parameters))
+            timings.append(time.perf_counter() - started)
+            unexpected = [p for p in run.summary.problems if p.kind != "corrupt"]
+            if unexpected:
+                raise IngestFailed(f"flow run {run.flow_run_id}: {unexpected[0].error}")
+        return timings[0], timings[1]
+
+    def _cleanup(self, source: S3Storage) -> None:
+        import psycopg
+        from psycopg import sql
+
+        for storage, bucket in [(source, self.source_bucket)] + [
+            (self.lake, b) for b in self.buckets
+        ]:
+            keys = [o.key for o in storage.list_objects(bucket)]
+            for start in range(0, len(keys), 1000):
+                storage.delete_keys(bucket, keys[start : start + 1000])
+        with psycopg.connect(self.stack.postgres.info.dsn("postgres"), autocommit=True) as conn:
+            for name in self.databases:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
