@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
@@ -28,27 +27,27 @@ from crypto_lakehouse import __version__
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ExecutorUnavailable, OperationNotFound, QueueFull
 from crypto_lakehouse.executor.auth import OPEN_PATHS, BearerAuth, document_security
+from crypto_lakehouse.executor.hot import (
+    ID_PARAMETER,
+    SYNC_BODY,
+    parse_sync_request,
+    path_operation_id,
+    with_request_schemas,
+)
 from crypto_lakehouse.executor.models import (
-    DestinationSpec,
     ErrorView,
-    FailedObject,
     HealthView,
     OperationPage,
     OperationStatus,
     OperationView,
-    OutcomeCounts,
-    Progress,
     ReadyView,
-    SourceView,
     SubmitResponse,
-    SyncRequest,
-    TransferConfiguration,
     ValidationProblems,
 )
 from crypto_lakehouse.executor.runner import EngineFactory
 from crypto_lakehouse.executor.service import Service, s5cmd_version
 from crypto_lakehouse.executor.sources import InvalidField
-from crypto_lakehouse.executor.store import OperationRecord
+from crypto_lakehouse.executor.views import page_json, view_json
 from crypto_lakehouse.observability.metrics import (
     HTTP_REQUEST_DURATION,
     REGISTRY,
@@ -111,7 +110,7 @@ def create_app(
     build_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
-        return document_security(build_openapi(), OPEN_PATHS)
+        return document_security(with_request_schemas(build_openapi()), OPEN_PATHS)
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BearerAuth, guard=service.guard, open_paths=open_paths)
@@ -138,9 +137,11 @@ def _operations_router(service: Service) -> APIRouter:
         status_code=202,
         response_model=SubmitResponse,
         responses={429: {"model": ErrorView, "description": "Queue full; see Retry-After"}},
+        openapi_extra={"requestBody": SYNC_BODY},
     )
-    async def submit(request: SyncRequest) -> Response:
+    async def submit(raw: Request) -> Response:
         """Queue a sync or copy into the lake; 202 with the operation id."""
+        request = parse_sync_request(await raw.body())
         spec = service.plan.spec(request)
         op_id = await io(
             service.store.create,
@@ -156,10 +157,12 @@ def _operations_router(service: Service) -> APIRouter:
         "/operations/{operation_id}",
         response_model=OperationView,
         responses={404: {"model": ErrorView}},
+        openapi_extra={"parameters": [ID_PARAMETER]},
     )
-    async def get_operation(operation_id: OperationId) -> Response:
+    async def get_operation(raw: Request) -> Response:
         """Status, progress, summary, outcome counts and failed objects of one operation."""
-        return _json(to_view(await io(service.store.get, operation_id)))
+        operation_id = path_operation_id(raw)
+        return _raw(view_json(await io(service.store.get, operation_id)))
 
     @router.get("/operations", response_model=OperationPage)
     async def list_operations(
@@ -170,8 +173,7 @@ def _operations_router(service: Service) -> APIRouter:
         """Operations newest first, optionally only those in one status."""
         wanted = status.value if status else None
         records, total = await io(service.store.list, status=wanted, limit=limit, offset=offset)
-        items = [to_view(r) for r in records]
-        return _json(OperationPage(items=items, total=total, limit=limit, offset=offset))
+        return _raw(page_json(records, total, limit, offset))
 
     @router.post(
         "/operations/{operation_id}/cancel",
@@ -191,10 +193,14 @@ def _operations_router(service: Service) -> APIRouter:
             return JSONResponse({"detail": f"operation already {record.status}"}, status_code=409)
         if record.status == OperationStatus.RUNNING:
             service.runner.cancel_local(operation_id)
-            return _json(to_view(record), 202)
-        return _json(to_view(record))
+            return _raw(view_json(record), 202)
+        return _raw(view_json(record))
 
     return router
+
+
+def _raw(body: bytes, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -239,43 +245,6 @@ def _probe_router(service: Service) -> APIRouter:
 
 def _swagger() -> Response:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="s5cmd executor")
-
-
-def _ts(value: float | None) -> datetime | None:
-    return datetime.fromtimestamp(value, UTC) if value is not None else None
-
-
-def to_view(record: OperationRecord) -> OperationView:
-    """A stored row as the API shows it."""
-    spec = record.spec
-    summary = record.summary or {}
-    return OperationView(
-        operation_id=record.id,
-        status=OperationStatus(record.status),
-        operation_type=spec["operation_type"],
-        operation_mode=spec["operation_mode"],
-        source=SourceView(**spec["source"]),
-        destination=DestinationSpec(**spec["destination"]),
-        configuration=TransferConfiguration(**spec["configuration"]),
-        progress=Progress(
-            objects_done=record.objects_done,
-            objects_total=record.objects_total,
-            bytes_done=record.bytes_done,
-            bytes_total=record.bytes_total,
-        ),
-        counts=OutcomeCounts(**{k: int(summary.get(k, 0)) for k in OutcomeCounts.model_fields}),
-        summary=record.summary,
-        failed_objects=[FailedObject(**f) for f in record.failures],
-        failed_objects_total=record.failures_total,
-        error=record.error,
-        cancel_requested=record.cancel_requested,
-        attempts=record.attempts,
-        replica=record.owner,
-        created_at=_ts(record.created_at),
-        started_at=_ts(record.started_at),
-        finished_at=_ts(record.finished_at),
-        updated_at=_ts(record.updated_at),
-    )
 
 
 def _install_error_handlers(app: FastAPI, service: Service) -> None:
