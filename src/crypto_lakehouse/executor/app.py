@@ -29,6 +29,7 @@ from crypto_lakehouse.errors import ExecutorUnavailable, OperationNotFound, Queu
 from crypto_lakehouse.executor.auth import OPEN_PATHS, BearerAuth, document_security
 from crypto_lakehouse.executor.hot import (
     ID_PARAMETER,
+    ID_PATTERN,
     SYNC_BODY,
     parse_sync_request,
     path_operation_id,
@@ -59,11 +60,10 @@ from crypto_lakehouse.transfer import TransferEngine
 
 log = logging.getLogger("crypto_lakehouse.executor")
 
-OperationId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="32 hex digits")]
+OperationId = Annotated[str, Path(pattern=ID_PATTERN, description="32 hex digits")]
 MAX_BODY_BYTES = 64 * 1024
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorView, "description": "The body could not be read at all"},
     422: {"model": ValidationProblems, "description": "Invalid input: field and reason"},
     503: {"model": ErrorView, "description": "The operation store is unavailable"},
 }
@@ -214,7 +214,7 @@ def _probe_router(service: Service) -> APIRouter:
     router = APIRouter()
 
     @router.get("/health", response_model=HealthView)
-    def health() -> HealthView:
+    async def health() -> HealthView:
         """The process is alive; which s5cmd it runs."""
         return HealthView(
             status="alive",
