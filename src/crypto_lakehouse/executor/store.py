@@ -263,9 +263,15 @@ class OperationStore(ABC):
         """Take the oldest pending (or abandoned running) operation for `owner`, or None."""
         token = uuid.uuid4().hex
         with self._transaction(write=True) as run:
+            # Two index-friendly probes (status, created_at) rather than one OR that scans
+            # the whole table: abandoned runs first (they are older), then the queue.
             candidate = run(
+                f"SELECT id, status FROM {TABLE} WHERE status = 'running' "
+                f"AND lease_expires_at < {self.now} "
+                f"ORDER BY created_at, id LIMIT 1 {self.skip_locked}",
+                (),
+            ) or run(
                 f"SELECT id, status FROM {TABLE} WHERE status = 'pending' "
-                f"OR (status = 'running' AND lease_expires_at < {self.now}) "
                 f"ORDER BY created_at, id LIMIT 1 {self.skip_locked}",
                 (),
             )
