@@ -47,6 +47,16 @@ def test_sync_from_the_archive_completes_then_skips(
     copied = lake_objects(lake_server, lake_bucket, "copy/")
     assert copied == {key.replace("data/", "copy/", 1): data for key, data in objects.items()}
 
+    # No secret in the operation record, the database file or the log.
+    secrets = [api_token, lake_server.admin.secret_key, lake_server.admin.access_key]
+    store_dir = replica.root.parent / "home" / "executor"
+    database = b"".join(f.read_bytes() for f in store_dir.glob("operations.db*"))
+    assert op.encode() in database
+    for secret in secrets:
+        assert secret not in view.model_dump_json()
+        assert secret.encode() not in database
+        assert secret not in replica.log()
+
 
 def test_direct_sync_inside_the_lake(start_replica, api_token, lake_server, lake_bucket) -> None:
     objects = fill_bucket(lake_server, lake_bucket, "data/", 5)
