@@ -2,9 +2,10 @@
 
 - `gold.klines_1h`, `gold.klines_1d`: OHLCV resampled from the finest kline interval present
   per (market, symbol) below the target; `bars`/`expected_bars`/`complete` say whether a
-  bucket had all its source bars.
-- `gold.kline_checks`: every complete resampled bar that Binance also published at that
-  interval, compared field by field (prices exactly up to float noise, sums to 1e-6);
+  bucket had a source bar for every slot (Binance omits bars without trades, so sparse
+  markets are never "complete"; the check below does not depend on it).
+- `gold.kline_checks`: every resampled bar that Binance also published at that interval,
+  compared field by field (prices exactly up to float noise, sums to 1e-6);
   `ok = false` rows are mismatches, which `build_gold` reports.
 - `gold.funding_daily`: per symbol and UTC day, the settlements, summed (the day's cost)
   and mean/min/max funding rate.
@@ -111,7 +112,6 @@ def _check_sql(resampled: str, source: str, market: Market, label: str) -> str:
         FROM ({resampled}) g
         JOIN {source} b
           ON b.symbol = g.symbol AND b.interval = '{label}' AND b.open_time = g.open_time
-        WHERE g.complete
     ) ORDER BY symbol, open_time
     """  # noqa: S608 - table and column names are ours, never user input
 

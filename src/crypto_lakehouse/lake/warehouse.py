@@ -20,7 +20,11 @@ import pyarrow as pa
 from pydantic import SecretStr
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.io.pyarrow import pyarrow_to_schema
+from pyiceberg.partitioning import PartitionField, PartitionSpec
+from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.transforms import IdentityTransform
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ConfigError, StorageError
@@ -139,22 +143,15 @@ class Warehouse:
             return existing
         props = {"format-version": "2", "write.parquet.compression-codec": "zstd"}
         props.update(properties or {})
+        iceberg_schema, spec = iceberg_layout(schema, partition_by)
         try:
-            table = self.catalog.create_table(identifier, schema=schema, properties=props)
+            # Schema and partition spec in one create: a reader never sees a half-made table.
+            self.catalog.create_table(
+                identifier, schema=iceberg_schema, partition_spec=spec, properties=props
+            )
         except Exception as exc:  # another writer created it first
-            existing = self.table(identifier)
-            if existing is None:
+            if self.table(identifier) is None:
                 raise StorageError(f"could not create table {identifier}: {exc}") from exc
-            return existing
-        if partition_by:
-            for _ in range(COMMIT_ATTEMPTS):
-                try:
-                    with table.update_spec() as spec:
-                        for column in partition_by:
-                            spec.add_identity(column)
-                    break
-                except CommitFailedException:
-                    table = self.catalog.load_table(identifier)
         return self.catalog.load_table(identifier)
 
     def commit(self, identifier: str, change: Callable[[Table], T]) -> T:
@@ -188,3 +185,24 @@ def _same_columns(current: pa.Schema, wanted: pa.Schema) -> bool:
         return pa.string() if t == pa.large_string() else t
 
     return [(f.name, simple(f.type)) for f in current] == [(f.name, simple(f.type)) for f in wanted]
+
+
+def iceberg_layout(schema: pa.Schema, partition_by: list[str]) -> tuple[Schema, PartitionSpec]:
+    """An Iceberg schema (ids 1..n in column order) and identity partitions on `partition_by`."""
+    numbered = pa.schema(
+        [
+            field.with_metadata({b"PARQUET:field_id": str(index)})
+            for index, field in enumerate(schema, start=1)
+        ]
+    )
+    iceberg = pyarrow_to_schema(numbered)
+    fields = [
+        PartitionField(
+            source_id=schema.get_field_index(name) + 1,
+            field_id=1000 + position,
+            transform=IdentityTransform(),
+            name=name,
+        )
+        for position, name in enumerate(partition_by)
+    ]
+    return iceberg, PartitionSpec(*fields)
