@@ -397,3 +397,35 @@ def test_local_overlay_fits_one_small_node(rendered) -> None:
     minio = find(local, "StatefulSet", "minio")["spec"]
     assert "affinity" not in minio["template"]["spec"]
     assert {c["spec"]["storageClassName"] for c in minio["volumeClaimTemplates"]} == {"standard"}
+
+
+@pytest.mark.parametrize("pool", ["crypto-data-pool", "s5cmd-optimized-pool"])
+def test_job_templates_are_accepted_by_a_real_prefect_server(prefect_server, pool: str) -> None:
+    """Prefect validates a base job template when a work pool is created with it (every
+    `{{ placeholder }}` must be a declared variable): create the pools for real."""
+    import uuid
+
+    import httpx
+
+    from conftest import K8S
+
+    template = json.loads((K8S / "base" / "prefect" / "job-templates" / f"{pool}.json").read_text())
+    body = {"name": f"{pool}-{uuid.uuid4().hex[:6]}", "type": "kubernetes"}
+    response = httpx.post(
+        f"{prefect_server.api_url}/work_pools/",
+        json={**body, "base_job_template": template},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    stored = response.json()["base_job_template"]
+    manifest = stored["job_configuration"]["job_manifest"]
+    assert manifest["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    # A template with an undeclared placeholder is refused: the check above means something.
+    broken = json.loads(json.dumps(template))
+    broken["job_configuration"]["name"] = "{{ not_declared }}"
+    refused = httpx.post(
+        f"{prefect_server.api_url}/work_pools/",
+        json={"name": f"{body['name']}-broken", "type": "kubernetes", "base_job_template": broken},
+        timeout=30,
+    )
+    assert refused.status_code == 422, refused.text
