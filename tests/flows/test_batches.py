@@ -18,20 +18,19 @@ def listed(symbol: str, day: int, interval: str = "1h", data_type: str = "klines
     return ListedFile(file.with_listing(10, "e", datetime(2026, 5, 9, tzinfo=UTC)), file.key)
 
 
-def test_whole_partitions_of_one_market_and_frequency_are_packed_together() -> None:
+def test_whole_partitions_are_packed_together_up_to_the_cap() -> None:
     items = [listed(s, d) for s in ("BTCUSDT", "ETHUSDT") for d in (1, 2, 3)]
     items += [listed("BTCUSDT", 1, interval="1m")]
     monthly = ArchiveFile("futures/um", "monthly", "fundingRate", "BTCUSDT", date(2026, 4, 1))
-    items += [
-        ListedFile(monthly.with_listing(5, "e", datetime(2026, 5, 9, tzinfo=UTC)), monthly.key)
-    ]
+    monthly = monthly.with_listing(5, "e", datetime(2026, 5, 9, tzinfo=UTC))
+    items += [ListedFile(monthly, monthly.key)]
     batches = make_batches(items, max_files=4)
     assert [b.label for b in batches] == [
-        "futures/um/monthly/fundingRate/2026-04",
-        "spot/daily/klines/1h/2026-05-01 .. spot/daily/klines/1h/2026-05-02 (2 partitions)",
-        "spot/daily/klines/1h/2026-05-03 .. spot/daily/klines/1m/2026-05-01 (2 partitions)",
+        "futures/um/monthly/fundingRate/2026-04 .. spot/daily/klines/1h/2026-05-01 (2 partitions)",
+        "spot/daily/klines/1h/2026-05-02 .. spot/daily/klines/1h/2026-05-03 (2 partitions)",
+        "spot/daily/klines/1m/2026-05-01",
     ]
-    assert [len(b.files) for b in batches] == [1, 4, 3]
+    assert [len(b.files) for b in batches] == [3, 4, 1]
     # A partition never straddles two batches, and every file is in exactly one.
     assert sorted(i.path for b in batches for i in b.files) == sorted(i.path for i in items)
     for batch in batches:

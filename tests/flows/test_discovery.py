@@ -21,8 +21,18 @@ from crypto_lakehouse.storage import S3Storage
         ArchiveQuery(symbols=("ETHUSDT",)),
         ArchiveQuery(symbols=("BTC*",), start=None, end=None, quote="USDT"),
         ArchiveQuery(markets=("spot",), symbols=("ETHUSDT", "BTCUSDT"), intervals=("1h",)),
+        ArchiveQuery(markets=("spot", "futures/um"), frequencies=("daily",)),
+        ArchiveQuery(data_types=("klines", "fundingRate")),
     ],
-    ids=["all", "one-interval", "exact-symbol", "glob+quote", "exact+interval"],
+    ids=[
+        "all",
+        "one-interval",
+        "exact-symbol",
+        "glob+quote",
+        "exact+interval",
+        "market-frequency",
+        "some-datasets",
+    ],
 )
 def test_discovery_matches_the_archive_lister(
     query: ArchiveQuery, source_server: SeaweedServer, source_bucket: str, binance_fixtures: Path

@@ -1,11 +1,11 @@
 """Cut the files to transfer into batches of whole partitions, at most `max_files` files each.
 
 A partition (market, frequency, data type, interval, day or month) holds one file per
-symbol. A batch is one or more whole partitions of one market and frequency (say every
-`spot/daily` partition of a few days) that one transfer task moves with one engine run:
-packing small partitions saves an engine start (two probes, two listings, two s5cmd
-processes) per partition, which dominates when partitions hold a handful of files. A
-partition larger than `max_files` is split into parts.
+symbol. A batch is one or more whole partitions, in partition order, that one transfer
+task moves with one engine run: packing small partitions saves an engine start (two
+probes, two listings, two s5cmd processes) per partition, which dominates when
+partitions hold a handful of files (measured: 7 batches of ~70 files took twice as long
+as 4 of ~120). A partition larger than `max_files` is split into parts.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from crypto_lakehouse.catalog import ListedFile
 
 @dataclass(frozen=True)
 class Batch:
-    """Files of whole partitions (one market and frequency), transferred by one task."""
+    """Files of whole partitions, transferred together by one task."""
 
     partitions: tuple[Partition, ...]
     files: tuple[ListedFile, ...]
@@ -41,12 +41,8 @@ class Batch:
         return sum(item.file.size or 0 for item in self.files)
 
 
-def _group(partition: Partition) -> tuple[str, ...]:
-    return (partition.market.value, partition.frequency.value)
-
-
 def make_batches(items: Sequence[ListedFile], max_files: int) -> list[Batch]:
-    """Whole partitions packed per market/frequency up to `max_files`; big ones split."""
+    """Whole partitions packed in order up to `max_files` files; bigger ones split in parts."""
     if max_files < 1:
         raise ValueError("max_files must be at least 1")
     grouped: dict[Partition, list[ListedFile]] = defaultdict(list)
@@ -64,9 +60,7 @@ def make_batches(items: Sequence[ListedFile], max_files: int) -> list[Batch]:
 
     for partition in sorted(grouped):
         files = sorted(grouped[partition], key=lambda item: item.path)
-        if open_parts and (
-            _group(open_parts[0]) != _group(partition) or len(open_files) + len(files) > max_files
-        ):
+        if open_parts and len(open_files) + len(files) > max_files:
             close()
         if len(files) > max_files:
             parts = -(-len(files) // max_files)

@@ -101,8 +101,11 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     try:
         await anyio.to_thread.run_sync(manifest.ensure_schema)
         await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
+        clock = summary.phase("setup", started)
         discovery = await discover(target, request)
+        clock = summary.phase("discover", clock)
         work = await plan(manifest, discovery.listed, target.bronze_bucket)
+        clock = summary.phase("plan", clock)
         todo = [item for item, _ in work.transfer]
         # At least `parallel_batches` batches when there is enough work, to use the slots.
         cap = min(request.batch_files, max(1, -(-len(todo) // request.parallel_batches)))
@@ -122,6 +125,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
                 S3Storage(target.lake).ensure_bucket, target.bronze_bucket
             )
             outcomes += await _run_batches(batches, ctx, request.parallel_batches)
+        summary.phase("transfer", clock)
         _summarise(summary, discovery, work, outcomes)
     except BaseException:
         ctx.cancel.set()

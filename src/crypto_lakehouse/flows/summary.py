@@ -6,6 +6,7 @@ run log; the Markdown becomes a Prefect table artifact on the run.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +42,13 @@ class IngestSummary:
     batches: int = 0
     seconds: float = 0.0
     problems: list[Problem] = field(default_factory=list)
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the run
+
+    def phase(self, name: str, since: float) -> float:
+        """Record the seconds since `since` (monotonic) as phase `name`; returns now."""
+        now = time.monotonic()
+        self.phases[name] = round(now - since, 3)
+        return now
 
     @property
     def ok(self) -> bool:
