@@ -26,6 +26,7 @@ import typer
 from rich.rule import Rule
 
 from crypto_lakehouse.cli._common import ExitCode, console, handle_errors, load_settings
+from crypto_lakehouse.cli.lake import DEMO_STEPS as LAKE_STEPS
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.stack.manager import LocalStack
 
@@ -136,6 +137,7 @@ STEPS: list[Step] = [
     ("start the local stack", start_stack),
     ("write the sample archive to the source endpoint", write_archive),
     ("ingest the archive into bronze (Prefect flow ingest-archive)", ingest_bronze),
+    *LAKE_STEPS,  # silver, gold, a query, the coverage report (cli/lake.py)
 ]
 
 
