@@ -112,6 +112,18 @@ def test_counts_each_finished_run_once(api: Api, prefect_server: PrefectServer) 
         assert third.new_terminal_runs >= 1
 
 
+def test_pages_through_many_finished_runs(api: Api, prefect_server: PrefectServer) -> None:
+    """Seven runs of three flows, read two at a time: every run counted, names resolved."""
+    flows = [f"exporter-page-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    ids = [api.flow(name) for name in flows]
+    for i in range(7):
+        api.run(ids[i % 3], "RUNNING", "COMPLETED")
+    with PrefectExporter(prefect_server.api_url, page_size=2) as exporter:
+        assert exporter.poll().ok
+        assert exporter.poll().ok
+    assert [runs(name, "COMPLETED") for name in flows] == [3, 2, 2]
+
+
 def test_a_retried_run_counts_each_time_it_finishes(
     api: Api, prefect_server: PrefectServer
 ) -> None:

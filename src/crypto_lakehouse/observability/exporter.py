@@ -129,6 +129,7 @@ class PrefectExporter:
         lookback: timedelta = timedelta(hours=1),
         overlap: timedelta = timedelta(minutes=10),
         seen_capacity: int = 100_000,
+        page_size: int = PAGE_SIZE,
     ) -> None:
         auth = None
         if auth_string:
@@ -140,6 +141,7 @@ class PrefectExporter:
             auth=auth,
         )
         self.overlap = overlap
+        self.page_size = page_size
         self.watermark = datetime.now(UTC) - lookback
         self.seen = SeenRuns(seen_capacity)
         self._flow_names: dict[str, str] = {}
@@ -192,7 +194,7 @@ class PrefectExporter:
                 "flow_runs/filter",
                 {
                     "sort": "END_TIME_DESC",
-                    "limit": PAGE_SIZE,
+                    "limit": self.page_size,
                     "offset": offset,
                     "flow_runs": {
                         "state": {"type": {"any_": list(TERMINAL_STATES)}},
@@ -201,9 +203,9 @@ class PrefectExporter:
                 },
             )
             yield from page
-            if len(page) < PAGE_SIZE:
+            if len(page) < self.page_size:
                 return
-            offset += PAGE_SIZE
+            offset += self.page_size
 
     def _count_terminal_runs(self) -> int:
         since = self.watermark - self.overlap
@@ -230,10 +232,10 @@ class PrefectExporter:
 
     def _flow_names_for(self, flow_ids: set[str]) -> dict[str, str]:
         missing = sorted(flow_ids - self._flow_names.keys())
-        for start in range(0, len(missing), PAGE_SIZE):
-            chunk = missing[start : start + PAGE_SIZE]
+        for start in range(0, len(missing), self.page_size):
+            chunk = missing[start : start + self.page_size]
             flows = self._post(
-                "flows/filter", {"limit": PAGE_SIZE, "flows": {"id": {"any_": chunk}}}
+                "flows/filter", {"limit": self.page_size, "flows": {"id": {"any_": chunk}}}
             )
             for flow in flows:
                 self._flow_names[flow["id"]] = flow["name"]
