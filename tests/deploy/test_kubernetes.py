@@ -429,3 +429,47 @@ def test_job_templates_are_accepted_by_a_real_prefect_server(prefect_server, poo
         timeout=30,
     )
     assert refused.status_code == 422, refused.text
+
+
+def _setting_names(model: type, out: set[str]) -> set[str]:
+    """Every environment name a pydantic-settings model (and its nested models) reads."""
+    from pydantic import AliasChoices
+    from pydantic_settings import BaseSettings
+
+    prefix = (model.model_config.get("env_prefix") or "").upper()
+    for name, field in model.model_fields.items():
+        out.add(prefix + name.upper())
+        if isinstance(field.validation_alias, AliasChoices):
+            out |= {c.upper() for c in field.validation_alias.choices if isinstance(c, str)}
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseSettings):
+            _setting_names(field.annotation, out)
+    return out
+
+
+def test_every_environment_name_is_a_real_setting(production) -> None:
+    """Prefect and pydantic-settings ignore unknown variables: a misspelt name in a
+    manifest would silently do nothing. Each one must be read by the program it is for."""
+    from prefect.settings.models.root import Settings as PrefectSettings
+    from prefect_redis.client import RedisMessagingSettings
+
+    from crypto_lakehouse.config import Settings
+
+    prefect = _setting_names(PrefectSettings, set()) | _setting_names(RedisMessagingSettings, set())
+    ours = _setting_names(Settings, set())
+    names: set[str] = set()
+    for doc in production:
+        if doc["kind"] == "ConfigMap" and isinstance(doc.get("data"), dict):
+            names |= {key for key in doc["data"] if key.isupper()}
+    for spec in pod_specs(production).values():
+        for container in containers(spec):
+            if isinstance(container.get("env"), list):
+                names |= {var["name"] for var in container["env"]}
+    third_party = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "MINIO_STORAGE_CLASS_STANDARD"}
+    third_party |= {"MINIO_PROMETHEUS_AUTH_TYPE", "REDIS_PASSWORD", "HOME"}
+    third_party |= {n for n in names if n.startswith("GF_")}  # Grafana's own
+    unknown = {
+        name
+        for name in names - third_party
+        if name not in (prefect if name.startswith("PREFECT_") else ours)
+    }
+    assert unknown == set()
