@@ -3,7 +3,7 @@
 `replica_env` builds a replica's whole configuration (lake = the `lake_server`, allowed
 source = the `source_server`); `start_replica` starts one and stops it by PID at the end
 of the test. `queue_replica` is one API-only replica (EXECUTOR_MAX_OPERATIONS=0) shared by
-a module, for tests of the HTTP contract that need no transfer to run.
+the session, for tests of the HTTP contract that need no transfer to run.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def start_replica(tmp_path: Path, replica_env: EnvFactory) -> Iterator[ReplicaFa
         replica.stop(timeout=20)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def queue_replica(
     tmp_path_factory: pytest.TempPathFactory, replica_env: EnvFactory
 ) -> Iterator[ExecutorProcess]:

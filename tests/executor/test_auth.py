@@ -102,6 +102,7 @@ def test_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert "EXECUTOR_API_TOKEN is not set" in result.stderr
 
 
+@pytest.mark.slow
 def test_refuses_a_short_token(tmp_path: Path) -> None:
     env = {"LAKEHOUSE_HOME": str(tmp_path), "MINIO_ENDPOINT": "http://127.0.0.1:9"}
     result = serve({**env, "EXECUTOR_API_TOKEN": "short-secret"})
@@ -110,6 +111,7 @@ def test_refuses_a_short_token(tmp_path: Path) -> None:
     assert "short-secret" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_insecure_dev_refuses_a_public_address(tmp_path: Path) -> None:
     env = {"LAKEHOUSE_HOME": str(tmp_path), "MINIO_ENDPOINT": "http://127.0.0.1:9"}
     result = serve(env, "--insecure-dev", "--host", "0.0.0.0")
@@ -117,6 +119,7 @@ def test_insecure_dev_refuses_a_public_address(tmp_path: Path) -> None:
     assert "loopback" in result.stderr
 
 
+@pytest.mark.slow
 def test_insecure_dev_is_one_process_only(tmp_path: Path) -> None:
     env = {"LAKEHOUSE_HOME": str(tmp_path), "MINIO_ENDPOINT": "http://127.0.0.1:9"}
     result = serve(env, "--insecure-dev", "--workers", "2")
@@ -124,6 +127,7 @@ def test_insecure_dev_is_one_process_only(tmp_path: Path) -> None:
     assert "single process" in result.stderr
 
 
+@pytest.mark.slow
 def test_insecure_dev_runs_open_and_says_so_loudly(start_replica) -> None:
     replica = start_replica("dev", insecure_dev=True, executor_api_token=None)
     assert httpx.get(f"{replica.url}/health").json()["auth"] == "disabled"

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from executor_helpers import fill_bucket
 
 from crypto_lakehouse.executor.launcher import ExecutorProcess
@@ -47,6 +48,7 @@ def test_submit_status_list_cancel(queue_replica: ExecutorProcess, api_token: st
     assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"{op} cancelled"
 
 
+@pytest.mark.slow
 def test_bad_input_and_bad_token_exit_2(queue_replica: ExecutorProcess, api_token: str) -> None:
     bad_url = cli(queue_replica.url, api_token, "submit", "s3://UPPER/a/", "s3://bronze/b/")
     assert bad_url.returncode == 2 and "invalid bucket name" in bad_url.stderr
@@ -55,6 +57,7 @@ def test_bad_input_and_bad_token_exit_2(queue_replica: ExecutorProcess, api_toke
     assert "x" * 30 not in wrong.stderr
 
 
+@pytest.mark.slow
 def test_submit_wait_runs_to_completion(
     start_replica, api_token, source_server, source_bucket, lake_bucket
 ) -> None:
