@@ -149,3 +149,24 @@ def flows_bench(
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+
+
+@app.command()
+@handle_errors
+def transform(
+    rows: Annotated[
+        int, typer.Option(min=1000, help="Trade rows in the generated file.")
+    ] = 10_000_000,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """Silver build (S3 zip -> Iceberg) vs bare pyarrow CSV->Parquet: rows/s and peak RSS."""
+    from crypto_lakehouse.bench.transform import TransformBench
+
+    result = TransformBench(load_settings(), rows=rows, log=console.print).run()
+    console.print(result.table(), highlight=False)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
+        console.print(f"results written to {json_file}")

@@ -54,7 +54,7 @@ from crypto_lakehouse.lake.zipstream import ZipMemberStream
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.storage.client import translate_errors
 
-CHUNK_ROWS = 2_000_000
+CHUNK_ROWS = 1_000_000
 
 
 @dataclass(frozen=True)
