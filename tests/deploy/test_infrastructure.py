@@ -16,8 +16,7 @@ from typing import Any
 import hcl2
 import pytest
 import yaml
-
-from conftest import ROOT, find
+from _manifests import ROOT, find, pod_specs
 
 DEPLOY = ROOT / "deploy"
 TAINT_EFFECTS = {"NoSchedule", "PreferNoSchedule", "NoExecute"}
@@ -82,8 +81,6 @@ def test_four_node_groups_match_the_manifests(eks: dict[str, Any], production) -
     assert groups["storage-nodes"]["instanceType"] == "i3.xlarge"
     assert groups["storage-nodes"]["desiredCapacity"] == 4
     labels = {g["labels"]["workload"]: g for g in groups.values()}
-    from test_kubernetes import pod_specs
-
     for where, spec in pod_specs(production).items():
         wanted = spec.get("nodeSelector", {}).get("workload")
         assert wanted in labels, f"{where}: no node group labelled workload={wanted}"

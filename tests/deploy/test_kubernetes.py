@@ -13,34 +13,14 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-
-from conftest import OVERLAYS, find
+from _manifests import K8S, OVERLAYS, containers, find, pod_specs
 
 CORE_GROUPS = {"v1", "apps/v1", "batch/v1", "policy/v1", "autoscaling/v2", "storage.k8s.io/v1"}
 CORE_GROUPS |= {"networking.k8s.io/v1", "rbac.authorization.k8s.io/v1"}
 NS_LABEL = "kubernetes.io/metadata.name"
-WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
 APP_NAMESPACES = {"prefect-prod", "minio-prod", "s5cmd-prod"}
 NAMESPACES = APP_NAMESPACES | {"monitoring"}
 SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|DATABASE_URL|DOCKET_URL")
-
-
-def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Every pod spec the overlay can create: workloads and the flow-run job templates."""
-    specs = {}
-    for doc in docs:
-        if doc["kind"] in WORKLOADS:
-            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc["spec"]["template"]["spec"]
-        name = doc["metadata"]["name"]
-        if doc["kind"] == "ConfigMap" and name.startswith("prefect-job-templates"):
-            for key, text in doc["data"].items():
-                manifest = json.loads(text)["job_configuration"]["job_manifest"]
-                specs[f"job-template/{key}"] = manifest["spec"]["template"]["spec"]
-    return specs
-
-
-def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    return [*spec.get("initContainers", []), *spec["containers"]]
 
 
 @pytest.mark.parametrize("version", ["1.28.0", kubernetes_validate.latest_version()])
@@ -202,8 +182,6 @@ def test_workers_use_kubernetes_pools_with_the_design_placement(production) -> N
 
 def test_job_templates_keep_prefect_placeholders() -> None:
     """Prefect fills `{{ name }}`, `{{ env }}` ... from the template's variables."""
-    from conftest import K8S
-
     for path in (K8S / "base" / "prefect" / "job-templates").glob("*.json"):
         template = json.loads(path.read_text())
         config = template["job_configuration"]
@@ -406,8 +384,6 @@ def test_job_templates_are_accepted_by_a_real_prefect_server(prefect_server, poo
     import uuid
 
     import httpx
-
-    from conftest import K8S
 
     template = json.loads((K8S / "base" / "prefect" / "job-templates" / f"{pool}.json").read_text())
     body = {"name": f"{pool}-{uuid.uuid4().hex[:6]}", "type": "kubernetes"}

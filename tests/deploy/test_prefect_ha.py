@@ -21,8 +21,8 @@ import httpx
 import pytest
 import redis
 import yaml
+from _manifests import K8S
 
-from conftest import K8S
 from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.prefect_server import PrefectMode, PrefectServer, prefect_binary
 from crypto_lakehouse.stack.process import ManagedProcess, free_port, wait_until
