@@ -4,12 +4,14 @@ checksums, permissions, the staging cap and cancellation."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from transfer_helpers import (
     SPECIAL_NAMES,
     contents,
     seed,
+    seed_many,
     sha256,
     small_objects,
     staged_request,
@@ -302,11 +304,12 @@ def test_cancel_stops_s5cmd_and_claims_only_finished_objects(
     lake_server: SeaweedServer,
     source_bucket: str,
     lake_bucket: str,
+    tmp_path: Path,
 ) -> None:
     import threading
 
     objects = small_objects("in/", 300, size=64)
-    seed(source_server.endpoint(), source_bucket, objects)
+    seed_many(source_server.endpoint(), source_bucket, objects, tmp_path / "seed")
     cancel = threading.Event()
 
     def stop_soon(progress: TransferProgress) -> None:

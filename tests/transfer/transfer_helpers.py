@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+from pathlib import Path
 
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
 from crypto_lakehouse.transfer import Mode, TransferRequest
+from crypto_lakehouse.transfer.binary import Invocation
 
 # Keys the issue names: spaces, quotes, `*`, `?`, `#`, `%`, unicode, a leading `-`,
 # plus other shell-special characters. (SeaweedFS itself rewrites `\`, `//` and `./`,
@@ -37,6 +40,21 @@ def seed(endpoint: Endpoint, bucket: str, objects: dict[str, bytes]) -> None:
     storage = S3Storage(endpoint)
     for key, data in objects.items():
         storage.put_bytes(bucket, key, data)
+
+
+def seed_many(endpoint: Endpoint, bucket: str, objects: dict[str, bytes], workdir: Path) -> None:
+    """Upload many objects with one s5cmd process (boto3 one by one is slow on a busy box)."""
+    for key, data in objects.items():
+        path = workdir / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    inv = Invocation(endpoint, numworkers=64)
+    subprocess.run(
+        inv.argv("cp", f"{workdir}/*", f"s3://{bucket}/"),
+        env=inv.env(),
+        check=True,
+        capture_output=True,
+    )
 
 
 def contents(endpoint: Endpoint, bucket: str, prefix: str = "") -> dict[str, bytes]:
