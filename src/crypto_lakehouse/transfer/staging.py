@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from crypto_lakehouse.errors import ConfigError, TransferError
+from crypto_lakehouse.observability.metrics import S5CMD_STAGING_BYTES
 
 _OWNER = "owner"
 
@@ -58,6 +59,7 @@ class StagingArea:
                 )
             self.held_bytes += nbytes
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        S5CMD_STAGING_BYTES.inc(nbytes)
 
     def release(self, chunk: Path, nbytes: int) -> None:
         """Delete a finished chunk's folder (or single file) and give its bytes back."""
@@ -67,6 +69,7 @@ class StagingArea:
             chunk.unlink(missing_ok=True)
         with self._lock:
             self.held_bytes = max(0, self.held_bytes - nbytes)
+        S5CMD_STAGING_BYTES.dec(nbytes)
 
     def close(self) -> None:
         """Remove this run's folder, then folders of earlier runs whose process is gone."""
