@@ -84,6 +84,8 @@ resource "helm_release" "kube_state_metrics" {
   chart      = "kube-state-metrics"
   version    = "5.27.0"
   namespace  = "monitoring"
+  # Created before the manifests label it for Pod Security (kubectl apply merges labels).
+  create_namespace = true
   values = [yamlencode({
     fullnameOverride = "kube-state-metrics"
     nodeSelector     = { workload = "general" }
