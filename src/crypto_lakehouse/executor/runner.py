@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from crypto_lakehouse.errors import ExecutorError, LakehouseError
+from crypto_lakehouse.executor.models import MAX_FAILED_OBJECTS
 from crypto_lakehouse.executor.plan import OperationPlan
 from crypto_lakehouse.executor.redaction import Redactor
 from crypto_lakehouse.executor.store import Claim, OperationRecord, OperationStore, Outcome
@@ -41,7 +42,6 @@ log = logging.getLogger("crypto_lakehouse.executor")
 
 EngineFactory = Callable[[EngineOptions], TransferEngine]
 PROGRESS_INTERVAL = 0.5  # seconds between progress writes of one operation
-MAX_FAILED_OBJECTS = 100
 
 
 @dataclass
