@@ -110,3 +110,24 @@ def test_full_queue_is_429_with_retry_after(start_replica, api_token: str) -> No
         assert caught.value.retry_after == int(reply.headers["Retry-After"])
         client.cancel(ids[0])
         assert client.submit(body).status == "pending", "room again after a cancel"
+
+
+def test_queue_bound_is_exact_under_concurrent_submits(start_replica, api_token: str) -> None:
+    """Concurrent submits share commits (group commit); the bound still holds to the row."""
+    import asyncio
+
+    replica = start_replica("burst", executor_max_operations=0, executor_max_queue=20)
+    headers = {"Authorization": f"Bearer {api_token}"}
+
+    async def burst() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(base_url=replica.url, headers=headers, limits=limits) as c:
+            body = sync_body("source-data", "bronze")
+            return await asyncio.gather(*(c.post("/sync", json=body) for _ in range(50)))
+
+    replies = asyncio.run(burst())
+    codes = sorted(r.status_code for r in replies)
+    assert codes == [202] * 20 + [429] * 30
+    ids = {r.json()["operation_id"] for r in replies if r.status_code == 202}
+    listed = httpx.get(f"{replica.url}/operations?limit=500", headers=headers).json()
+    assert listed["total"] == 20 and {i["operation_id"] for i in listed["items"]} == ids

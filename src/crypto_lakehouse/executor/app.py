@@ -48,6 +48,7 @@ from crypto_lakehouse.executor.models import (
 from crypto_lakehouse.executor.runner import EngineFactory
 from crypto_lakehouse.executor.service import Service, s5cmd_version
 from crypto_lakehouse.executor.sources import InvalidField
+from crypto_lakehouse.executor.submitter import Submitter
 from crypto_lakehouse.executor.views import page_json, view_json
 from crypto_lakehouse.observability.metrics import (
     HTTP_REQUEST_DURATION,
@@ -130,7 +131,8 @@ def app_from_environment() -> FastAPI:
 
 def _operations_router(service: Service) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
-    settings, io = service.settings, service.io
+    io = service.io
+    submitter = Submitter(service.store, io, max_queue=service.settings.executor_max_queue)
 
     @router.post(
         "/sync",
@@ -143,12 +145,7 @@ def _operations_router(service: Service) -> APIRouter:
         """Queue a sync or copy into the lake; 202 with the operation id."""
         request = parse_sync_request(await raw.body())
         spec = service.plan.spec(request)
-        op_id = await io(
-            service.store.create,
-            request.operation_type.value,
-            spec,
-            max_queue=settings.executor_max_queue,
-        )
+        op_id = await submitter.create(request.operation_type.value, spec)
         service.runner.wake()
         reply = SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
         return _json(reply, 202, {"Location": f"/operations/{op_id}"})

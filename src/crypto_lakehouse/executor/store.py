@@ -191,23 +191,38 @@ class OperationStore(ABC):
 
     def create(self, operation_type: str, spec: dict[str, Any], *, max_queue: int) -> str:
         """Queue a new operation and return its id; QueueFull when `max_queue` are pending."""
-        op_id = uuid.uuid4().hex
+        (result,) = self.create_many([(operation_type, spec)], max_queue=max_queue)
+        if isinstance(result, QueueFull):
+            raise result
+        return result
+
+    def create_many(
+        self, requests: Sequence[tuple[str, dict[str, Any]]], *, max_queue: int
+    ) -> list[str | QueueFull]:
+        """Queue several operations in one transaction (one commit): an id, or QueueFull, each."""
+        results: list[str | QueueFull] = []
         with self._transaction(write=True) as run:
-            if not run(
-                f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1 AND pending < %s "
-                "RETURNING pending",
-                (max_queue,),
-            ):
-                raise QueueFull(
-                    f"{max_queue} operations are already waiting (the limit)",
-                    retry_after=RETRY_AFTER_SECONDS,
+            for operation_type, spec in requests:
+                if not run(
+                    f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1 AND pending < %s "
+                    "RETURNING pending",
+                    (max_queue,),
+                ):
+                    results.append(
+                        QueueFull(
+                            f"{max_queue} operations are already waiting (the limit)",
+                            retry_after=RETRY_AFTER_SECONDS,
+                        )
+                    )
+                    continue
+                op_id = uuid.uuid4().hex
+                run(
+                    f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, "
+                    f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
+                    (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
                 )
-            run(
-                f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, updated_at) "
-                f"VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
-                (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
-            )
-        return op_id
+                results.append(op_id)
+        return results
 
     def get(self, op_id: str) -> OperationRecord:
         with self._transaction() as run:
