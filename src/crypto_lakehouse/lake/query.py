@@ -23,14 +23,14 @@ import pyarrow.dataset as ds
 from pyarrow import fs as pafs
 from pyiceberg.table import Table
 
-from crypto_lakehouse.errors import ConfigError, LakehouseError
+from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.lake.warehouse import GOLD, SILVER, Warehouse
 
 _NAME = re.compile(rf"\b({SILVER}|{GOLD})\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)\b", re.IGNORECASE)
 
 
-class QueryError(LakehouseError):
-    """DuckDB rejected the SQL (syntax, unknown column, ...)."""
+class QueryError(ConfigError):
+    """DuckDB rejected the SQL (syntax, unknown column, ...): bad input."""
 
 
 def lake_filesystem(warehouse: Warehouse) -> pafs.S3FileSystem:
