@@ -33,3 +33,19 @@ def test_chunks_respect_count_and_bytes() -> None:
     ]
     groups = [[i.key for i in group] for group in chunks(items, max_objects=2, max_bytes=8)]
     assert groups == [["k0", "k1"], ["k2"], ["k3"], ["k4"]]
+
+
+def test_public_surface_is_what_other_parts_code_against() -> None:
+    import crypto_lakehouse.transfer as transfer
+
+    assert sorted(transfer.__all__) == [
+        "EngineOptions",
+        "Mode",
+        "ObjectResult",
+        "Outcome",
+        "TransferEngine",
+        "TransferProgress",
+        "TransferReport",
+        "TransferRequest",
+        "TransferSummary",
+    ]
