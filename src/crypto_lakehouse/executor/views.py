@@ -12,7 +12,6 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from crypto_lakehouse.executor.models import OperationView
 from crypto_lakehouse.executor.store import OperationRecord
 
 _COUNTS = ("copied", "skipped", "failed", "corrupt")
@@ -65,8 +64,3 @@ def page_json(records: list[OperationRecord], total: int, limit: int, offset: in
     items = [view_dict(r) for r in records]
     page = {"items": items, "total": total, "limit": limit, "offset": offset}
     return json.dumps(page, separators=(",", ":")).encode()
-
-
-def to_view(record: OperationRecord) -> OperationView:
-    """The same view as a model (for in-process callers)."""
-    return OperationView.model_validate(view_dict(record))
