@@ -47,12 +47,12 @@ from crypto_lakehouse.lake.parser import (
     line_batches,
     sniff,
 )
+from crypto_lakehouse.lake.source import ResumableBody
 from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
 from crypto_lakehouse.storage import S3Storage
-from crypto_lakehouse.storage.client import translate_errors
 
 CHUNK_ROWS = 1_000_000
 
@@ -209,10 +209,9 @@ class SilverBuilder:
     # -- reading and writing -----------------------------------------------------------------------
 
     def _open(self, bronze: BronzeFile) -> ZipMemberStream:
-        bucket = bronze.bucket or self.bucket
-        with translate_errors(self.storage.endpoint, bucket, bronze.key):
-            body = self.storage.client.get_object(Bucket=bucket, Key=bronze.key)["Body"]
-        return ZipMemberStream(body)
+        return ZipMemberStream(
+            ResumableBody(self.storage, bronze.bucket or self.bucket, bronze.key)
+        )
 
     def _write(
         self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, table: Table,
