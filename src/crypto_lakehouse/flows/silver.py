@@ -103,8 +103,16 @@ async def run_silver(
                 manifest, markets=markets, data_types=data_types, symbols=symbols
             )
         )
+        known = {r.key: r for r in await anyio.to_thread.run_sync(ledger.all)}
+        todo = []
+        for bronze in files:  # files already in silver need no task at all
+            skipped = builder.already_in(bronze, known.get(bronze.key))
+            if skipped is None:
+                todo.append(bronze)
+            else:
+                summary.add(skipped)
         for frequency in (Frequency.DAILY, Frequency.MONTHLY):
-            wave = [f for f in files if f.archive.frequency is frequency]
+            wave = [f for f in todo if f.archive.frequency is frequency]
             for outcome in await _run_wave(builder, frequency.value, wave, parallel):
                 summary.add(outcome)
         summary.note_outstanding(await anyio.to_thread.run_sync(ledger.all))

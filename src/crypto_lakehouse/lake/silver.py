@@ -168,19 +168,28 @@ class SilverBuilder:
         self._tables.clear()  # later reads must see this commit
         return commit_pending(self.warehouse, self.ledger, pending)
 
+    def already_in(self, bronze: BronzeFile, prior: FileRecord | None) -> FileOutcome | None:
+        """A `skipped` outcome when the ledger already holds this SHA-256 (or its drift flag,
+        for an unchanged schema); None when the file needs work."""
+        if prior is None or prior.sha256 != bronze.sha256:
+            return None
+        layout = SilverTable.of(bronze.archive.market, bronze.archive.data_type)
+        if prior.status is Status.DRIFT and prior.schema_fingerprint != schema_fingerprint(layout):
+            return None
+        return FileOutcome(
+            bronze.key, layout.identifier, "skipped", prior.rows, prior.rejects,
+            prior.duplicates, message=prior.status.value,
+        )  # fmt: skip
+
     def prepare(self, bronze: BronzeFile) -> FileOutcome | Pending:
         """Read the file and write its data files (not yet visible), or say why not."""
         archive = bronze.archive
         layout = SilverTable.of(archive.market, archive.data_type)
         fingerprint = schema_fingerprint(layout)
         prior = self.ledger.get(bronze.key)
-        if prior is not None and prior.sha256 == bronze.sha256:
-            done = prior.status is not Status.DRIFT or prior.schema_fingerprint == fingerprint
-            if done:
-                return FileOutcome(
-                    bronze.key, layout.identifier, "skipped", prior.rows, prior.rejects,
-                    prior.duplicates, message=prior.status.value,
-                )  # fmt: skip
+        skipped = self.already_in(bronze, prior)
+        if skipped is not None:
+            return skipped
         table = self._tables.get(layout.identifier)
         if table is None:
             table = self.warehouse.ensure_table(
