@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,6 +48,8 @@ class FlowBenchResult:
     peak_concurrent: int
     processes: int
     hold_seconds: float
+    error_kinds: dict[str, int]  # first words of each client-side error, counted
+    server_states: dict[str, int]  # the tagged runs the server recorded, by state name
 
     @property
     def runs_per_second(self) -> float:
@@ -64,18 +67,24 @@ class FlowBenchResult:
         return data
 
 
-async def start_runs(count: int, first: int, seconds: float, tag: str) -> int:
-    """Run `count` flows at once in this process; returns how many raised or did not complete."""
+async def start_runs(count: int, first: int, seconds: float, tag: str) -> list[str]:
+    """Run `count` flows at once in this process; one line per run that raised or failed."""
     with tags(tag):
         states = await asyncio.gather(
             *(bench_flow(first + i, seconds, return_state=True) for i in range(count)),
             return_exceptions=True,
         )
-    return sum(1 for s in states if isinstance(s, BaseException) or not s.is_completed())
+    errors = []
+    for state in states:
+        if isinstance(state, BaseException):
+            errors.append(f"{type(state).__name__}: {str(state)[:200]}")
+        elif not state.is_completed():
+            errors.append(f"{state.name}: {(state.message or '')[:200]}")
+    return errors
 
 
-async def read_back(tag: str) -> tuple[int, int, int]:
-    """(completed, other, peak overlap) of the runs with `tag`, as the server recorded them."""
+async def read_back(tag: str) -> tuple[int, int, int, dict[str, int]]:
+    """(completed, other, peak overlap, runs per state) of the runs with `tag`, per server."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
@@ -99,7 +108,8 @@ async def read_back(tag: str) -> tuple[int, int, int]:
     for _, delta in sorted(events, key=lambda e: (e[0], e[1])):
         current += delta
         peak = max(peak, current)
-    return len(done), len(runs) - len(done), peak
+    states = Counter(r.state.name if r.state else "no state" for r in runs)
+    return len(done), len(runs) - len(done), peak, dict(states)
 
 
 def run_flow_bench(runs: int, *, hold_seconds: float = 1.0, processes: int = 1) -> FlowBenchResult:
@@ -107,24 +117,26 @@ def run_flow_bench(runs: int, *, hold_seconds: float = 1.0, processes: int = 1) 
     tag = f"bench-flows-{uuid.uuid4().hex[:8]}"
     started = time.perf_counter()
     if processes <= 1:
-        client_errors = asyncio.run(start_runs(runs, 0, hold_seconds, tag))
+        errors = asyncio.run(start_runs(runs, 0, hold_seconds, tag))
     else:
-        client_errors = _in_processes(runs, processes, hold_seconds, tag)
+        errors = _in_processes(runs, processes, hold_seconds, tag)
     seconds = time.perf_counter() - started
-    completed, other, peak = asyncio.run(read_back(tag))
+    completed, other, peak, states = asyncio.run(read_back(tag))
     return FlowBenchResult(
         runs=runs,
         completed=completed,
         failed=max(other, runs - completed),
-        client_errors=client_errors,
+        client_errors=len(errors),
         seconds=seconds,
         peak_concurrent=peak,
         processes=processes,
         hold_seconds=hold_seconds,
+        error_kinds=dict(Counter(e[:80] for e in errors).most_common(5)),
+        server_states=states,
     )
 
 
-def _in_processes(runs: int, processes: int, hold_seconds: float, tag: str) -> int:
+def _in_processes(runs: int, processes: int, hold_seconds: float, tag: str) -> list[str]:
     share = [runs // processes + (1 if i < runs % processes else 0) for i in range(processes)]
     children = []
     first = 0
@@ -139,16 +151,16 @@ def _in_processes(runs: int, processes: int, hold_seconds: float, tag: str) -> i
             )
         )
         first += count
-    errors = 0
-    for child in children:
+    errors: list[str] = []
+    for child, count in zip(children, share, strict=True):
         out, _ = child.communicate()
         try:
-            errors += int(out.strip().splitlines()[-1])
+            errors += json.loads(out.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            errors += share[children.index(child)]
+            errors += [f"client process exited {child.returncode}"] * count
     return errors
 
 
 if __name__ == "__main__":  # a client process of `_in_processes`
     count, first, seconds, run_tag = json.loads(sys.argv[1])
-    print(asyncio.run(start_runs(count, first, seconds, run_tag)))
+    print(json.dumps(asyncio.run(start_runs(count, first, seconds, run_tag))))

@@ -146,6 +146,9 @@ def flows_bench(
         f"{result.runs_per_second:.1f} runs/s; peak concurrent {result.peak_concurrent}; "
         f"target 500 concurrent, none failed: {'met' if result.target_met else 'missed'}"
     )
+    console.print(f"  server states: {result.server_states}", highlight=False)
+    for kind, count in result.error_kinds.items():
+        console.print(f"  {count} x {kind}", soft_wrap=True, highlight=False)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")

@@ -129,9 +129,12 @@ class PrefectServer:
                 "PREFECT_SERVER_UI_ENABLED": "true" if self.ui else "false",
                 "PREFECT_SERVER_API_HOST": "127.0.0.1",
                 "PREFECT_SERVER_API_PORT": str(self.port),
-                # Many concurrent flow runs: a larger pool and patient timeouts.
-                "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "20",
-                "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "40",
+                # Hundreds of concurrent flow runs: a pool of up to 100 connections (the
+                # stack's PostgreSQL allows 400) and patient waits when the CPU is short
+                # (at 20+40 and 30 s, 200 runs on a loaded 2-core box got HTTP 500s).
+                "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_SIZE": "40",
+                "PREFECT_SERVER_DATABASE_SQLALCHEMY_MAX_OVERFLOW": "60",
+                "PREFECT_SERVER_DATABASE_SQLALCHEMY_POOL_TIMEOUT": "120",
                 "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
                 "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "15",
                 "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
