@@ -45,6 +45,7 @@ def test_async_flow_run_is_recorded_on_the_server(prefect_server: PrefectServer)
     assert state_type == "COMPLETED"
 
 
+@pytest.mark.slow
 def test_api_only_server_starts_and_stops_by_pid(
     prefect_server: PrefectServer, tmp_path: pytest.TempPathFactory
 ) -> None:
