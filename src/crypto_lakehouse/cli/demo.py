@@ -162,6 +162,7 @@ def print_report(run: DemoRun, seconds: float) -> None:
     ui = run.stack.prefect.ui_url
     if ui:
         console.print(f"  Prefect UI: {ui}  (flow runs: {ui}/runs)")
+    console.print("  The stack keeps running; stop it with: crypto-lakehouse stack down")
 
 
 @handle_errors

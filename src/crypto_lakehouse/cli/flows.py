@@ -29,8 +29,11 @@ def use_stack_environment() -> Settings:
     settings = load_settings()
     stack = LocalStack.from_settings(settings)
     if stack.initialised:
+        filled = [key for key in stack.env() if key not in os.environ]
         for key, value in stack.env().items():
             os.environ.setdefault(key, value)
+        if filled:
+            stack.require_running()  # StackError naming what is down, not a timeout later
         settings = load_settings()
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError(
