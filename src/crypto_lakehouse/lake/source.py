@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ReadTimeoutError, ResponseStreamingError
+from botocore.exceptions import BotoCoreError
 
 from crypto_lakehouse.errors import EndpointUnreachable
 from crypto_lakehouse.storage import S3Storage
@@ -39,7 +39,7 @@ class ResumableBody:
         for attempt in range(self.ATTEMPTS):
             try:
                 data = self._body.read(size)
-            except (ResponseStreamingError, ReadTimeoutError, ConnectionError, OSError) as exc:
+            except (BotoCoreError, OSError) as exc:  # reset, timeout, incomplete read
                 if attempt == self.ATTEMPTS - 1:
                     message = f"reading {self.key} kept failing at byte {self.offset}: {exc}"
                     raise EndpointUnreachable(message) from exc
