@@ -51,11 +51,12 @@ from crypto_lakehouse.executor.sources import InvalidField
 from crypto_lakehouse.executor.submitter import Submitter
 from crypto_lakehouse.executor.views import page_json, view_json
 from crypto_lakehouse.observability.metrics import (
+    EXECUTOR_METRICS,
     HTTP_REQUEST_DURATION,
-    REGISTRY,
     S5CMD_OPERATIONS,
     S5CMD_QUEUED_OPERATIONS,
     S5CMD_STAGING_CAP_BYTES,
+    component_registry,
 )
 from crypto_lakehouse.transfer import TransferEngine
 
@@ -209,6 +210,7 @@ def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = 
 
 def _probe_router(service: Service) -> APIRouter:
     router = APIRouter()
+    served = component_registry(EXECUTOR_METRICS)  # only the executor's own series
 
     @router.get("/health", response_model=HealthView)
     async def health() -> HealthView:
@@ -235,7 +237,7 @@ def _probe_router(service: Service) -> APIRouter:
             S5CMD_QUEUED_OPERATIONS.set(service.store.queue_depth())
         except ExecutorUnavailable as exc:
             log.warning("metrics: queue length unknown: %s", exc)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(served), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

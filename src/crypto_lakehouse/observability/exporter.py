@@ -32,11 +32,13 @@ import httpx
 from prometheus_client import CollectorRegistry, start_http_server
 
 from crypto_lakehouse.observability.metrics import (
+    EXPORTER_METRICS,
     PREFECT_API_UP,
     PREFECT_FLOW_RUNS_BY_STATE,
     PREFECT_WORK_POOL_QUEUE,
     PREFECT_WORKFLOW_FAILURES,
     PREFECT_WORKFLOW_RUNS,
+    component_registry,
 )
 
 log = logging.getLogger(__name__)
@@ -48,21 +50,8 @@ PAGE_SIZE = 200  # Prefect's default maximum `limit` for filter routes.
 
 
 def exporter_registry() -> CollectorRegistry:
-    """A registry holding only the exporter's series (not the executor's or ingest's).
-
-    The metric objects live in `metrics.REGISTRY`; a collector may also be registered in a
-    second registry, which is what a scrape of this process serves.
-    """
-    registry = CollectorRegistry(auto_describe=True)
-    for metric in (
-        PREFECT_WORKFLOW_RUNS,
-        PREFECT_WORKFLOW_FAILURES,
-        PREFECT_FLOW_RUNS_BY_STATE,
-        PREFECT_API_UP,
-        PREFECT_WORK_POOL_QUEUE,
-    ):
-        registry.register(metric)
-    return registry
+    """A registry holding only the exporter's series (not the executor's or ingest's)."""
+    return component_registry(EXPORTER_METRICS)
 
 
 class SeenRuns:

@@ -137,3 +137,35 @@ def exported_names() -> set[str]:
         else:
             names.add(base)
     return names
+
+
+# -- what each process serves ----------------------------------------------------------------
+# Every metric lives in REGISTRY (so rules can be checked against one list), but a process
+# serves only its own component's series: an executor that showed the exporter's
+# `prefect_api_up 0` would make PrefectApiDown fire.
+EXECUTOR_METRICS = (
+    S5CMD_OPERATIONS,
+    S5CMD_OPERATION_DURATION,
+    S5CMD_BYTES_TRANSFERRED,
+    S5CMD_OBJECTS_TRANSFERRED,
+    S5CMD_ACTIVE_OPERATIONS,
+    S5CMD_QUEUED_OPERATIONS,
+    S5CMD_STAGING_BYTES,
+    S5CMD_STAGING_CAP_BYTES,
+    HTTP_REQUEST_DURATION,
+)
+EXPORTER_METRICS = (
+    PREFECT_WORKFLOW_RUNS,
+    PREFECT_WORKFLOW_FAILURES,
+    PREFECT_FLOW_RUNS_BY_STATE,
+    PREFECT_API_UP,
+    PREFECT_WORK_POOL_QUEUE,
+)
+
+
+def component_registry(metrics: tuple) -> CollectorRegistry:
+    """A registry that serves just `metrics` (the objects stay registered in REGISTRY too)."""
+    registry = CollectorRegistry(auto_describe=True)
+    for metric in metrics:
+        registry.register(metric)
+    return registry
