@@ -231,7 +231,7 @@ class SilverBuilder:
         csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
         source = _Prefixed(head, stream)
         existing = self._existing_keys(table, layout, archive, bronze.key)
-        dedup = FileDeduper(layout.key, existing)
+        dedup = FileDeduper(layout.file_key, existing)
         writer = DataFileWriter(table, self.chunk_rows)
         rejects: list[pa.Table] = []
         try:
@@ -300,7 +300,7 @@ class SilverBuilder:
         if layout.has_interval:
             conditions.append(EqualTo("interval", archive.interval))
         found = table.scan(
-            row_filter=And(*conditions), selected_fields=tuple(layout.key)
+            row_filter=And(*conditions), selected_fields=tuple(layout.file_key)
         ).to_arrow()
         return found if found.num_rows else None
 

@@ -74,6 +74,14 @@ class SilverTable:
         return ["symbol", *extra, *(self.column_name(c) for c in self.csv.key)]
 
     @property
+    def file_key(self) -> list[str]:
+        """The key within one file (and one symbol/interval): the data type's key columns.
+
+        Symbol and interval are constant inside a file, so dedup compares only these.
+        """
+        return [self.column_name(c) for c in self.csv.key]
+
+    @property
     def partition_by(self) -> list[str]:
         extra = ["interval"] if self.has_interval else []
         return ["symbol", *extra, "month" if self.monthly_only else "date"]
