@@ -78,7 +78,10 @@ class Settings(BaseSettings):
         description="Multipart part size in bytes (the design's unit).",
     )
     s5cmd_retry_count: int = Field(
-        default=3, ge=0, le=20, validation_alias=AliasChoices("S5CMD_RETRY_COUNT", "s5cmd_retry_count")
+        default=3,
+        ge=0,
+        le=20,
+        validation_alias=AliasChoices("S5CMD_RETRY_COUNT", "s5cmd_retry_count"),
     )
     s5cmd_log_level: str = Field(
         default="error", validation_alias=AliasChoices("S5CMD_LOG_LEVEL", "s5cmd_log_level")
@@ -93,6 +96,11 @@ class Settings(BaseSettings):
         default=2 * 1024 * MIB,
         ge=MIB,
         validation_alias=AliasChoices("STAGING_CAP_BYTES", "staging_cap_bytes"),
+    )
+    staging_overlap: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("STAGING_OVERLAP", "staging_overlap"),
+        description="Staged transfers: download chunk k+1 while chunk k uploads.",
     )
 
     # Databases and services.

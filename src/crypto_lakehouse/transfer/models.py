@@ -72,7 +72,7 @@ class EngineOptions:
     stats: bool = False  # s5cmd --stat (a global flag)
     probe_timeout: float = 5.0  # seconds for the pre-flight checks of both sides
     batch_objects: int = 5000  # objects per s5cmd process (bounds memory and staging)
-    overlap: bool = False  # staged: download chunk k+1 while chunk k uploads (measured: no)
+    overlap: bool = False  # staged: download chunk k+1 while chunk k uploads (STAGING_OVERLAP)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -84,6 +84,7 @@ class EngineOptions:
             staging_cap_bytes=settings.staging_cap_bytes,
             log_level=settings.s5cmd_log_level,
             stats=settings.s5cmd_stats,
+            overlap=settings.staging_overlap,
         )
 
 
