@@ -57,7 +57,7 @@ def _trades_chunk(start: int, count: int, total: int) -> pa.Table:
             "price": price,
             "qty": qty,
             "quote_qty": pc.multiply(price, qty),
-            "time": pc.add(pc.multiply(ids, step), DAY_START_US),
+            "time": pc.add(pc.multiply(pc.subtract(ids, 1), step), DAY_START_US),  # one UTC day
             "is_buyer_maker": pc.equal(pc.bit_wise_and(ids, 1), 1),
             "is_best_match": pa.repeat(pa.scalar(True), count),
         }

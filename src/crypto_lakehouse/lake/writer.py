@@ -5,8 +5,9 @@ Rows are gathered into chunks of at most `chunk_rows` and each chunk becomes dat
 referenced by the table once the caller commits them; `discard()` deletes them when the
 caller gives up (a damaged file, a lost race it cannot retry).
 
-This is the one place that uses pyiceberg's internal `_dataframe_to_data_files` (the same
-function `Table.append` uses): it lets us write before we commit and commit with retries.
+This is the one place that uses pyiceberg's write internals (`_dataframe_to_data_files`,
+the function `Table.append` uses, and for a chunk in one partition, the same `write_file`
+call without its group-by): it lets us write before we commit and commit with retries.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ import itertools
 import uuid
 
 import pyarrow as pa
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
+import pyarrow.compute as pc
+from pyiceberg.io.pyarrow import (
+    _dataframe_to_data_files,
+    bin_pack_arrow_table,
+    pyarrow_to_schema,
+    write_file,
+)
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import Table
+from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
+from pyiceberg.table import Table, TableProperties, WriteTask
+from pyiceberg.transforms import IdentityTransform
+from pyiceberg.utils.properties import property_as_int
 
 
 class DataFileWriter:
@@ -48,16 +58,64 @@ class DataFileWriter:
             return
         chunk = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
-        self.files.extend(
-            _dataframe_to_data_files(
+        key = self._single_partition(chunk)
+        if key is None:
+            written = _dataframe_to_data_files(
                 table_metadata=self.table.metadata,
                 df=chunk,
                 io=self.table.io,
                 write_uuid=self._uuid,
                 counter=self._counter,
             )
-        )
+        else:
+            written = self._write_one_partition(chunk, key)
+        self.files.extend(written)
         self.rows += chunk.num_rows
+
+    def _single_partition(self, chunk: pa.Table) -> PartitionKey | None:
+        """The partition key when every row of `chunk` is in one partition (a daily file),
+        found with one min/max per column instead of pyiceberg's group-by and filters."""
+        spec = self.table.metadata.spec()
+        schema = self.table.metadata.schema()
+        values = []
+        for field in spec.fields:
+            if not isinstance(field.transform, IdentityTransform):
+                return None
+            column = chunk.column(schema.find_column_name(field.source_id))
+            if column.null_count:
+                return None
+            bounds = pc.min_max(column)
+            if bounds["min"] != bounds["max"]:
+                return None
+            values.append(PartitionFieldValue(field=field, value=bounds["min"].as_py()))
+        if not values:
+            return None
+        return PartitionKey(field_values=values, partition_spec=spec, schema=schema)
+
+    def _write_one_partition(self, chunk: pa.Table, key: PartitionKey) -> list[DataFile]:
+        """What `_dataframe_to_data_files` does for one partition, minus finding it."""
+        metadata = self.table.metadata
+        target = property_as_int(
+            metadata.properties,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES,
+            TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
+        )
+        task_schema = pyarrow_to_schema(
+            chunk.schema,
+            name_mapping=metadata.schema().name_mapping,
+            format_version=metadata.format_version,
+        )
+        tasks = (
+            WriteTask(
+                write_uuid=self._uuid,
+                task_id=next(self._counter),
+                record_batches=batches,
+                partition_key=key,
+                schema=task_schema,
+            )
+            for batches in bin_pack_arrow_table(chunk, target)
+        )
+        return list(write_file(io=self.table.io, table_metadata=metadata, tasks=tasks))
 
     def discard(self) -> None:
         """Delete every data file written so far (they were never committed)."""
