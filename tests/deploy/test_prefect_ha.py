@@ -51,15 +51,6 @@ def manifest_settings() -> dict[str, str]:
     return {key: config[key] for key in FROM_MANIFESTS}
 
 
-class _Services(PrefectServer):
-    """`prefect server services start` prints one line when it starts its services and
-    nothing at WARNING level after that; the launcher waits for a "Started" line that
-    Prefect 3.9.1 never prints. Whether the services work is what the test checks."""
-
-    def _services_started(self) -> bool:
-        return "Starting services" in self.process.log_tail(200)
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[int]:
     binary = shutil.which("redis-server")
@@ -109,11 +100,11 @@ def ha_prefect(
         "PREFECT_SERVER_DOCKET_URL": f"redis://127.0.0.1:{redis_server}/1",
     }
     servers = [
-        kind(tmp_path / name, database_url=url, mode=mode, extra_env=env, name=name)
-        for kind, name, mode in (
-            (PrefectServer, "api-a", PrefectMode.API),
-            (PrefectServer, "api-b", PrefectMode.API),
-            (_Services, "services", PrefectMode.SERVICES),
+        PrefectServer(tmp_path / name, database_url=url, mode=mode, extra_env=env, name=name)
+        for name, mode in (
+            ("api-a", PrefectMode.API),
+            ("api-b", PrefectMode.API),
+            ("services", PrefectMode.SERVICES),
         )
     ]
     # The prefect-db-migrate Job's own script (migrations, block types), once, before the

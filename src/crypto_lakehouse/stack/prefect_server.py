@@ -188,7 +188,9 @@ class PrefectServer:
         )
 
     def _services_started(self) -> bool:
-        return "Started" in self.process.log_tail(200)
+        # Prefect 3.9.1 prints "Starting services..." once and nothing after it.
+        tail = self.process.log_tail(200)
+        return "Starting services" in tail or "Started" in tail
 
     def healthy(self) -> bool:
         """True when the API answers its health check (services mode: the process lives)."""
