@@ -45,7 +45,9 @@ def _as_dest(objects: dict[str, bytes]) -> dict[str, bytes]:
     return {"out/" + key.removeprefix("in/"): data for key, data in objects.items()}
 
 
-@pytest.mark.parametrize("mode", [Mode.STAGED, Mode.TRADITIONAL, Mode.AUTO])
+@pytest.mark.parametrize(
+    "mode", [Mode.STAGED, pytest.param(Mode.TRADITIONAL, marks=pytest.mark.slow), Mode.AUTO]
+)
 def test_two_endpoint_modes_copy_then_skip(
     engine: TransferEngine,
     source_server: SeaweedServer,
@@ -196,7 +198,9 @@ def test_traditional_mode_quarantines_too(
     assert "out/x.zip" not in lake and lake["_quarantine/out/x.zip"] == b"bytes"
 
 
-@pytest.mark.parametrize("mode", [Mode.STAGED, Mode.TRADITIONAL])
+@pytest.mark.parametrize(
+    "mode", [Mode.STAGED, pytest.param(Mode.TRADITIONAL, marks=pytest.mark.slow)]
+)
 def test_read_only_identity_gives_failed_outcomes_with_reasons(
     engine: TransferEngine,
     source_server: SeaweedServer,
