@@ -10,6 +10,7 @@ from lake_helpers import Lake
 
 from crypto_lakehouse.lake.ledger import Status
 from crypto_lakehouse.lake.tables import REJECTS_TABLE
+from crypto_lakehouse.observability.metrics import REGISTRY
 
 KLINES_KEY = "data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2026-05-08.zip"
 FUNDING_KEY = "data/futures/um/monthly/fundingRate/BTCUSDT/BTCUSDT-fundingRate-2026-04.zip"
@@ -35,7 +36,10 @@ def _fixture(lake: Lake, binance_fixtures: Path, key: str):
 def test_real_files_land_typed_and_rerun_adds_nothing(lake: Lake, binance_fixtures: Path) -> None:
     klines = _fixture(lake, binance_fixtures, KLINES_KEY)
     funding = _fixture(lake, binance_fixtures, FUNDING_KEY)
+    labels = {"market": "spot", "data_type": "klines"}
+    counted = REGISTRY.get_sample_value("lakehouse_silver_rows_total", labels) or 0
     first = [lake.builder.transform(f) for f in (klines, funding)]
+    assert REGISTRY.get_sample_value("lakehouse_silver_rows_total", labels) == counted + 24
     assert [o.status for o in first] == ["transformed", "transformed"]
     assert first[0].layout.units == {"open_time": "us", "close_time": "us"}
     assert not first[0].layout.header and first[1].layout.header

@@ -21,6 +21,11 @@ from crypto_lakehouse.lake.parser import Layout
 from crypto_lakehouse.lake.tables import REJECTS_TABLE, SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
+from crypto_lakehouse.observability.metrics import (
+    SILVER_FILES,
+    SILVER_REJECTED_LINES,
+    SILVER_ROWS,
+)
 
 SOURCE_FILES = "lakehouse.source-files"  # snapshot summary: the bronze keys it took in
 
@@ -91,6 +96,11 @@ def commit_pending(warehouse: Warehouse, ledger: Ledger, pending: list[Pending])
         _commit_rejects(warehouse, items)
         ledger.record_many([item.ledger_record() for item in items])
         outcomes.extend(item.outcome() for item in items)
+        for item in items:
+            labels = {"market": item.record["market"], "data_type": item.record["data_type"]}
+            SILVER_FILES.labels(**labels, outcome="transformed").inc()
+            SILVER_ROWS.labels(**labels).inc(item.written.rows)
+            SILVER_REJECTED_LINES.labels(**labels).inc(item.written.rejects.num_rows)
     return outcomes
 
 

@@ -52,6 +52,7 @@ from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
+from crypto_lakehouse.observability.metrics import SILVER_FILES
 from crypto_lakehouse.storage import S3Storage
 
 CHUNK_ROWS = 1_000_000
@@ -208,9 +209,11 @@ class SilverBuilder:
                 written = self._write(bronze, archive, layout, table, line_mode=True)
         except SchemaDrift as exc:
             self.ledger.record(FileRecord(**record, status=Status.DRIFT, message=str(exc)))
+            SILVER_FILES.labels(record["market"], record["data_type"], "drift").inc()
             return FileOutcome(bronze.key, layout.identifier, "drift", message=str(exc))
         except (ChecksumMismatch, ZipFormatError) as exc:
             self.ledger.record(FileRecord(**record, status=Status.CORRUPT, message=str(exc)))
+            SILVER_FILES.labels(record["market"], record["data_type"], "corrupt").inc()
             return FileOutcome(bronze.key, layout.identifier, "corrupt", message=str(exc))
         in_table = prior is not None or ever_committed(table, bronze.key)
         return Pending(bronze, layout, record, written, prior, in_table)

@@ -91,6 +91,26 @@ COVERAGE_MISSING_DAYS = Gauge(
     registry=REGISTRY,
 )
 
+# -- silver (lake) ---------------------------------------------------------------------------
+SILVER_FILES = Counter(
+    "lakehouse_silver_files",
+    "Bronze files handled by the silver build, by outcome (transformed, drift, corrupt).",
+    ["market", "data_type", "outcome"],
+    registry=REGISTRY,
+)
+SILVER_ROWS = Counter(
+    "lakehouse_silver_rows",
+    "Rows committed to silver tables.",
+    ["market", "data_type"],
+    registry=REGISTRY,
+)
+SILVER_REJECTED_LINES = Counter(
+    "lakehouse_silver_rejected_lines",
+    "CSV lines that did not parse and went to silver.rejects.",
+    ["market", "data_type"],
+    registry=REGISTRY,
+)
+
 # -- the Prefect exporter ------------------------------------------------------------------
 PREFECT_WORKFLOW_RUNS = Counter(
     "prefect_workflow_runs",
