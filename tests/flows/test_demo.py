@@ -11,7 +11,7 @@ import pytest
 
 from crypto_lakehouse.stack.manager import LocalStack
 
-pytestmark = [pytest.mark.slow, pytest.mark.servers]
+pytestmark = [pytest.mark.slow, pytest.mark.servers, pytest.mark.timeout(1800)]
 
 
 def demo(home: Path) -> subprocess.CompletedProcess[str]:
@@ -24,7 +24,7 @@ def demo(home: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,
         check=False,
     )
 
