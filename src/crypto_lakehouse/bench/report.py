@@ -189,6 +189,9 @@ class BenchResult:
                     "objects": m.objects,
                     "bytes": m.bytes,
                     "runs": [round(r, 4) for r in m.runs],
+                    "client_cpu_seconds": (
+                        None if m.cpu_seconds is None else round(m.cpu_seconds, 3)
+                    ),
                 }
                 for m in self.measurements
             ],
