@@ -97,7 +97,7 @@ class PostgresServer:
                     parent.chmod(mode | 0o001)
             parent = parent.parent
 
-    def _preexec(self, ids: tuple[int, int] | None):  # noqa: ANN202
+    def _preexec(self, ids: tuple[int, int] | None):
         if ids is None:
             return None
 
@@ -131,7 +131,7 @@ class PostgresServer:
             ],
             capture_output=True,
             text=True,
-            preexec_fn=self._preexec(ids),  # noqa: PLW1509 - drop root before initdb
+            preexec_fn=self._preexec(ids),
             check=False,
         )
         pwfile.unlink(missing_ok=True)
@@ -172,7 +172,7 @@ class PostgresServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=self._preexec(ids),  # noqa: PLW1509
+                preexec_fn=self._preexec(ids),
                 start_new_session=True,
             )
         self.process.pid_file.write_text(f"{proc.pid}\n")
@@ -196,7 +196,8 @@ class PostgresServer:
         from psycopg import sql
 
         with psycopg.connect(self.info.dsn("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            query = "SELECT 1 FROM pg_database WHERE datname = %s"
+            exists = conn.execute(query, (name,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 

@@ -154,7 +154,7 @@ class ObjectMissing(StorageError):
     """The key does not exist in the bucket."""
 
 
-class translate_errors:  # noqa: N801 - used as a context manager, reads like a statement
+class translate_errors:
     """Turn botocore's errors into the project's, naming endpoint and bucket (never keys)."""
 
     def __init__(self, endpoint: Endpoint, bucket: str, key: str | None = None) -> None:
