@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := postgresql prometheus prometheus-alertmanager rclone redis-server
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench lint format clean
+.PHONY: setup demo test test-fast bench bench-all lint format clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,13 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/crypto-lakehouse bench transfer --json benchmarks/results/transfer.json
+	$(BIN)/crypto-lakehouse bench api --store sqlite --store postgres --json benchmarks/results/api.json
+
+bench-all: bench
+	$(BIN)/python benchmarks/transfer.py --objects 100000
+	$(BIN)/crypto-lakehouse bench ingest --json benchmarks/results/ingest.json
+	$(BIN)/crypto-lakehouse bench flows --runs 500 --json benchmarks/results/flows.json
+	$(BIN)/crypto-lakehouse bench transform --json benchmarks/results/transform.json
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
