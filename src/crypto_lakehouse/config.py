@@ -21,8 +21,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
 
-    home: Path = Field(
-        default=DEFAULT_HOME, validation_alias=AliasChoices("LAKEHOUSE_HOME", "home")
+    lakehouse_home: Path = Field(
+        default=DEFAULT_HOME, validation_alias=AliasChoices("LAKEHOUSE_HOME")
     )
 
     # The lake (MinIO in production, SeaweedFS locally): signed requests.
@@ -171,7 +171,7 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser()
+        return self.lakehouse_home.expanduser()
 
     @property
     def staging_root(self) -> Path:
