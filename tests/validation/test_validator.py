@@ -9,7 +9,6 @@ import pytest
 
 from crypto_lakehouse.transfer import EngineOptions
 from crypto_lakehouse.validation import TARGETS, TargetResult, Validator
-from crypto_lakehouse.validation.workflows import _peak_overlap
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +35,6 @@ def test_verdict_follows_threshold() -> None:
     assert TargetResult.measured_as("s5cmd_improvement", 59.9, "m").passed is False
     assert TargetResult.measured_as("workflow_capacity", 100, "m").passed is True
     assert TargetResult.not_measured("storage_throughput", "m", "why").passed is None
-
-
-def test_peak_overlap_counts_simultaneous_intervals() -> None:
-    assert _peak_overlap([(0, 10), (1, 9), (2, 3), (3.5, 4), (9.5, 12)]) == 3
-    assert _peak_overlap([(0, 1), (1, 2)]) == 1  # touching ends do not overlap
-    assert _peak_overlap([]) == 0
 
 
 def test_storage_measurements_are_real(lake_server, tmp_path: Path) -> None:

@@ -142,9 +142,12 @@ class Validator:
             return TargetResult.not_measured(
                 "workflow_capacity", method, "no Prefect API given (stack not running?)"
             )
-        from crypto_lakehouse.validation.workflows import run_concurrent_flows
+        from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        outcome = run_concurrent_flows(self.prefect_api_url, self.flow_runs, hold_seconds=2.0)
+        from crypto_lakehouse.bench.flows import run_flow_bench
+
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect_api_url}):
+            outcome = run_flow_bench(self.flow_runs, hold_seconds=2.0)
         note = "" if outcome.failed == 0 else f"{outcome.failed} runs did not complete"
         return TargetResult.measured_as(
             "workflow_capacity",
