@@ -121,7 +121,9 @@ def test_queue_bound_is_exact_under_concurrent_submits(start_replica, api_token:
 
     async def burst() -> list[httpx.Response]:
         limits = httpx.Limits(max_connections=50)
-        async with httpx.AsyncClient(base_url=replica.url, headers=headers, limits=limits) as c:
+        async with httpx.AsyncClient(
+            base_url=replica.url, headers=headers, limits=limits, timeout=60
+        ) as c:
             body = sync_body("source-data", "bronze")
             return await asyncio.gather(*(c.post("/sync", json=body) for _ in range(50)))
 
