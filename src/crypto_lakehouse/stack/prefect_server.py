@@ -17,9 +17,7 @@ or `client_settings()` (for this process).
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
-import sys
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
@@ -29,20 +27,20 @@ from pydantic import SecretStr
 
 from crypto_lakehouse.errors import StackError
 from crypto_lakehouse.stack.postgres import PostgresServer
-from crypto_lakehouse.stack.process import ManagedProcess, free_port, port_in_use, wait_until
+from crypto_lakehouse.stack.process import (
+    ManagedProcess,
+    free_port,
+    installed_binary,
+    port_in_use,
+    wait_until,
+)
 
 PREFECT_DATABASE = "prefect"
 
 
 def prefect_binary() -> str:
     """The `prefect` console script installed next to this interpreter."""
-    candidate = Path(sys.executable).parent / "prefect"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("prefect")
-    if found:
-        return found
-    raise StackError("the 'prefect' command was not found: install the prefect package")
+    return installed_binary("prefect", install_hint="install the prefect package")
 
 
 class PrefectMode(StrEnum):

