@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import S3Storage
@@ -13,12 +14,9 @@ def fill_bucket(
 ) -> dict[str, bytes]:
     """Write `count` distinct objects under `prefix`; returns key -> bytes."""
     storage = S3Storage(server.endpoint())
-    objects = {}
-    for i in range(count):
-        key = f"{prefix}file-{i:04d}.bin"
-        data = secrets.token_bytes(size)
-        storage.put_bytes(bucket, key, data)
-        objects[key] = data
+    objects = {f"{prefix}file-{i:04d}.bin": secrets.token_bytes(size) for i in range(count)}
+    with ThreadPoolExecutor(max_workers=8) as pool:  # boto3 clients are thread-safe
+        list(pool.map(lambda item: storage.put_bytes(bucket, *item), objects.items()))
     return objects
 
 

@@ -30,7 +30,8 @@ def wait_for(client: ExecutorClient, op: str, *, objects_done: int) -> Operation
 def test_kill_9_mid_operation_then_restart_completes_every_object_once(
     start_replica, tmp_path, api_token, source_server, lake_server, source_bucket, lake_bucket
 ) -> None:
-    objects = fill_bucket(source_server, source_bucket, "data/", 60, size=2048)
+    # Enough objects that a quiet machine is still copying when the test acts (60 were not).
+    objects = fill_bucket(source_server, source_bucket, "data/", 600, size=2048)
     home = tmp_path / "home"
     replica = start_replica("crashy", home=home)
     body = sync_body(source_bucket, lake_bucket, operation_mode="traditional")
@@ -42,10 +43,10 @@ def test_kill_9_mid_operation_then_restart_completes_every_object_once(
 
     restarted = start_replica("crashy", home=home)  # same SQLite file, a new replica id
     with ExecutorClient(restarted.url, api_token) as client:
-        view = client.wait(op, poll_seconds=0.2, timeout=120)
+        view = client.wait(op, poll_seconds=0.2, timeout=600)
     assert view.status == "completed", view.error
     assert view.attempts == 2, "claimed again after the dead replica's lease expired"
-    assert view.counts.failed == 0 and view.counts.copied + view.counts.skipped == 60
+    assert view.counts.failed == 0 and view.counts.copied + view.counts.skipped == 600
 
     storage = S3Storage(lake_server.endpoint())
     listed = [o.key for o in storage.list_objects(lake_bucket, "")]

@@ -114,7 +114,7 @@ def test_corrupt_objects_are_listed_with_reasons(
 def test_cancel_stops_a_running_operation_and_reports_only_what_landed(
     start_replica, api_token, source_server, lake_server, source_bucket, lake_bucket
 ) -> None:
-    objects = fill_bucket(source_server, source_bucket, "data/", 150, size=2048)
+    objects = fill_bucket(source_server, source_bucket, "data/", 400, size=2048)
     replica = start_replica()
     body = sync_body(source_bucket, lake_bucket, operation_mode="traditional")
     body["source"]["endpoint"] = source_server.url
