@@ -30,7 +30,15 @@ _PASS_THROUGH = (
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "AWS_CA_BUNDLE",
+    "GOGC",
+    "GOMEMLIMIT",
 )
+
+# Go's collector runs when the heap doubles (GOGC=100). s5cmd allocates a little garbage per
+# request and keeps almost nothing live, so on small objects the collector costs 10-15% of
+# its CPU; 400 halves that (measured: `crypto-lakehouse bench transfer`, docs/transfer.md).
+# The caller's own GOGC or GOMEMLIMIT wins.
+DEFAULT_GOGC = "400"
 
 
 @functools.cache
@@ -95,6 +103,7 @@ class Invocation:
         source = os.environ if base is None else base
         env = {k: source[k] for k in _PASS_THROUGH if k in source}
         env["PATH"] = source.get("PATH", "/usr/bin:/bin")
+        env.setdefault("GOGC", DEFAULT_GOGC)
         uses_default_chain = not self.endpoint.anonymous and self.endpoint.access_key is None
         if uses_default_chain:
             env.update({k: v for k, v in source.items() if k.startswith("AWS_")})
