@@ -97,6 +97,18 @@ class Settings(BaseSettings):
         ge=MIB,
         validation_alias=AliasChoices("STAGING_CAP_BYTES", "staging_cap_bytes"),
     )
+    staging_memory_dir: Path | None = Field(
+        # The engine stages in a private `crypto-lakehouse-<uid>` folder (0700, owner checked).
+        default=Path("/dev/shm"),  # noqa: S108
+        validation_alias=AliasChoices("STAGING_MEMORY_DIR", "staging_memory_dir"),
+        description="tmpfs for chunks of small objects; empty or unusable = disk only.",
+    )
+    staging_memory_cap_bytes: int = Field(
+        default=256 * MIB,
+        ge=0,
+        validation_alias=AliasChoices("STAGING_MEMORY_CAP_BYTES", "staging_memory_cap_bytes"),
+        description="Bytes of staging that may sit in memory (part of the overall cap); 0 = off.",
+    )
     staging_overlap: bool = Field(
         default=False,
         validation_alias=AliasChoices("STAGING_OVERLAP", "staging_overlap"),
@@ -163,6 +175,12 @@ class Settings(BaseSettings):
         if value not in allowed:
             raise ValueError(f"must be one of {sorted(allowed)}")
         return value
+
+    @field_validator("staging_memory_dir", mode="before")
+    @classmethod
+    def _empty_means_off(cls, value: object) -> object:
+        """`STAGING_MEMORY_DIR=` (empty) turns memory staging off rather than meaning `.`."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def part_size_mib(self) -> int:

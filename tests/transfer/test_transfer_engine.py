@@ -261,7 +261,7 @@ def test_explicit_keys_and_a_missing_one(
     ]
 
 
-@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize(("overlap", "memory"), [(False, False), (True, False), (True, True)])
 def test_staging_never_exceeds_its_cap(
     make_engine: Callable[..., TransferEngine],
     source_server: SeaweedServer,
@@ -269,11 +269,16 @@ def test_staging_never_exceeds_its_cap(
     source_bucket: str,
     lake_bucket: str,
     overlap: bool,
+    memory: bool,
+    tmp_path: Path,
 ) -> None:
     objects = small_objects("in/", 20, size=1000)
     objects["in/huge.bin"] = b"h" * 5000
     seed(source_server.endpoint(), source_bucket, objects)
-    engine = make_engine(staging_cap_bytes=4000, overlap=overlap)
+    # With a memory tier of 2500 bytes, one of the two 2000-byte chunks fits in memory.
+    (tmp_path / "mem").mkdir()
+    tier = {"staging_memory_root": tmp_path / "mem", "staging_memory_cap_bytes": 2500}
+    engine = make_engine(staging_cap_bytes=4000, overlap=overlap, **(tier if memory else {}))
     report = engine.run(staged_request(source_server, lake_server, source_bucket, lake_bucket))
     assert 0 < report.summary.staging_peak_bytes <= 4000
     assert report.summary.copied == 20

@@ -94,7 +94,12 @@ class TransferEngine:
         check_reachable(request.source, opts.probe_timeout)
         check_reachable(request.dest, opts.probe_timeout)
         ledger = Ledger(progress)
-        staging = StagingArea(opts.staging_root, opts.staging_cap_bytes)
+        staging = StagingArea(
+            opts.staging_root,
+            opts.staging_cap_bytes,
+            memory_root=opts.staging_memory_root,
+            memory_cap_bytes=opts.staging_memory_cap_bytes,
+        )
         S5CMD_STAGING_CAP_BYTES.set(opts.staging_cap_bytes)
         try:
             ctx = RunContext(

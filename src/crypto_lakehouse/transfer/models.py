@@ -68,6 +68,8 @@ class EngineOptions:
     part_size_mib: int = 50  # s5cmd --part-size (MiB)
     retry_count: int = 3  # s5cmd --retry-count for the real work (probes use 0)
     staging_cap_bytes: int = 2 * GIB
+    staging_memory_root: Path | None = None  # tmpfs for small chunks (STAGING_MEMORY_DIR)
+    staging_memory_cap_bytes: int = 0  # of staging_cap_bytes, how much may sit in memory
     log_level: str = "error"
     stats: bool = False  # s5cmd --stat (a global flag)
     probe_timeout: float = 5.0  # seconds for the pre-flight checks of both sides
@@ -82,6 +84,8 @@ class EngineOptions:
             part_size_mib=settings.part_size_mib,
             retry_count=settings.s5cmd_retry_count,
             staging_cap_bytes=settings.staging_cap_bytes,
+            staging_memory_root=settings.staging_memory_dir,
+            staging_memory_cap_bytes=settings.staging_memory_cap_bytes,
             log_level=settings.s5cmd_log_level,
             stats=settings.s5cmd_stats,
             overlap=settings.staging_overlap,

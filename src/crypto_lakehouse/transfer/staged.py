@@ -94,7 +94,7 @@ class StagedCopier:
                 ctx.fail(item, f"larger than the staging cap ({self.staging.cap_bytes} bytes)")
             return None
         self.staging.reserve(nbytes)
-        chunk = _Chunk(self.staging.new_chunk(), items)
+        chunk = _Chunk(self.staging.new_chunk(nbytes), items)
         prepared = _Prepared(chunk, nbytes)
         try:
             started = time.monotonic()

@@ -1,14 +1,24 @@
-"""The local staging folder: a fresh directory per run, a byte cap, stale runs removed later.
+"""The local staging folders: a fresh directory per run, a byte cap, stale runs removed later.
 
 Each run writes under `<root>/run-<time>-<pid>-<random>/` with an `owner` file holding
 its PID. A new folder per run matters on ext4: creating files right after a mass delete
 is slow for a minute or two, so a run never reuses the folder of the previous one, and
 folders left by dead processes are removed at the *end* of a later run, not the start.
+The folder is built under a hidden name and renamed once its owner file exists, so a
+concurrent run's clean-up never sees (and deletes) a live folder without an owner.
+
+Chunks of small objects are staged in memory when a tmpfs is configured (`/dev/shm` by
+default; the folder is `crypto-lakehouse-<uid>` in it) and the chunk fits the memory
+cap: a download of thousands of small files is bound by file creation, and on tmpfs
+s5cmd spends half the CPU it spends on ext4 for the same 2000 x 4 KiB (measured,
+docs/transfer.md). Large chunks, where bandwidth and not metadata decides, stay on
+disk. Both tiers count toward the overall cap.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -19,13 +29,25 @@ from pathlib import Path
 from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.observability.metrics import S5CMD_STAGING_BYTES
 
+log = logging.getLogger(__name__)
+
 _OWNER = "owner"
+_RUN = "run-"
+_BUILDING = ".new-"
+_BUILDING_GRACE_SECONDS = 300  # a half-built folder older than this belongs to a crash
 
 
 class StagingArea:
-    """One run's staging directory and its byte accounting."""
+    """One run's staging directories (disk, and memory when usable) and their byte accounting."""
 
-    def __init__(self, root: Path, cap_bytes: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cap_bytes: int,
+        *,
+        memory_root: Path | None = None,
+        memory_cap_bytes: int = 0,
+    ) -> None:
         if cap_bytes <= 0:
             raise ConfigError("the staging cap must be positive")
         self.root = root.expanduser()
@@ -35,18 +57,61 @@ class StagingArea:
         self._lock = threading.Lock()
         self._chunks = 0
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            stamp = time.strftime("%Y%m%dT%H%M%S")
-            self.dir = self.root / f"run-{stamp}-{os.getpid()}-{secrets.token_hex(3)}"
-            self.dir.mkdir()
-            (self.dir / _OWNER).write_text(f"{os.getpid()}\n")
+            self.dir = _new_run_dir(self.root)
         except OSError as exc:
             raise ConfigError(f"cannot create the staging folder under {self.root}: {exc}") from exc
+        self.memory_root: Path | None = None
+        self.memory_dir: Path | None = None
+        self.memory_cap_bytes = 0
+        self.memory_held_bytes = 0
+        self._in_memory: dict[Path, int] = {}
+        if memory_root is not None and memory_cap_bytes > 0:
+            self._open_memory_tier(memory_root.expanduser(), memory_cap_bytes)
 
-    def new_chunk(self) -> Path:
+    def _open_memory_tier(self, tmpfs: Path, cap_bytes: int) -> None:
+        """Use a private folder on `tmpfs` when it can hold the memory cap; else stay on disk.
+
+        `tmpfs` (e.g. /dev/shm) is shared by every user, so the folder is per user, 0700,
+        and used only when we own it.
+        """
+        root = tmpfs / f"crypto-lakehouse-{os.getuid()}"
+        try:
+            root.mkdir(mode=0o700, exist_ok=True)
+            owner = root.lstat()
+            if not root.is_dir() or root.is_symlink() or owner.st_uid != os.getuid():
+                log.debug("memory staging off: %s is not a folder of ours", root)
+                return
+            stat = os.statvfs(root)
+            free = stat.f_bavail * stat.f_frsize
+            if free < cap_bytes:
+                log.debug("memory staging off: %s has %d bytes free, cap %d", root, free, cap_bytes)
+                return
+            self.memory_dir = _new_run_dir(root)
+        except OSError as exc:
+            log.debug("memory staging off: %s: %s", root, exc)
+            return
+        self.memory_root = root
+        self.memory_cap_bytes = cap_bytes
+
+    def new_chunk(self, nbytes: int = 0) -> Path:
+        """A fresh folder for a chunk of `nbytes` (already reserved); in memory when it fits.
+
+        `nbytes=0` (work folders that hold one object at a time) always means disk.
+        """
         self._chunks += 1
-        path = self.dir / f"c{self._chunks:05d}"
+        name = f"c{self._chunks:05d}"
+        with self._lock:
+            in_memory = (
+                self.memory_dir is not None
+                and nbytes > 0
+                and self.memory_held_bytes + nbytes <= self.memory_cap_bytes
+            )
+            if in_memory:
+                self.memory_held_bytes += nbytes
+        path = (self.memory_dir if in_memory else self.dir) / name  # type: ignore[operator]
         path.mkdir()
+        if in_memory:
+            self._in_memory[path] = nbytes
         return path
 
     def reserve(self, nbytes: int) -> None:
@@ -69,26 +134,55 @@ class StagingArea:
             chunk.unlink(missing_ok=True)
         with self._lock:
             self.held_bytes = max(0, self.held_bytes - nbytes)
+            self.memory_held_bytes -= self._in_memory.pop(chunk, 0)
         S5CMD_STAGING_BYTES.dec(nbytes)
 
     def close(self) -> None:
-        """Remove this run's folder, then folders of earlier runs whose process is gone."""
+        """Remove this run's folders, then folders of earlier runs whose process is gone."""
         shutil.rmtree(self.dir, ignore_errors=True)
         remove_stale_runs(self.root)
+        if self.memory_dir is not None and self.memory_root is not None:
+            shutil.rmtree(self.memory_dir, ignore_errors=True)
+            remove_stale_runs(self.memory_root)
+
+
+def _new_run_dir(root: Path) -> Path:
+    """Create `root/run-...` with its owner file already inside (built hidden, then renamed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{secrets.token_hex(3)}"
+    building = root / (_BUILDING + name)
+    building.mkdir()
+    (building / _OWNER).write_text(f"{os.getpid()}\n")
+    final = root / (_RUN + name)
+    building.rename(final)
+    return final
 
 
 def remove_stale_runs(root: Path) -> list[Path]:
-    """Delete `run-*` folders whose owner PID no longer runs. Returns what was removed."""
+    """Delete `run-*` folders whose owner PID no longer runs. Returns what was removed.
+
+    Half-built folders (a crash between mkdir and rename) go once they are old.
+    """
     removed: list[Path] = []
     with contextlib.suppress(FileNotFoundError):
         for entry in root.iterdir():
-            if not entry.name.startswith("run-") or not entry.is_dir():
+            if entry.name.startswith(_RUN):
+                stale = entry.is_dir() and not _owner_alive(entry / _OWNER)
+            elif entry.name.startswith(_BUILDING):
+                stale = _older_than(entry, _BUILDING_GRACE_SECONDS)
+            else:
                 continue
-            if _owner_alive(entry / _OWNER):
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
+            if stale:
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
     return removed
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > seconds
+    except OSError:
+        return False
 
 
 def _owner_alive(owner: Path) -> bool:
