@@ -63,7 +63,9 @@ def _first(items: list[str]) -> str:
 
 @handle_errors
 def sample_archive(
-    dest: str = typer.Option(..., "--dest", help="Where to write: s3://BUCKET or s3://BUCKET/PREFIX."),
+    dest: str = typer.Option(
+        ..., "--dest", help="Where to write: s3://BUCKET or s3://BUCKET/PREFIX."
+    ),
     symbols: int = typer.Option(2, "--symbols", help="Symbols per market."),
     days: int = typer.Option(
         3, "--days", help="Daily files per cut-over window (3+ plants a missing day)."

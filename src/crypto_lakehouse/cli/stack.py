@@ -29,7 +29,7 @@ def up() -> None:
     with console.status("starting the local stack..."):
         rows = stack.up()
     _print_status(rows)
-    console.print("Point other shells at it with: [bold]eval \"$(crypto-lakehouse stack env)\"[/]")
+    console.print('Point other shells at it with: [bold]eval "$(crypto-lakehouse stack env)"[/]')
 
 
 @app.command()
