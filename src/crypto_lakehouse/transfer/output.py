@@ -16,8 +16,9 @@ engine decides each object's outcome from these lines alone.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+import orjson
 
 from crypto_lakehouse.errors import (
     AccessDenied,
@@ -66,17 +67,18 @@ class Other:
 Event = Done | Failed | Listed | Other
 
 
-def parse_line(line: str) -> Event:
-    """Classify one output line (from stdout or stderr); never raises."""
-    text = line.strip()
-    if not text.startswith("{"):
-        return Other(text)
+def parse_line(line: str | bytes) -> Event:
+    """Classify one output line (from stdout or stderr, bytes or text); never raises.
+
+    Runs once per object on every transfer, so it parses with orjson and decodes bytes
+    only for the rare line that is not JSON.
+    """
     try:
-        data = json.loads(text)
-    except ValueError:
-        return Other(text)
+        data = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return Other(_text(line))
     if not isinstance(data, dict):
-        return Other(text)
+        return Other(_text(line))
     if "error" in data and "command" in data:
         return Failed(str(data.get("operation", "")), str(data["command"]), str(data["error"]))
     if data.get("success") is True and "source" in data:
@@ -95,7 +97,13 @@ def parse_line(line: str) -> Event:
             str(data.get("etag", "")).strip('"'),
             str(data.get("last_modified", "")),
         )
-    return Other(text)
+    return Other(_text(line))
+
+
+def _text(line: str | bytes) -> str:
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", errors="replace")
+    return line.strip()
 
 
 _DENIED = (

@@ -67,10 +67,6 @@ def run_s5cmd(
             env=invocation.env(),
             cwd=cwd,
             start_new_session=True,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            bufsize=1,
         )
     except OSError as exc:
         raise TransferError(f"could not start s5cmd: {exc}") from exc
@@ -121,16 +117,18 @@ def run_s5cmd(
 
 
 def _pump(
-    stream: IO[str] | None,
+    stream: IO[bytes] | None,
     handler: Handler,
     seen: threading.Event,
     tail: deque[str] | None,
 ) -> None:
+    """Read lines as bytes: decoding and setting the event per line cost more than parsing."""
     if stream is None:
         return
     with stream:
         for line in stream:
-            seen.set()
+            if not seen.is_set():
+                seen.set()
             if not line.strip():
                 continue
             event = parse_line(line)
@@ -139,7 +137,7 @@ def _pump(
             handler(event)
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate our child by its Popen handle; SIGKILL if it ignores SIGTERM."""
     if proc.poll() is not None:
         return

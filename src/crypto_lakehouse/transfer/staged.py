@@ -1,9 +1,10 @@
 """Staged mode: two endpoints, bytes pass through a capped local folder and are verified there.
 
 Per chunk: one s5cmd process downloads (anonymously when the source is public), SHA-256
-is computed while the download runs (a thread pool fed by s5cmd's success lines), each
-digest is compared with the caller's or the `.CHECKSUM` sidecar's, then one s5cmd
-process uploads the good files (signed) and sends mismatches to the quarantine prefix.
+is computed while the download runs (as s5cmd reports each file: small files on the
+reader thread, large ones on a thread pool), each digest is compared with the caller's
+or the `.CHECKSUM` sidecar's, then one s5cmd process uploads the good files (signed)
+and sends mismatches to the quarantine prefix.
 
 Layout of a chunk folder: `t/<rest>` files fetched by wildcard lines (uploaded back with
 one wildcard line), `k/<n>` files fetched one key per line (keys a filesystem or a
@@ -33,6 +34,10 @@ from crypto_lakehouse.transfer.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
+# Files up to this size are hashed on the thread that reads s5cmd's output: a thread-pool
+# hand-off costs more than hashing 64 KiB, and small files come thousands at a time.
+_HASH_INLINE_BYTES = 64 * 1024
+
 
 @dataclass
 class _Chunk:
@@ -42,7 +47,7 @@ class _Chunk:
     items: list[PlanItem]
     local: dict[int, str] = field(default_factory=dict)  # str: built per object, cheaply
     in_tree: set[int] = field(default_factory=set)
-    digests: dict[int, Future[str]] = field(default_factory=dict)
+    digests: dict[int, Future[str] | str] = field(default_factory=dict)
     sidecar_paths: dict[str, Path] = field(default_factory=dict)
     sidecar_errors: dict[str, str] = field(default_factory=dict)
     downloaded: set[int] = field(default_factory=set)
@@ -136,8 +141,9 @@ class StagedCopier:
             self._release(prepared)
 
     def _release(self, prepared: _Prepared) -> None:
-        for future in prepared.chunk.digests.values():
-            future.cancel()
+        for pending in prepared.chunk.digests.values():
+            if not isinstance(pending, str):
+                pending.cancel()
         self.staging.release(prepared.chunk.dir, prepared.nbytes)
 
     # -- download ------------------------------------------------------------------------
@@ -223,7 +229,11 @@ class StagedCopier:
             return
         chunk.downloaded.add(index)
         item = chunk.items[index]
-        if self.ctx.expected_sha256(item.key) is not None or self.ctx.sidecar_for(item.key):
+        if self.ctx.expected_sha256(item.key) is None and not self.ctx.sidecar_for(item.key):
+            return
+        if item.size <= _HASH_INLINE_BYTES:
+            chunk.digests[index] = sha256_file(chunk.local[index])
+        else:
             chunk.digests[index] = self.hasher.submit(sha256_file, chunk.local[index])
 
     def _sweep(self, chunk: _Chunk) -> None:
@@ -253,7 +263,8 @@ class StagedCopier:
                 continue
             if expected is None:
                 continue
-            digest = chunk.digests[i].result()
+            pending = chunk.digests[i]
+            digest = pending if isinstance(pending, str) else pending.result()
             if digest == expected:
                 chunk.verified[i] = digest
                 continue
