@@ -25,7 +25,21 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, create_engine, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Date,
+    DateTime,
+    Engine,
+    Integer,
+    Text,
+    bindparam,
+    create_engine,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -45,6 +59,82 @@ if TYPE_CHECKING:
 
 _CHUNK = 5000  # paths per IN (...) query
 _SCHEMA_LOCK = 7_302_114  # pg advisory lock id: one schema creation at a time
+
+
+def _unnest(alias: str, columns: Sequence[tuple[str, Any]]) -> Any:
+    """`unnest(:a_x::t[], ...) AS alias(x, ...)`: one bound array per column (parameter
+    `a_<column>`), so one statement carries a whole chunk of rows."""
+    arrays = [bindparam(f"a_{name}", type_=ARRAY(kind)) for name, kind in columns]
+    names = [name for name, _ in columns]
+    return func.unnest(*arrays).table_valued(*names).render_derived(name=alias)
+
+
+def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """The bound arrays of `_unnest` for `rows` (dicts keyed by column)."""
+    return {f"a_{column}": [row[column] for row in rows] for column in columns}
+
+
+_STARTED = _unnest(
+    "v",
+    [
+        ("path", Text),
+        ("market", Text),
+        ("frequency", Text),
+        ("data_type", Text),
+        ("symbol", Text),
+        ("interval", Text),
+        ("period", Date),
+        ("bronze_key", Text),
+        ("size", BigInteger),
+    ],
+)
+_STARTED_COLUMNS = tuple(_STARTED.c.keys())
+_MARK_STARTED = insert(bronze_files).from_select(
+    [*_STARTED_COLUMNS, "source_url", "bronze_bucket", "status", "run_id", "updated_at"],
+    select(
+        *_STARTED.c,
+        bindparam("source_url"),
+        bindparam("bronze_bucket"),
+        bindparam("status"),
+        bindparam("run_id"),
+        bindparam("now"),
+    ),
+)
+_MARK_STARTED = _MARK_STARTED.on_conflict_do_update(
+    index_elements=["path"],
+    set_={
+        "status": _MARK_STARTED.excluded.status,
+        "bronze_bucket": _MARK_STARTED.excluded.bronze_bucket,
+        "bronze_key": _MARK_STARTED.excluded.bronze_key,
+        "run_id": _MARK_STARTED.excluded.run_id,
+        "error": None,
+        "updated_at": _MARK_STARTED.excluded.updated_at,
+    },
+)
+# What `record()` writes per row, besides run_id and updated_at.
+_RECORDED = _unnest(
+    "v",
+    [
+        ("path", Text),
+        ("status", Text),
+        ("error", Text),
+        ("size", BigInteger),
+        ("sha256", Text),
+        ("version", Integer),
+        ("etag", Text),
+        ("last_modified", DateTime(timezone=True)),
+        ("ingested_at", DateTime(timezone=True)),
+    ],
+)
+_RECORDED_COLUMNS = tuple(_RECORDED.c.keys())
+_RECORD = (
+    update(bronze_files)
+    .where(bronze_files.c.path == _RECORDED.c.path)
+    .values(
+        {name: _RECORDED.c[name] for name in _RECORDED_COLUMNS if name != "path"}
+        | {"run_id": bindparam("run_id"), "updated_at": bindparam("now")}
+    )
+)
 
 
 class Decision(StrEnum):
@@ -267,46 +357,41 @@ class Manifest:
         bronze_bucket: str,
         bronze_prefix: str = "",
     ) -> None:
-        """Move rows to `started` (creating new ones) before their transfer begins."""
-        now = _now()
+        """Move rows to `started` (creating new ones) before their transfer begins.
+
+        One statement per chunk of files (arrays unnested server-side), not one per file.
+        """
+        params = {
+            "source_url": source_url,
+            "bronze_bucket": bronze_bucket,
+            "status": FileStatus.STARTED.value,
+            "run_id": run_id,
+            "now": _now(),
+        }
         with self._tx() as conn:
-            for chunk in _chunks(files):
-                values = [
-                    {
-                        "path": item.path,
-                        "market": item.file.market.value,
-                        "frequency": item.file.frequency.value,
-                        "data_type": item.file.data_type.value,
-                        "symbol": item.file.symbol,
-                        "interval": item.file.interval,
-                        "period": item.file.period,
-                        "source_url": source_url,
-                        "bronze_bucket": bronze_bucket,
-                        "bronze_key": bronze_prefix + item.path,
-                        "size": item.file.size,
-                        "status": FileStatus.STARTED.value,
-                        "run_id": run_id,
-                        "updated_at": now,
-                    }
-                    for item in chunk
-                ]
-                stmt = insert(bronze_files).values(values)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["path"],
-                        set_={
-                            "status": FileStatus.STARTED.value,
-                            "bronze_bucket": bronze_bucket,
-                            "bronze_key": stmt.excluded.bronze_key,
-                            "run_id": run_id,
-                            "error": None,
-                            "updated_at": now,
-                        },
-                    )
-                )
+            rows = [
+                {
+                    "path": item.path,
+                    "market": item.file.market.value,
+                    "frequency": item.file.frequency.value,
+                    "data_type": item.file.data_type.value,
+                    "symbol": item.file.symbol,
+                    "interval": item.file.interval,
+                    "period": item.file.period,
+                    "bronze_key": bronze_prefix + item.path,
+                    "size": item.file.size,
+                }
+                for item in files
+            ]
+            for chunk in _chunks(rows):
+                conn.execute(_MARK_STARTED, params | _arrays(chunk, _STARTED_COLUMNS))
 
     def record(self, run_id: str, results: Sequence[FileResult]) -> dict[str, Outcome]:
-        """Store the batch's results in one transaction; returns each path's outcome."""
+        """Store the batch's results in one transaction; returns each path's outcome.
+
+        The rows are locked and read once, and written back with one statement per chunk
+        (plus one for the history of replaced versions), not one per file.
+        """
         now = _now()
         outcomes: dict[str, Outcome] = {}
         with self._tx() as conn:
@@ -317,29 +402,22 @@ class Manifest:
                     select(bronze_files).where(bronze_files.c.path.in_(chunk)).with_for_update()
                 ).mappings():
                     current[row["path"]] = row
+            history: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
             for result in results:
                 row = current.get(result.listed.path)
                 if row is None:
                     raise CatalogError(f"{result.listed.path}: recorded before mark_started")
                 outcome, values = _apply(row, result, run_id, now)
                 if outcome is Outcome.REPLACED:
-                    conn.execute(
-                        bronze_file_history.insert().values(
-                            path=row["path"],
-                            version=row["version"],
-                            size=row["size"],
-                            sha256=row["sha256"],
-                            etag=row["etag"],
-                            last_modified=row["last_modified"],
-                            ingested_at=row["ingested_at"],
-                            replaced_at=now,
-                            replaced_by_run=run_id,
-                        )
-                    )
-                conn.execute(
-                    update(bronze_files).where(bronze_files.c.path == row["path"]).values(values)
-                )
+                    history.append(_superseded(row, run_id, now))
+                updates.append({column: row[column] for column in _RECORDED_COLUMNS} | values)
                 outcomes[row["path"]] = outcome
+            if history:
+                conn.execute(bronze_file_history.insert(), history)
+            for chunk in _chunks(updates):
+                arrays = _arrays(chunk, _RECORDED_COLUMNS)
+                conn.execute(_RECORD, {"run_id": run_id, "now": now} | arrays)
         return outcomes
 
     # -- queries -------------------------------------------------------------------------------
@@ -474,6 +552,15 @@ def _apply(
     return Outcome.FAILED, values | {
         "status": FileStatus.FAILED.value,
         "error": result.error or "transfer failed",
+    }
+
+
+def _superseded(row: Any, run_id: str, now: datetime) -> dict[str, Any]:
+    """The history row for the verified version a replacement supersedes."""
+    kept = ("path", "version", "size", "sha256", "etag", "last_modified", "ingested_at")
+    return {column: row[column] for column in kept} | {
+        "replaced_at": now,
+        "replaced_by_run": run_id,
     }
 
 
