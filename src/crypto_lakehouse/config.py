@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STAGING_MEMORY_CAP_BYTES", "staging_memory_cap_bytes"),
         description="Bytes of staging that may sit in memory (part of the overall cap); 0 = off.",
     )
+    staging_chunk_bytes: int = Field(
+        default=256 * MIB,
+        ge=MIB,
+        validation_alias=AliasChoices("STAGING_CHUNK_BYTES", "staging_chunk_bytes"),
+        description="Staged transfers: bytes per download/verify/upload chunk (one s5cmd each).",
+    )
     staging_overlap: bool = Field(
         default=False,
         validation_alias=AliasChoices("STAGING_OVERLAP", "staging_overlap"),

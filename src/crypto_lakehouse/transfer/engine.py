@@ -172,17 +172,20 @@ class TransferEngine:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="sha256") as hasher:
             staged = StagedCopier(ctx, staging, hasher)
             if mode is Mode.STAGED and opts.overlap:
-                _overlapped(staged, chunks(items, opts.batch_objects, opts.staging_cap_bytes // 2))
+                limit = min(opts.chunk_bytes, opts.staging_cap_bytes // 2)
+                _overlapped(staged, chunks(items, opts.batch_objects, limit))
                 return
             if mode is Mode.STAGED:
-                for batch in chunks(items, opts.batch_objects, opts.staging_cap_bytes):
+                limit = min(opts.chunk_bytes, opts.staging_cap_bytes)
+                for batch in chunks(items, opts.batch_objects, limit):
                     staged.copy(batch)
                 return
             direct = DirectCopier(ctx, staging)
             deferred = []
             for batch in chunks(items, opts.batch_objects, 1 << 62):
                 deferred.extend(direct.copy(batch))
-            for batch in chunks(deferred, opts.batch_objects, opts.staging_cap_bytes):
+            limit = min(opts.chunk_bytes, opts.staging_cap_bytes)
+            for batch in chunks(deferred, opts.batch_objects, limit):
                 staged.copy(batch, wildcards=False)
 
 

@@ -18,6 +18,7 @@ from crypto_lakehouse.storage.urls import S3Url
 if TYPE_CHECKING:
     from crypto_lakehouse.config import Settings
 
+MIB = 1024**2
 GIB = 1024**3
 MB = 1_000_000
 
@@ -74,6 +75,7 @@ class EngineOptions:
     stats: bool = False  # s5cmd --stat (a global flag)
     probe_timeout: float = 5.0  # seconds for the pre-flight checks of both sides
     batch_objects: int = 5000  # objects per s5cmd process (bounds memory and staging)
+    chunk_bytes: int = 256 * MIB  # staged: bytes per chunk, so chunks fit the memory tier
     overlap: bool = False  # staged: download chunk k+1 while chunk k uploads (STAGING_OVERLAP)
 
     @classmethod
@@ -89,6 +91,7 @@ class EngineOptions:
             log_level=settings.s5cmd_log_level,
             stats=settings.s5cmd_stats,
             overlap=settings.staging_overlap,
+            chunk_bytes=settings.staging_chunk_bytes,
         )
 
 
