@@ -30,6 +30,18 @@ def test_small_chunks_go_to_memory_until_its_cap_then_to_disk(tmp_path: Path) ->
     assert list(area.memory_dir.parent.iterdir()) == [] and list(area.root.iterdir()) == []
 
 
+def test_the_memory_cap_is_shared_by_the_runs_of_one_process(tmp_path: Path) -> None:
+    (tmp_path / "mem").mkdir()
+    tier = {"memory_root": tmp_path / "mem", "memory_cap_bytes": 3000}
+    one, two = (StagingArea(tmp_path / name, 10_000, **tier) for name in ("a", "b"))
+    kept = one.new_chunk(2000)
+    assert kept.parent == one.memory_dir
+    assert two.new_chunk(2000).parent == two.dir, "the other run already holds 2000 of 3000"
+    one.close()  # closing gives back what a run still held
+    assert two.new_chunk(2000).parent == two.memory_dir
+    two.close()
+
+
 def test_an_unusable_memory_root_means_disk_only(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")  # the tier's folder cannot be made below a file

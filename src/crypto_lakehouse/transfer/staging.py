@@ -36,6 +36,11 @@ _RUN = "run-"
 _BUILDING = ".new-"
 _BUILDING_GRACE_SECONDS = 300  # a half-built folder older than this belongs to a crash
 
+# Bytes this process holds on each tmpfs. The memory cap is per process, not per run: the
+# executor and the ingest flow run several engines at once, and RAM is shared by all.
+_memory_lock = threading.Lock()
+_memory_held: dict[Path, int] = {}
+
 
 class StagingArea:
     """One run's staging directories (disk, and memory when usable) and their byte accounting."""
@@ -63,7 +68,6 @@ class StagingArea:
         self.memory_root: Path | None = None
         self.memory_dir: Path | None = None
         self.memory_cap_bytes = 0
-        self.memory_held_bytes = 0
         self._in_memory: dict[Path, int] = {}
         if memory_root is not None and memory_cap_bytes > 0:
             self._open_memory_tier(memory_root.expanduser(), memory_cap_bytes)
@@ -100,18 +104,17 @@ class StagingArea:
         """
         self._chunks += 1
         name = f"c{self._chunks:05d}"
-        with self._lock:
-            in_memory = (
-                self.memory_dir is not None
-                and nbytes > 0
-                and self.memory_held_bytes + nbytes <= self.memory_cap_bytes
-            )
-            if in_memory:
-                self.memory_held_bytes += nbytes
+        in_memory = False
+        if self.memory_dir is not None and self.memory_root is not None and nbytes > 0:
+            with _memory_lock:
+                held = _memory_held.get(self.memory_root, 0)
+                in_memory = held + nbytes <= self.memory_cap_bytes
+                if in_memory:
+                    _memory_held[self.memory_root] = held + nbytes
         path = (self.memory_dir if in_memory else self.dir) / name  # type: ignore[operator]
-        path.mkdir()
         if in_memory:
             self._in_memory[path] = nbytes
+        path.mkdir()
         return path
 
     def reserve(self, nbytes: int) -> None:
@@ -134,8 +137,13 @@ class StagingArea:
             chunk.unlink(missing_ok=True)
         with self._lock:
             self.held_bytes = max(0, self.held_bytes - nbytes)
-            self.memory_held_bytes -= self._in_memory.pop(chunk, 0)
+        self._give_back_memory(self._in_memory.pop(chunk, 0))
         S5CMD_STAGING_BYTES.dec(nbytes)
+
+    def _give_back_memory(self, nbytes: int) -> None:
+        if nbytes and self.memory_root is not None:
+            with _memory_lock:
+                _memory_held[self.memory_root] -= nbytes
 
     def close(self) -> None:
         """Remove this run's folders, then folders of earlier runs whose process is gone."""
@@ -143,6 +151,8 @@ class StagingArea:
         remove_stale_runs(self.root)
         if self.memory_dir is not None and self.memory_root is not None:
             shutil.rmtree(self.memory_dir, ignore_errors=True)
+            self._give_back_memory(sum(self._in_memory.values()))
+            self._in_memory.clear()
             remove_stale_runs(self.memory_root)
 
 
