@@ -131,3 +131,42 @@ def test_list_pages_and_filters(store: OperationStore) -> None:
     assert total == 1 and cancelled[0].id == ids[0]
     with pytest.raises(OperationNotFound):
         store.get(uuid.uuid4().hex)
+
+
+def _initialise_together(url: str, replicas: int = 4) -> list[Exception]:
+    """Open `replicas` stores on one database and initialise them at the same instant."""
+    stores = [open_store(url) for _ in range(replicas)]
+    start, failures = threading.Barrier(replicas), []
+
+    def initialise(store: OperationStore) -> None:
+        start.wait()
+        try:
+            store.initialise()
+        except Exception as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=initialise, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    return failures
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_replicas_starting_together_all_initialise_one_database(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`serve --workers N` and a scaled deployment start N replicas on one fresh database
+    at once; PostgreSQL's concurrent CREATE TABLE IF NOT EXISTS can deadlock or collide."""
+    for attempt in range(5):
+        if kind == "sqlite":
+            url = f"sqlite:///{tmp_path / f'ops{attempt}.db'}"
+        else:
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            name = f"init_{uuid.uuid4().hex[:10]}"
+            server.create_database(name)
+            url = server.info.url(name)
+        assert _initialise_together(url) == [], f"attempt {attempt}"

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.launcher import ExecutorProcess
 from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.process import free_port
@@ -246,6 +247,11 @@ def run_api_bench(
                 env["EXECUTOR_DATABASE_URL"] = database_url
             replica = ExecutorProcess(root, env, name="bench-executor").start()
             stack.callback(replica.stop)
-            phases = asyncio.run(_drive(replica.port, replica.pid, token, clients, per_client))
+            try:
+                phases = asyncio.run(_drive(replica.port, replica.pid, token, clients, per_client))
+            except ConnectionError as exc:  # the replica (or a worker of it) went away
+                raise ExecutorUnavailable(
+                    f"bench api: {exc}; the replica's log ends with:\n{replica.process.log_tail()}"
+                ) from exc
     store_name = "postgresql" if database_url else "sqlite"
     return ApiBenchReport(clients=clients, store=store_name, workers=workers, phases=phases)

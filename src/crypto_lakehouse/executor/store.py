@@ -165,6 +165,7 @@ class OperationStore(ABC):
     remote: bool = False  # calls cross a network (run them off the event loop)
     skip_locked: str = ""  # row-locking clause for the claim's candidate query
     row_lock: str = ""  # row-locking clause for reading the queue counter
+    schema_lock: str = ""  # statement serialising `initialise` across replicas (if needed)
 
     @abstractmethod
     def _transaction(self, *, write: bool = False) -> AbstractContextManager[Exec]:
@@ -174,8 +175,14 @@ class OperationStore(ABC):
     def close(self) -> None: ...
 
     def initialise(self) -> None:
-        """Create the tables if needed and recount the queue depth from the rows."""
+        """Create the tables if needed and recount the queue depth from the rows.
+
+        Replicas starting together (`serve --workers N`, a scaled deployment) take turns:
+        concurrent `CREATE TABLE IF NOT EXISTS` on PostgreSQL deadlocks or collides.
+        """
         with self._transaction(write=True) as run:
+            if self.schema_lock:
+                run(self.schema_lock, ())
             for statement in SCHEMA:
                 run(statement, ())
         with self._transaction(write=True) as run:

@@ -18,13 +18,14 @@ from typing import Any
 import psycopg
 
 from crypto_lakehouse.errors import ExecutorUnavailable
-from crypto_lakehouse.executor.store import Exec, OperationStore
+from crypto_lakehouse.executor.store import TABLE, Exec, OperationStore
 
 
 class PostgresStore(OperationStore):
     now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
     skip_locked = "FOR UPDATE SKIP LOCKED"
     row_lock = "FOR UPDATE"
+    schema_lock = f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))"
     remote = True
 
     def __init__(self, conninfo: str, *, max_connections: int = 16) -> None:
