@@ -26,7 +26,7 @@ from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
 from crypto_lakehouse.archive.paths import ROOT
 from crypto_lakehouse.catalog import Manifest, Outcome, Plan, RunStatus
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.flows.batches import Batch, make_batches
+from crypto_lakehouse.flows.batches import Batch, in_flight, size_batches
 from crypto_lakehouse.flows.limits import ensure_transfer_limit
 from crypto_lakehouse.flows.mover import mover_for
 from crypto_lakehouse.flows.progress import IngestEvent, current_listener, emit
@@ -38,6 +38,7 @@ from crypto_lakehouse.flows.tasks import (
     RunContext,
     batch_failed,
     discover,
+    inputs,
     plan,
     record_without_sidecar,
     transfer_partition,
@@ -93,7 +94,8 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         staging=settings.staging_root / "ingest",
         listener=current_listener(),
     )
-    for slot in range(request.parallel_batches):
+    parallel = in_flight(request.parallel_batches)
+    for slot in range(parallel):
         ctx.slots.put_nowait(slot)
     summary = IngestSummary(
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
@@ -102,14 +104,12 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         await anyio.to_thread.run_sync(manifest.ensure_schema)
         await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
         clock = summary.phase("setup", started)
-        discovery = await discover(target, request)
+        discovery = await discover(*inputs(target, request))
         clock = summary.phase("discover", clock)
-        work = await plan(manifest, discovery.listed, target.bronze_bucket)
+        work = await plan(*inputs(manifest, discovery.listed, target.bronze_bucket))
         clock = summary.phase("plan", clock)
         todo = [item for item, _ in work.transfer]
-        # At least `parallel_batches` batches when there is enough work, to use the slots.
-        cap = min(request.batch_files, max(1, -(-len(todo) // request.parallel_batches)))
-        batches = make_batches(todo, cap)
+        batches = size_batches(todo, request.batch_files, parallel)
         summary.transferred = len(work.transfer)
         summary.batches = len(batches)
         emit(
@@ -121,10 +121,8 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
             outcomes.append(await record_without_sidecar(ctx, discovery.without_sidecar))
         if batches:
             await ensure_transfer_limit()
-            await anyio.to_thread.run_sync(
-                S3Storage(target.lake).ensure_bucket, target.bronze_bucket
-            )
-            outcomes += await _run_batches(batches, ctx, request.parallel_batches)
+            await anyio.to_thread.run_sync(_ensure_bucket, target)
+            outcomes += await _run_batches(batches, ctx, parallel)
         summary.phase("transfer", clock)
         _summarise(summary, discovery, work, outcomes)
     except BaseException:
@@ -142,6 +140,11 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     return summary
 
 
+def _ensure_bucket(target: IngestTarget) -> None:
+    """Create the bronze bucket if missing (the boto3 client is built here, off the loop)."""
+    S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
+
+
 async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:
     """Every batch as its own task run, at most `parallel` in flight in this flow run.
 
@@ -153,7 +156,7 @@ async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> 
     async def one(batch: Batch) -> BatchOutcome:
         async with gate:
             try:
-                return await transfer_partition(batch, ctx)
+                return await transfer_partition(*inputs(batch, ctx))
             except Exception as exc:  # the task's own errors, after its retries
                 return await batch_failed(batch, ctx, exc)
 
