@@ -125,7 +125,8 @@ class Listing:
         url_prefix = f"s3://{self.bucket}/"
         assert proc.stdout is not None
         for line in proc.stdout:
-            self._first_line.set()
+            if not self._first_line.is_set():
+                self._first_line.set()
             event = parse_line(line)
             if isinstance(event, Listed) and event.url.startswith(url_prefix):
                 yield ListedObject(

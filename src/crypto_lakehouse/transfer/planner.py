@@ -17,11 +17,12 @@ The up-to-date rule (`is_up_to_date`), in order:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import orjson
 
 from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.transfer.commands import unsupported_reason
@@ -100,7 +101,7 @@ def build_plan(
         (d for d in dest if not (quarantine and d.key.startswith(quarantine))), "destination"
     )
     current_dest = next(dest_iter, None)
-    with open(path, "w", encoding="utf-8") as out:
+    with open(path, "wb") as out:
         pending: PlanItem | None = None
         prev_key: str | None = None
         for obj in _checked_order(iter(source), "source"):
@@ -162,9 +163,9 @@ def build_plan(
 
 def read_plan(path: Path) -> Iterator[PlanItem]:
     """The plan file's items, in listing order."""
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
-            k, d, s, e, p, n = json.loads(line)
+            k, d, s, e, p, n = orjson.loads(line)
             yield PlanItem(k, d, s, e, p, n)
 
 
@@ -191,7 +192,7 @@ def _wanted_keys(keys: Sequence[str] | None) -> set[str] | None:
 
 def _write(out: object, item: PlanItem) -> None:
     row = [item.key, item.dest_key, item.size, item.etag, item.prev, item.next]
-    out.write(json.dumps(row, ensure_ascii=False) + "\n")  # type: ignore[attr-defined]
+    out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))  # type: ignore[attr-defined]
 
 
 def _result(
