@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.storage.urls import S3Url
 from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
+from crypto_lakehouse.transfer.staging import memory_tier_dir
 
 
 def _status_kib(field: str) -> int:
@@ -37,11 +38,12 @@ def _reset_peak() -> bool:
     return True
 
 
-def _sample_staging(root: Path, stop: threading.Event, peak: list[int]) -> None:
-    """Walk the staging folder every 50 ms: an outside check of the engine's own accounting."""
+def _sample_staging(roots: list[Path], stop: threading.Event, peak: list[int]) -> None:
+    """Walk the staging folders (disk and tmpfs) every 50 ms: an outside check of the
+    engine's own accounting."""
     while not stop.wait(0.05):
         total = 0
-        for path in root.rglob("*"):
+        for path in (p for root in roots for p in root.rglob("*")):
             try:
                 if path.is_file():
                     total += path.stat().st_size
@@ -59,11 +61,16 @@ def main() -> None:
         secret_key=SecretStr(spec["dest_secret_key"]),
     )
     staging = Path(spec["staging_root"])
+    tmpfs = Path(spec["staging_memory_root"]) if spec.get("staging_memory_root") else None
     options = EngineOptions(
         staging_root=staging,
         staging_cap_bytes=int(spec["staging_cap_bytes"]),
         max_concurrent=int(spec["max_concurrent"]),
+        staging_memory_root=tmpfs,
+        staging_memory_cap_bytes=int(spec.get("staging_memory_cap_bytes", 0)),
+        chunk_bytes=int(spec["chunk_bytes"]),
     )
+    walked_roots = [staging] + ([memory_tier_dir(tmpfs)] if tmpfs is not None else [])
     request = TransferRequest(
         source=source,
         source_url=S3Url.parse(spec["source"]),
@@ -75,7 +82,9 @@ def main() -> None:
     before = _status_kib("VmRSS")
     reset = _reset_peak()
     stop, walked = threading.Event(), [0]
-    sampler = threading.Thread(target=_sample_staging, args=(staging, stop, walked), daemon=True)
+    sampler = threading.Thread(
+        target=_sample_staging, args=(walked_roots, stop, walked), daemon=True
+    )
     sampler.start()
     started = time.monotonic()
     report = engine.run(request)
@@ -102,6 +111,7 @@ def main() -> None:
                 "staging_peak_bytes": report.summary.staging_peak_bytes,
                 "staging_walked_peak_bytes": walked[0],
                 "staging_cap_bytes": options.staging_cap_bytes,
+                "staging_memory_cap_bytes": options.staging_memory_cap_bytes,
             }
         )
     )

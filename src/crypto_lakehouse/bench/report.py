@@ -174,6 +174,9 @@ class BenchResult:
             table.add_row("staging peak (walked)", f"{m['staging_walked_peak_bytes'] / 1e6:.1f} MB")
             table.add_row("staging cap", f"{m['staging_cap_bytes'] / 1e6:.1f} MB")
             table.add_row(
+                "of which may be in memory", f"{m.get('staging_memory_cap_bytes', 0) / 1e6:.1f} MB"
+            )
+            table.add_row(
                 "first run / re-run", f"{m['seconds']:.1f} s / {m['rerun_seconds']:.1f} s"
             )
             parts.append(table)

@@ -78,7 +78,7 @@ class StagingArea:
         `tmpfs` (e.g. /dev/shm) is shared by every user, so the folder is per user, 0700,
         and used only when we own it.
         """
-        root = tmpfs / f"crypto-lakehouse-{os.getuid()}"
+        root = memory_tier_dir(tmpfs)
         try:
             root.mkdir(mode=0o700, exist_ok=True)
             owner = root.lstat()
@@ -154,6 +154,11 @@ class StagingArea:
             self._give_back_memory(sum(self._in_memory.values()))
             self._in_memory.clear()
             remove_stale_runs(self.memory_root)
+
+
+def memory_tier_dir(tmpfs: Path) -> Path:
+    """This user's folder on a shared tmpfs."""
+    return tmpfs / f"crypto-lakehouse-{os.getuid()}"
 
 
 def _new_run_dir(root: Path) -> Path:
