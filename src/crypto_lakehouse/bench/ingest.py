@@ -176,12 +176,15 @@ class IngestBench:
         import psycopg
         from psycopg import sql
 
+        # Buckets go too: SeaweedFS keeps volumes for every bucket (collection), and a lake
+        # full of empty benchmark buckets runs out of writable volumes (uploads fail 500).
         for storage, bucket in [(source, self.source_bucket)] + [
             (self.lake, b) for b in self.buckets
         ]:
             keys = [o.key for o in storage.list_objects(bucket)]
             for start in range(0, len(keys), 1000):
                 storage.delete_keys(bucket, keys[start : start + 1000])
+            storage.client.delete_bucket(Bucket=bucket)
         with psycopg.connect(self.stack.postgres.info.dsn("postgres"), autocommit=True) as conn:
             for name in self.databases:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
