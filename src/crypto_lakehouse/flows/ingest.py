@@ -26,6 +26,7 @@ from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
 from crypto_lakehouse.archive.paths import ROOT
 from crypto_lakehouse.catalog import Manifest, Outcome, Plan, RunStatus
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.errors import BucketNotFound
 from crypto_lakehouse.flows.batches import Batch, in_flight, size_batches
 from crypto_lakehouse.flows.limits import ensure_transfer_limit
 from crypto_lakehouse.flows.mover import mover_for
@@ -33,6 +34,7 @@ from crypto_lakehouse.flows.progress import IngestEvent, current_listener, emit
 from crypto_lakehouse.flows.summary import IngestSummary, Problem
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.flows.tasks import (
+    PROBE_SECONDS,
     BatchOutcome,
     Discovery,
     RunContext,
@@ -44,6 +46,8 @@ from crypto_lakehouse.flows.tasks import (
     transfer_partition,
 )
 from crypto_lakehouse.storage import S3Storage
+from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.listing import Listing, check_reachable
 
 FLOW_NAME = "ingest-archive"
 
@@ -141,8 +145,17 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
 
 
 def _ensure_bucket(target: IngestTarget) -> None:
-    """Create the bronze bucket if missing (the boto3 client is built here, off the loop)."""
-    S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
+    """Create the bronze bucket on first use.
+
+    Whether it exists is asked with one s5cmd listing request, stopped after the first
+    key: building a boto3 client costs 0.1-0.5 s of CPU, so boto3 only creates the bucket.
+    """
+    check_reachable(target.lake, PROBE_SECONDS)
+    try:
+        with Listing(Invocation(endpoint=target.lake), target.bronze_bucket, "") as listing:
+            next(iter(listing), None)
+    except BucketNotFound:
+        S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
 
 
 async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:
