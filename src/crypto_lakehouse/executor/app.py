@@ -1,10 +1,10 @@
 """The FastAPI application: routes, error replies, request metrics.
 
-Each route parses, calls the service or its store once, and shapes the reply. Errors
-become replies in one place (`_install_error_handlers`): invalid input 422 with field and
-reason (the input itself is never echoed), unknown operation 404, full queue 429 with
-`Retry-After`, store down 503. `/health`, `/ready` and `/metrics` are open; every other
-route, the OpenAPI document and `/docs` included, needs the bearer token.
+Each route parses, calls the service or its store once, and shapes the reply; the two hot
+ones (`POST /sync`, `GET /operations/{id}`) are served by `HotRoutes` without FastAPI's
+per-request machinery. Errors become replies in one place (`problems.problem_reply`).
+`/health`, `/ready` and `/metrics` are open; every other route, the OpenAPI document and
+`/docs` included, needs the bearer token.
 """
 
 from __future__ import annotations
@@ -16,23 +16,22 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crypto_lakehouse import __version__
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.errors import ExecutorUnavailable, OperationNotFound, QueueFull
+from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.auth import OPEN_PATHS, BearerAuth, document_security
 from crypto_lakehouse.executor.hot import (
     ID_PARAMETER,
     ID_PATTERN,
+    OPERATION_PATH,
     SYNC_BODY,
-    parse_sync_request,
-    path_operation_id,
+    SYNC_PATH,
+    HotRoutes,
     with_request_schemas,
 )
 from crypto_lakehouse.executor.models import (
@@ -45,10 +44,9 @@ from crypto_lakehouse.executor.models import (
     SubmitResponse,
     ValidationProblems,
 )
+from crypto_lakehouse.executor.problems import HANDLED, MAX_BODY_BYTES, problem_reply, too_large
 from crypto_lakehouse.executor.runner import EngineFactory
 from crypto_lakehouse.executor.service import Service, s5cmd_version
-from crypto_lakehouse.executor.sources import InvalidField
-from crypto_lakehouse.executor.submitter import Submitter
 from crypto_lakehouse.executor.views import page_json, view_json
 from crypto_lakehouse.observability.metrics import (
     EXECUTOR_METRICS,
@@ -63,12 +61,28 @@ from crypto_lakehouse.transfer import TransferEngine
 log = logging.getLogger("crypto_lakehouse.executor")
 
 OperationId = Annotated[str, Path(pattern=ID_PATTERN, description="32 hex digits")]
-MAX_BODY_BYTES = 64 * 1024
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+_HOT = {SYNC_PATH, OPERATION_PATH}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationProblems, "description": "Invalid input: field and reason"},
     503: {"model": ErrorView, "description": "The operation store is unavailable"},
 }
+
+
+class ExecutorApp(FastAPI):
+    """FastAPI, except that requests for the hot routes go to `hot` (set by `create_app`)."""
+
+    hot: ASGIApp | None = None
+    hot_routes: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot is not None and scope["type"] == "http":
+            template = HotRoutes.template(scope)
+            if template is not None:
+                scope["route"] = self.hot_routes[template]  # for RequestMetrics' label
+                await self.hot(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -76,7 +90,7 @@ def create_app(
     *,
     insecure_dev: bool = False,
     engine_factory: EngineFactory = TransferEngine,
-) -> FastAPI:
+) -> ExecutorApp:
     """Build one replica's app; ConfigError when the settings cannot run a safe service."""
     service = Service.from_settings(
         settings, insecure_dev=insecure_dev, engine_factory=engine_factory
@@ -92,7 +106,7 @@ def create_app(
         finally:
             service.stop()
 
-    app = FastAPI(
+    app = ExecutorApp(
         title="crypto-lakehouse s5cmd executor",
         version=__version__,
         description="Runs s5cmd transfers into the lake for clients without s5cmd or credentials.",
@@ -101,10 +115,13 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
-    app.include_router(_operations_router(service))
+    hot = HotRoutes(service)
+    operations = _operations_router(service, hot)
+    app.include_router(operations)
     app.include_router(_probe_router(service))
     app.get("/docs", include_in_schema=False)(_swagger)
-    _install_error_handlers(app, service)
+    for error in (*HANDLED, Exception):
+        app.add_exception_handler(error, _problem_handler(service))
 
     open_paths = set(OPEN_PATHS)
     if settings.executor_public_docs:
@@ -117,10 +134,12 @@ def create_app(
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(BearerAuth, guard=service.guard, open_paths=open_paths)
     app.add_middleware(RequestMetrics)
+    app.hot = RequestMetrics(BearerAuth(hot, guard=service.guard, open_paths=open_paths))
+    app.hot_routes = {r.path: r for r in operations.routes if getattr(r, "path", None) in _HOT}
     return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> ExecutorApp:
     """uvicorn's factory for `serve --workers N`: each worker process is a replica of its own,
     configured from the environment (a token is always required there)."""
     if not logging.getLogger().handlers:
@@ -130,13 +149,12 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings())
 
 
-def _operations_router(service: Service) -> APIRouter:
+def _operations_router(service: Service, hot: HotRoutes) -> APIRouter:
     router = APIRouter(responses=_ERRORS)
     io = service.io
-    submitter = Submitter(service.store, io, max_queue=service.settings.executor_max_queue)
 
     @router.post(
-        "/sync",
+        SYNC_PATH,
         status_code=202,
         response_model=SubmitResponse,
         responses={429: {"model": ErrorView, "description": "Queue full; see Retry-After"}},
@@ -144,23 +162,18 @@ def _operations_router(service: Service) -> APIRouter:
     )
     async def submit(raw: Request) -> Response:
         """Queue a sync or copy into the lake; 202 with the operation id."""
-        request = parse_sync_request(await raw.body())
-        spec = service.plan.spec(request)
-        op_id = await submitter.create(request.operation_type.value, spec)
-        service.runner.wake()
-        reply = SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
-        return _json(reply, 202, {"Location": f"/operations/{op_id}"})
+        body, op_id = await hot.submit(await raw.body())
+        return _raw(body, 202, {"Location": f"/operations/{op_id}"})
 
     @router.get(
-        "/operations/{operation_id}",
+        OPERATION_PATH,
         response_model=OperationView,
         responses={404: {"model": ErrorView}},
         openapi_extra={"parameters": [ID_PARAMETER]},
     )
     async def get_operation(raw: Request) -> Response:
         """Status, progress, summary, outcome counts and failed objects of one operation."""
-        operation_id = path_operation_id(raw)
-        return _raw(view_json(await io(service.store.get, operation_id)))
+        return _raw(await hot.operation(raw.path_params["operation_id"]))
 
     @router.get("/operations", response_model=OperationPage)
     async def list_operations(
@@ -197,15 +210,9 @@ def _operations_router(service: Service) -> APIRouter:
     return router
 
 
-def _raw(body: bytes, status: int = 200) -> Response:
-    return Response(body, status_code=status, media_type="application/json")
-
-
-def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """Serialise once with pydantic (FastAPI would validate the reply model again first)."""
-    return Response(
-        model.model_dump_json(), status_code=status, headers=headers, media_type="application/json"
-    )
+def _raw(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """JSON serialised by us (FastAPI would validate the reply model again first)."""
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
 def _probe_router(service: Service) -> APIRouter:
@@ -246,44 +253,11 @@ def _swagger() -> Response:
     return get_swagger_ui_html(openapi_url="/openapi.json", title="s5cmd executor")
 
 
-def _install_error_handlers(app: FastAPI, service: Service) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for error in exc.errors():
-            loc = [str(p) for p in error.get("loc", ())]
-            field = ".".join(loc[1:] if loc[:1] == ["body"] and len(loc) > 1 else loc)
-            reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-            problems.append(
-                {"field": field, "reason": service.redactor(reason), "type": error.get("type", "")}
-            )
-        return JSONResponse({"detail": problems}, status_code=422)
+def _problem_handler(service: Service) -> Any:
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return problem_reply(exc, service.redactor)
 
-    @app.exception_handler(InvalidField)
-    async def rejected(_: Request, exc: InvalidField) -> JSONResponse:
-        problem = {"field": exc.field, "reason": exc.reason, "type": "not_allowed"}
-        return JSONResponse({"detail": [problem]}, status_code=422)
-
-    @app.exception_handler(QueueFull)
-    async def full(_: Request, exc: QueueFull) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)}
-        return JSONResponse({"detail": str(exc)}, status_code=429, headers=headers)
-
-    @app.exception_handler(OperationNotFound)
-    async def missing(_: Request, exc: OperationNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(ExecutorUnavailable)
-    async def unavailable(_: Request, exc: ExecutorUnavailable) -> JSONResponse:
-        log.error("store unavailable: %s", service.redactor(str(exc)))
-        return JSONResponse(
-            {"detail": "operation store unavailable"}, status_code=503, headers={"Retry-After": "5"}
-        )
-
-    @app.exception_handler(Exception)
-    async def crashed(_: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled %s", type(exc).__name__)
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+    return handle
 
 
 class RequestMetrics:
@@ -308,14 +282,14 @@ class RequestMetrics:
         try:
             length = dict(scope["headers"]).get(b"content-length", b"0")
             if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-                response = JSONResponse({"detail": "request body too large"}, status_code=413)
-                await response(scope, receive, send_with_status)
+                await too_large()(scope, receive, send_with_status)
                 return
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or (
-                "unauthenticated" if status == 401 else "unmatched"
+            template = (
+                "unauthenticated"
+                if status == 401
+                else getattr(scope.get("route"), "path", None) or "unmatched"
             )
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             HTTP_REQUEST_DURATION.labels(method, template, str(status)).observe(

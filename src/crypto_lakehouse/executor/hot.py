@@ -1,23 +1,32 @@
-"""Input parsing for the two hot routes, `POST /sync` and `GET /operations/{id}`.
+"""The two hot routes, `POST /sync` and `GET /operations/{id}`, without the framework.
 
-Clients poll `GET /operations/{id}` and submit in bursts; FastAPI's parameter and body
-machinery cost about a third of those requests' CPU. These two routes therefore take the
-raw request and validate it here with the same pydantic models and the same rules - a
-failure is the same `RequestValidationError` (422, field and reason) - while the OpenAPI
-document still declares the parameter and the body (`ID_PARAMETER`, `SYNC_BODY`).
+Clients poll `GET /operations/{id}` and submit in bursts. FastAPI's routing, parameter and
+body machinery and its middlewares cost most of those requests' CPU, so `HotRoutes`
+serves them as plain ASGI and validates input here with the same pydantic models and the
+same rules - a failure is the same `RequestValidationError` (422, field and reason) -
+while the OpenAPI document still declares the parameter and the body (`ID_PARAMETER`,
+`SYNC_BODY`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
-from crypto_lakehouse.executor.models import SyncRequest
+from crypto_lakehouse.executor.batcher import Batcher
+from crypto_lakehouse.executor.models import OperationStatus, SubmitResponse, SyncRequest
+from crypto_lakehouse.executor.problems import MAX_BODY_BYTES, BodyTooLarge, problem_reply
+from crypto_lakehouse.executor.service import Service
+from crypto_lakehouse.executor.store import OperationRecord
+from crypto_lakehouse.executor.views import view_json
 
+SYNC_PATH = "/sync"
+OPERATION_PATH = "/operations/{operation_id}"
 ID_PATTERN = "^[0-9a-f]{32}$"
 _ID = re.compile(ID_PATTERN)
 ID_PARAMETER = {
@@ -42,8 +51,8 @@ def parse_sync_request(body: bytes) -> SyncRequest:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
 
 
-def path_operation_id(request: Request) -> str:
-    operation_id = request.path_params["operation_id"]
+def check_operation_id(operation_id: str) -> str:
+    """The id if it is 32 hex digits; RequestValidationError (a path parameter's) otherwise."""
     if not _ID.match(operation_id):
         raise RequestValidationError(
             [
@@ -65,3 +74,84 @@ def with_request_schemas(schema: dict[str, Any]) -> dict[str, Any]:
         components.setdefault(name, definition)
     components.setdefault("SyncRequest", generated)
     return schema
+
+
+class HotRoutes:
+    """`POST /sync` and `GET /operations/{id}` as plain ASGI.
+
+    The executor's app sends these two straight here (behind the same bearer check, body cap
+    and request metrics as every route), skipping FastAPI's routing, dependency solving,
+    exception middlewares and Response objects; the FastAPI routes of the same paths call
+    `submit` and `operation` too, so both ways answer alike. Submits share transactions and
+    reads share statements (`Batcher`).
+    """
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        max_queue = service.settings.executor_max_queue
+        store = service.store
+        self.submissions: Batcher[tuple[str, dict[str, Any]], str] = Batcher(
+            functools.partial(store.create_many, max_queue=max_queue), service.io
+        )
+        self.reads: Batcher[str, OperationRecord] = Batcher(store.get_many, service.io)
+
+    @staticmethod
+    def template(scope: Scope) -> str | None:
+        """The route template of a request for one of the hot routes, else None."""
+        path, method = scope["path"], scope["method"]
+        if path == SYNC_PATH:
+            return SYNC_PATH if method == "POST" else None
+        if method == "GET" and path.startswith("/operations/"):
+            rest = path[len("/operations/") :]
+            return OPERATION_PATH if rest and "/" not in rest else None
+        return None
+
+    async def submit(self, body: bytes) -> tuple[bytes, str]:
+        """Validate, plan and durably queue one request: the 202 reply body and the new id."""
+        request = parse_sync_request(body)
+        spec = self.service.plan.spec(request)
+        op_id = await self.submissions((request.operation_type.value, spec))
+        self.service.runner.wake()
+        reply = SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
+        return reply.model_dump_json().encode(), op_id
+
+    async def operation(self, operation_id: str) -> bytes:
+        """The `OperationView` JSON of one operation; OperationNotFound, or 422 for a bad id."""
+        return view_json(await self.reads(check_operation_id(operation_id)))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json")]
+        try:
+            if scope["path"] == SYNC_PATH:
+                body, op_id = await self.submit(await _body(receive))
+                status = 202
+                headers.append((b"location", f"/operations/{op_id}".encode()))
+            else:
+                body, status = await self.operation(scope["path"].rsplit("/", 1)[1]), 200
+        except _Disconnected:
+            return
+        except Exception as exc:
+            await problem_reply(exc, self.service.redactor)(scope, receive, send)
+            return
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+async def _body(receive: Receive) -> bytes:
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:  # a chunked body has no Content-Length to check up front
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

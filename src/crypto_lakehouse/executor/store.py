@@ -26,14 +26,22 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from crypto_lakehouse.errors import OperationNotFound, QueueFull
 
-Exec = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+
+class Exec(Protocol):
+    """What a transaction hands out: run one statement (rows it returns, if any), or one
+    statement for many parameter rows (the driver batches them)."""
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
 
 TABLE = "executor_operations"
 DEPTH = "executor_queue_depth"  # one row: how many operations are pending
@@ -166,10 +174,17 @@ class OperationStore(ABC):
     skip_locked: str = ""  # row-locking clause for the claim's candidate query
     row_lock: str = ""  # row-locking clause for reading the queue counter
     schema_lock: str = ""  # statement serialising `initialise` across replicas (if needed)
+    id_in: str = "id IN (SELECT value FROM json_each(%s))"  # `id` is one of a list (`id_list`)
+
+    @staticmethod
+    def id_list(ids: Sequence[str]) -> Any:
+        """The parameter `id_in` takes."""
+        return json.dumps(list(ids))
 
     @abstractmethod
     def _transaction(self, *, write: bool = False) -> AbstractContextManager[Exec]:
-        """A transaction; errors from the driver come out as ExecutorUnavailable."""
+        """A transaction (`write=False`: possibly one snapshot per statement); errors from the
+        driver come out as ExecutorUnavailable."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -206,37 +221,52 @@ class OperationStore(ABC):
     def create_many(
         self, requests: Sequence[tuple[str, dict[str, Any]]], *, max_queue: int
     ) -> list[str | QueueFull]:
-        """Queue several operations in one transaction (one commit): an id, or QueueFull, each."""
-        results: list[str | QueueFull] = []
+        """Queue several operations in one transaction (one commit): an id, or QueueFull, each.
+
+        The counter row is read under its lock, so concurrent batches (other replicas too)
+        see each other's reservations: the first `room` requests get in, the rest are refused.
+        """
         with self._transaction(write=True) as run:
-            for operation_type, spec in requests:
-                if not run(
-                    f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1 AND pending < %s "
-                    "RETURNING pending",
-                    (max_queue,),
-                ):
-                    results.append(
-                        QueueFull(
-                            f"{max_queue} operations are already waiting (the limit)",
-                            retry_after=RETRY_AFTER_SECONDS,
-                        )
-                    )
-                    continue
-                op_id = uuid.uuid4().hex
-                run(
+            (pending,) = run(f"SELECT pending FROM {DEPTH} WHERE id = 1 {self.row_lock}", ())[0]
+            room = max(0, min(len(requests), max_queue - int(pending)))
+            rows = [
+                (uuid.uuid4().hex, operation_type, json.dumps(spec, separators=(",", ":")))
+                for operation_type, spec in requests[:room]
+            ]
+            if rows:
+                run(f"UPDATE {DEPTH} SET pending = pending + %s WHERE id = 1", (room,))
+                run.many(
                     f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, "
                     f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
-                    (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
+                    rows,
                 )
-                results.append(op_id)
-        return results
+        refused = [
+            QueueFull(
+                f"{max_queue} operations are already waiting (the limit)",
+                retry_after=RETRY_AFTER_SECONDS,
+            )
+            for _ in requests[room:]
+        ]
+        return [op_id for op_id, _, _ in rows] + refused
 
     def get(self, op_id: str) -> OperationRecord:
+        """One operation; OperationNotFound if there is none with that id."""
+        (result,) = self.get_many([op_id])
+        if isinstance(result, OperationNotFound):
+            raise result
+        return result
+
+    def get_many(self, ids: Sequence[str]) -> list[OperationRecord | OperationNotFound]:
+        """Several operations in one statement: the record, or OperationNotFound, per id."""
         with self._transaction() as run:
-            rows = run(f"SELECT {COLUMNS} FROM {TABLE} WHERE id = %s", (op_id,))
-        if not rows:
-            raise OperationNotFound(f"no operation {op_id}")
-        return OperationRecord.from_row(rows[0])
+            rows = run(f"SELECT {COLUMNS} FROM {TABLE} WHERE {self.id_in}", (self.id_list(ids),))
+        found = {row[0]: row for row in rows}
+        return [
+            OperationRecord.from_row(found[op_id])
+            if op_id in found
+            else OperationNotFound(f"no operation {op_id}")
+            for op_id in ids
+        ]
 
     def list(
         self, *, status: str | None = None, limit: int = 50, offset: int = 0

@@ -20,6 +20,8 @@ import psycopg
 from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.store import TABLE, Exec, OperationStore
 
+_ROWS = psycopg.pq.ExecStatus.TUPLES_OK
+
 
 class PostgresStore(OperationStore):
     now = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
@@ -27,6 +29,11 @@ class PostgresStore(OperationStore):
     row_lock = "FOR UPDATE"
     schema_lock = f"SELECT pg_advisory_xact_lock(hashtext('{TABLE}'))"
     remote = True
+    id_in = "id = ANY(%s)"
+
+    @staticmethod
+    def id_list(ids: Sequence[str]) -> Any:
+        return list(ids)
 
     def __init__(self, conninfo: str, *, max_connections: int = 16) -> None:
         self._conninfo = conninfo
@@ -74,13 +81,14 @@ class PostgresStore(OperationStore):
 
     @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Exec]:
-        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-            cursor = conn.execute(sql, tuple(params), prepare=True)  # type: ignore[arg-type]
-            return cursor.fetchall() if cursor.description is not None else []
-
+        """Reads run without BEGIN/COMMIT (two round trips fewer; each statement is atomic)."""
         try:
-            with self._connection() as conn, conn.transaction():
-                yield run
+            with self._connection() as conn:
+                if write:
+                    with conn.transaction():
+                        yield _Run(conn)
+                else:
+                    yield _Run(conn)
         except psycopg.Error as exc:
             # psycopg's messages can quote the statement but never the connection string.
             raise ExecutorUnavailable(
@@ -94,3 +102,19 @@ class PostgresStore(OperationStore):
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
+
+
+class _Run:
+    """`Exec` on one connection: server-side prepared statements; `many` is pipelined."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn = conn
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        cursor = self.conn.execute(sql, tuple(params), prepare=True)  # type: ignore[arg-type]
+        result = cursor.pgresult  # (not `description`: it builds a Column per column)
+        return cursor.fetchall() if result is not None and result.status == _ROWS else []
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(sql, rows)  # type: ignore[arg-type]

@@ -76,15 +76,12 @@ class SqliteStore(OperationStore):
 
     @contextmanager
     def _transaction(self, *, write: bool = False) -> Iterator[Exec]:
-        def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-            return self._conn.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
-
         with self._lock:
             try:
                 if write:
                     self._conn.execute("BEGIN IMMEDIATE")
                 try:
-                    yield run
+                    yield _Run(self._conn)
                 except BaseException:
                     if write:
                         self._conn.execute("ROLLBACK")
@@ -103,3 +100,16 @@ class SqliteStore(OperationStore):
             except sqlite3.Error as exc:
                 log.warning("final SQLite checkpoint failed: %s", exc)
             self._conn.close()
+
+
+class _Run:
+    """`Exec` on one SQLite connection (`%s` placeholders become `?`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __call__(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql.replace("%s", "?"), tuple(params)).fetchall()
+
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql.replace("%s", "?"), rows)
