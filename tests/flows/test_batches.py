@@ -9,7 +9,7 @@ import pytest
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import ListedFile
 from crypto_lakehouse.errors import ChecksumMismatch, EndpointUnreachable, TransferError
-from crypto_lakehouse.flows.batches import make_batches
+from crypto_lakehouse.flows.batches import MIN_BATCH_FILES, in_flight, make_batches, size_batches
 from crypto_lakehouse.flows.tasks import transient_only
 
 
@@ -67,3 +67,23 @@ class _State:
 )
 def test_tasks_retry_only_transient_errors(error: object, retry: bool) -> None:
     assert transient_only(None, None, _State(error)) is retry
+
+
+def test_batches_are_sized_from_the_work_and_the_slots() -> None:
+    items = [listed(f"S{n:03d}USDT", d) for n in range(100) for d in (1, 2, 3, 4, 5)]
+    # 500 files, 2 slots: two batches of whole partitions (days), balanced in order.
+    two = size_batches(items, max_files=1000, parallel=2)
+    assert [len(b.files) for b in two] == [300, 200]
+    # Each batch would hold fewer than MIN_BATCH_FILES: fewer batches, down to one.
+    assert len(size_batches(items[:399], max_files=1000, parallel=4)) == 1
+    assert len(size_batches(items, max_files=1000, parallel=4)) == 2
+    # `max_files` stays a hard cap per batch.
+    assert [len(b.files) for b in size_batches(items, max_files=100, parallel=1)] == [100] * 5
+    assert size_batches([], max_files=10, parallel=2) == []
+    assert MIN_BATCH_FILES > 1
+
+
+def test_batches_in_flight_are_capped_at_the_cores() -> None:
+    assert in_flight(4, cores=2) == 2
+    assert in_flight(4, cores=8) == 4
+    assert in_flight(0, cores=8) == 1

@@ -14,6 +14,7 @@ at flow entry, never from parameters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from datetime import date
 from typing import Any
@@ -104,13 +105,17 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     summary = IngestSummary(
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
     )
+    limit: asyncio.Future[bool] | None = None
     try:
         await anyio.to_thread.run_sync(manifest.ensure_schema)
         await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
         clock = summary.phase("setup", started)
+        # One API round trip, made while the archive is listed.
+        limit = asyncio.ensure_future(ensure_transfer_limit())
         discovery = await discover(*inputs(target, request))
         clock = summary.phase("discover", clock)
         work = await plan(*inputs(manifest, discovery.listed, target.bronze_bucket))
+        await limit
         clock = summary.phase("plan", clock)
         todo = [item for item, _ in work.transfer]
         batches = size_batches(todo, request.batch_files, parallel)
@@ -124,13 +129,16 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         if discovery.without_sidecar:
             outcomes.append(await record_without_sidecar(ctx, discovery.without_sidecar))
         if batches:
-            await ensure_transfer_limit()
             await anyio.to_thread.run_sync(_ensure_bucket, target)
             outcomes += await _run_batches(batches, ctx, parallel)
         summary.phase("transfer", clock)
         _summarise(summary, discovery, work, outcomes)
     except BaseException:
         ctx.cancel.set()
+        if limit is not None:
+            limit.cancel()  # a no-op when it is done
+            with contextlib.suppress(BaseException):
+                await limit
         summary.seconds = time.monotonic() - started
         await anyio.to_thread.run_sync(
             manifest.finish_run, run_id, RunStatus.ABORTED, summary.as_dict()
@@ -179,18 +187,23 @@ async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> 
 async def _publish(summary: IngestSummary) -> None:
     from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-    await acreate_markdown_artifact(
-        markdown=summary.markdown(), key="ingest-summary", description=summary.message()
-    )
-    if summary.problems:
-        await acreate_table_artifact(
-            table=[
-                {"file": p.path, "problem": p.kind, "known": p.known, "detail": p.error}
-                for p in summary.problems
-            ],
-            key="ingest-problems",
-            description="Files that are not verified in bronze after this run",
+    artifacts = [
+        acreate_markdown_artifact(
+            markdown=summary.markdown(), key="ingest-summary", description=summary.message()
         )
+    ]
+    if summary.problems:
+        artifacts.append(
+            acreate_table_artifact(
+                table=[
+                    {"file": p.path, "problem": p.kind, "known": p.known, "detail": p.error}
+                    for p in summary.problems
+                ],
+                key="ingest-problems",
+                description="Files that are not verified in bronze after this run",
+            )
+        )
+    await asyncio.gather(*artifacts)  # two API calls side by side
 
 
 @flow(name=FLOW_NAME, persist_result=False, validate_parameters=True)
