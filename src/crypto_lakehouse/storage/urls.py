@@ -9,6 +9,7 @@ from crypto_lakehouse.errors import ConfigError
 
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def validate_bucket_name(name: str) -> str:
@@ -25,7 +26,7 @@ def validate_bucket_name(name: str) -> str:
 
 def validate_prefix(prefix: str) -> str:
     """Reject prefixes with `..` segments or control characters (they never name real data)."""
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in prefix):
+    if _CONTROL_RE.search(prefix):  # one scan in C (a Python loop per character was slow)
         raise ConfigError("prefix must not contain control characters")
     if ".." in prefix.split("/"):
         raise ConfigError("prefix must not contain '..' segments")
