@@ -26,14 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    Date,
-    DateTime,
     Engine,
-    Integer,
-    Text,
-    bindparam,
     create_engine,
     func,
     select,
@@ -44,6 +37,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from crypto_lakehouse.archive.paths import ArchiveFile
+from crypto_lakehouse.catalog.bulk import (
+    MARK_STARTED,
+    RECORD,
+    RECORDED_COLUMNS,
+    STARTED_COLUMNS,
+    arrays,
+)
 from crypto_lakehouse.catalog.schema import (
     FileStatus,
     RunStatus,
@@ -59,82 +59,6 @@ if TYPE_CHECKING:
 
 _CHUNK = 5000  # paths per IN (...) query
 _SCHEMA_LOCK = 7_302_114  # pg advisory lock id: one schema creation at a time
-
-
-def _unnest(alias: str, columns: Sequence[tuple[str, Any]]) -> Any:
-    """`unnest(:a_x::t[], ...) AS alias(x, ...)`: one bound array per column (parameter
-    `a_<column>`), so one statement carries a whole chunk of rows."""
-    arrays = [bindparam(f"a_{name}", type_=ARRAY(kind)) for name, kind in columns]
-    names = [name for name, _ in columns]
-    return func.unnest(*arrays).table_valued(*names).render_derived(name=alias)
-
-
-def _arrays(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
-    """The bound arrays of `_unnest` for `rows` (dicts keyed by column)."""
-    return {f"a_{column}": [row[column] for row in rows] for column in columns}
-
-
-_STARTED = _unnest(
-    "v",
-    [
-        ("path", Text),
-        ("market", Text),
-        ("frequency", Text),
-        ("data_type", Text),
-        ("symbol", Text),
-        ("interval", Text),
-        ("period", Date),
-        ("bronze_key", Text),
-        ("size", BigInteger),
-    ],
-)
-_STARTED_COLUMNS = tuple(_STARTED.c.keys())
-_MARK_STARTED = insert(bronze_files).from_select(
-    [*_STARTED_COLUMNS, "source_url", "bronze_bucket", "status", "run_id", "updated_at"],
-    select(
-        *_STARTED.c,
-        bindparam("source_url"),
-        bindparam("bronze_bucket"),
-        bindparam("status"),
-        bindparam("run_id"),
-        bindparam("now"),
-    ),
-)
-_MARK_STARTED = _MARK_STARTED.on_conflict_do_update(
-    index_elements=["path"],
-    set_={
-        "status": _MARK_STARTED.excluded.status,
-        "bronze_bucket": _MARK_STARTED.excluded.bronze_bucket,
-        "bronze_key": _MARK_STARTED.excluded.bronze_key,
-        "run_id": _MARK_STARTED.excluded.run_id,
-        "error": None,
-        "updated_at": _MARK_STARTED.excluded.updated_at,
-    },
-)
-# What `record()` writes per row, besides run_id and updated_at.
-_RECORDED = _unnest(
-    "v",
-    [
-        ("path", Text),
-        ("status", Text),
-        ("error", Text),
-        ("size", BigInteger),
-        ("sha256", Text),
-        ("version", Integer),
-        ("etag", Text),
-        ("last_modified", DateTime(timezone=True)),
-        ("ingested_at", DateTime(timezone=True)),
-    ],
-)
-_RECORDED_COLUMNS = tuple(_RECORDED.c.keys())
-_RECORD = (
-    update(bronze_files)
-    .where(bronze_files.c.path == _RECORDED.c.path)
-    .values(
-        {name: _RECORDED.c[name] for name in _RECORDED_COLUMNS if name != "path"}
-        | {"run_id": bindparam("run_id"), "updated_at": bindparam("now")}
-    )
-)
 
 
 class Decision(StrEnum):
@@ -384,7 +308,7 @@ class Manifest:
                 for item in files
             ]
             for chunk in _chunks(rows):
-                conn.execute(_MARK_STARTED, params | _arrays(chunk, _STARTED_COLUMNS))
+                conn.execute(MARK_STARTED, params | arrays(chunk, STARTED_COLUMNS))
 
     def record(self, run_id: str, results: Sequence[FileResult]) -> dict[str, Outcome]:
         """Store the batch's results in one transaction; returns each path's outcome.
@@ -411,13 +335,13 @@ class Manifest:
                 outcome, values = _apply(row, result, run_id, now)
                 if outcome is Outcome.REPLACED:
                     history.append(_superseded(row, run_id, now))
-                updates.append({column: row[column] for column in _RECORDED_COLUMNS} | values)
+                updates.append({column: row[column] for column in RECORDED_COLUMNS} | values)
                 outcomes[row["path"]] = outcome
             if history:
                 conn.execute(bronze_file_history.insert(), history)
             for chunk in _chunks(updates):
-                arrays = _arrays(chunk, _RECORDED_COLUMNS)
-                conn.execute(_RECORD, {"run_id": run_id, "now": now} | arrays)
+                values = {"run_id": run_id, "now": now} | arrays(chunk, RECORDED_COLUMNS)
+                conn.execute(RECORD, values)
         return outcomes
 
     # -- queries -------------------------------------------------------------------------------
