@@ -41,7 +41,7 @@ class IngestRequest(BaseModel):
     lake_endpoint: str | None = None  # None: MINIO_ENDPOINT
     bronze_bucket: str | None = None  # None: BRONZE_BUCKET
     batch_files: int = Field(default=1000, ge=1, le=20000)  # files per transfer task
-    parallel_batches: int = Field(default=4, ge=1, le=64)  # batches in flight in this run
+    parallel_batches: int = Field(default=4, ge=1, le=64)  # most batches in flight (<= cores)
 
     @field_validator("source_root")
     @classmethod
