@@ -38,6 +38,7 @@ from crypto_lakehouse.errors import (
 )
 from crypto_lakehouse.lake.committer import Pending, Written, commit_pending, ever_committed
 from crypto_lakehouse.lake.dedup import FileDeduper
+from crypto_lakehouse.lake.feed import CsvFeed
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
 from crypto_lakehouse.lake.parser import (
     SNIFF_BYTES,
@@ -102,30 +103,6 @@ def schema_fingerprint(layout: SilverTable) -> str:
     """Changes when the data type's columns or types change (drift is retried then)."""
     text = ";".join(f"{c.name}:{c.type}:{c.time}" for c in layout.csv.columns)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class _Prefixed:
-    """The sniffed head bytes, then the rest of the inflated stream (what pyarrow reads)."""
-
-    def __init__(self, head: bytes, rest: ZipMemberStream) -> None:
-        self._head = head
-        self._rest = rest
-        self.closed = False
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            if size is None or size < 0:
-                data, self._head = self._head + self._rest.read(), b""
-                return data
-            data, self._head = self._head[:size], self._head[size:]
-            return data
-        return self._rest.read(size)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class SilverBuilder:
@@ -232,19 +209,19 @@ class SilverBuilder:
         stream = self._open(bronze)
         head = _read_up_to(stream, SNIFF_BYTES)
         csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
-        source = _Prefixed(head, stream)
+        source = CsvFeed(head, stream)
         existing = self._existing_keys(table, layout, archive, bronze.key)
         dedup = FileDeduper(layout.file_key, existing)
         writer = DataFileWriter(table, self.chunk_rows)
         rejects: list[pa.Table] = []
         try:
             if line_mode:
-                for good, bad in line_batches(source, layout.csv, csv_layout):
+                for good, bad in source.paced(line_batches(source, layout.csv, csv_layout)):
                     self._add(writer, dedup, layout, archive, bronze.key, good)
                     if bad.num_rows:
                         rejects.append(bad)
             else:
-                for good in fast_batches(source, layout.csv, csv_layout):
+                for good in source.paced(fast_batches(source, layout.csv, csv_layout)):
                     self._add(writer, dedup, layout, archive, bronze.key, good)
             writer.flush()
             digest = stream.finish()
@@ -254,6 +231,7 @@ class SilverBuilder:
                     f"the manifest says {bronze.sha256[:12]}..."
                 )
         except BaseException:
+            source.close()
             writer.discard()
             raise
         bad_rows = pa.concat_tables(rejects) if rejects else None

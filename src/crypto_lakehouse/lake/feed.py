@@ -1,0 +1,108 @@
+"""The CSV bytes pyarrow's streaming reader pulls, with a bounded read-ahead.
+
+pyarrow's streaming CSV reader reads its input on a background thread up to 32 blocks
+ahead of the batches taken from it (not configurable). Our blocks are the inflated pieces
+of the zip (about 4 MiB), so a consumer that stops to write a data file let ~130 MiB of
+CSV pile up; a file too small to fill that queue piled up less, so peak memory grew with
+the file up to that cap.
+
+`CsvFeed` hands the bytes out as Arrow buffers (`read_buffer`, which pyarrow prefers to
+`read`) and counts those pyarrow still holds; a read blocks while they exceed `ahead`
+bytes. So that this can never stall the reader itself (it keeps the tail of the previous
+block until the next one arrives, and batches may point into blocks), a read goes on anyway
+when the consumer has waited inside the batch iterator (`paced`) for `STALL` seconds
+without pyarrow releasing a block.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+import pyarrow as pa
+
+from crypto_lakehouse.lake.zipstream import ZipMemberStream
+
+READ_AHEAD = 16 << 20
+STALL = 0.05  # seconds a waiting consumer sees no bytes released before reads go on
+
+T = TypeVar("T")
+
+
+class CsvFeed:
+    """The sniffed head bytes, then the rest of the inflated stream."""
+
+    def __init__(self, head: bytes, rest: ZipMemberStream, *, ahead: int = READ_AHEAD) -> None:
+        self._head = head
+        self._rest = rest
+        self._ahead = ahead
+        self._held = 0  # bytes handed to pyarrow and not yet released by it
+        self._consumer_waiting = False
+        self._cond = threading.Condition()
+        self.closed = False
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            if size is None or size < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self._rest.read(size)
+
+    def read_buffer(self, size: int) -> pa.Buffer:
+        """Like `read`, waiting first while pyarrow holds more than `ahead` bytes."""
+        with self._cond:
+            while self._held >= self._ahead:
+                if not self._consumer_waiting:
+                    self._cond.wait()
+                elif not self._cond.wait(STALL):
+                    break  # the consumer waits for a batch that needs more bytes
+        data = self.read(size)
+        buffer = pa.py_buffer(data)
+        if data:
+            with self._cond:
+                self._held += len(data)
+            weakref.finalize(buffer, self._release, len(data))
+        return buffer
+
+    def _release(self, size: int) -> None:
+        with self._cond:
+            self._held -= size
+            self._cond.notify_all()
+
+    def paced(self, items: Iterable[T]) -> Iterator[T]:
+        """`items`, letting reads through while the consumer waits for the next one."""
+        iterator = iter(items)
+        try:
+            while True:
+                self._set_waiting(True)
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    return
+                finally:
+                    self._set_waiting(False)
+                yield item
+        finally:
+            self._stop_pacing()  # a reader given up on must not stay blocked in read_buffer
+
+    def _set_waiting(self, waiting: bool) -> None:
+        with self._cond:
+            self._consumer_waiting = waiting
+            self._cond.notify_all()
+
+    def _stop_pacing(self) -> None:
+        with self._cond:
+            self._ahead = sys.maxsize
+            self._cond.notify_all()
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stop_pacing()
+        self.closed = True
