@@ -20,11 +20,9 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pyarrow as pa
-
-from crypto_lakehouse.lake.zipstream import ZipMemberStream
 
 READ_AHEAD = 16 << 20
 STALL = 0.05  # seconds a waiting consumer sees no bytes released before reads go on
@@ -32,17 +30,29 @@ STALL = 0.05  # seconds a waiting consumer sees no bytes released before reads g
 T = TypeVar("T")
 
 
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class CsvFeed:
     """The sniffed head bytes, then the rest of the inflated stream."""
 
-    def __init__(self, head: bytes, rest: ZipMemberStream, *, ahead: int = READ_AHEAD) -> None:
+    def __init__(
+        self, head: bytes, rest: Readable, *, ahead: int = READ_AHEAD, stall: float = STALL
+    ) -> None:
         self._head = head
         self._rest = rest
         self._ahead = ahead
+        self._stall = stall
         self._held = 0  # bytes handed to pyarrow and not yet released by it
-        self._consumer_waiting = False
+        self._consumer_busy = False  # holding a batch, not waiting for one
         self._cond = threading.Condition()
         self.closed = False
+
+    @property
+    def held(self) -> int:
+        """Bytes handed to pyarrow that it has not released yet."""
+        return self._held
 
     def read(self, size: int = -1) -> bytes:
         if self._head:
@@ -57,9 +67,9 @@ class CsvFeed:
         """Like `read`, waiting first while pyarrow holds more than `ahead` bytes."""
         with self._cond:
             while self._held >= self._ahead:
-                if not self._consumer_waiting:
+                if self._consumer_busy:
                     self._cond.wait()
-                elif not self._cond.wait(STALL):
+                elif not self._cond.wait(self._stall):
                     break  # the consumer waits for a batch that needs more bytes
         data = self.read(size)
         buffer = pa.py_buffer(data)
@@ -75,24 +85,18 @@ class CsvFeed:
             self._cond.notify_all()
 
     def paced(self, items: Iterable[T]) -> Iterator[T]:
-        """`items`, letting reads through while the consumer waits for the next one."""
-        iterator = iter(items)
+        """`items`; while the consumer holds one, reads wait for pyarrow to release bytes."""
         try:
-            while True:
-                self._set_waiting(True)
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-                finally:
-                    self._set_waiting(False)
+            for item in items:
+                self._set_busy(True)
                 yield item
+                self._set_busy(False)
         finally:
             self._stop_pacing()  # a reader given up on must not stay blocked in read_buffer
 
-    def _set_waiting(self, waiting: bool) -> None:
+    def _set_busy(self, busy: bool) -> None:
         with self._cond:
-            self._consumer_waiting = waiting
+            self._consumer_busy = busy
             self._cond.notify_all()
 
     def _stop_pacing(self) -> None:
