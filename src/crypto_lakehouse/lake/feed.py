@@ -7,11 +7,11 @@ CSV pile up; a file too small to fill that queue piled up less, so peak memory g
 the file up to that cap.
 
 `CsvFeed` hands the bytes out as Arrow buffers (`read_buffer`, which pyarrow prefers to
-`read`) and counts those pyarrow still holds; a read blocks while they exceed `ahead`
-bytes. So that this can never stall the reader itself (it keeps the tail of the previous
-block until the next one arrives, and batches may point into blocks), a read goes on anyway
-when the consumer has waited inside the batch iterator (`paced`) for `STALL` seconds
-without pyarrow releasing a block.
+`read`) and counts those pyarrow still holds. While the consumer holds a batch (between
+two items of `paced`), a read waits until pyarrow holds less than `ahead` bytes. While the
+consumer waits for a batch (or before the first: `open_csv` reads a block), a read waits
+at most `STALL` seconds for a release, so the reader can never stall itself (it keeps the
+tail of the previous block until the next arrives; batches might point into blocks).
 """
 
 from __future__ import annotations
