@@ -97,6 +97,19 @@ def test_queue_bound_holds_under_concurrent_submits(store: OperationStore) -> No
     assert all(seconds > 0 for seconds in refused)
 
 
+def test_a_batch_larger_than_the_room_left_is_accepted_in_order_up_to_the_bound(
+    store: OperationStore,
+) -> None:
+    store.create("sync", {"first": True}, max_queue=5)
+    results = store.create_many([("sync", {"i": i}) for i in range(6)], max_queue=5)
+    accepted = [r for r in results if isinstance(r, str)]
+    assert len(accepted) == 4 and all(isinstance(r, QueueFull) for r in results[4:])
+    assert [store.get(op_id).spec for op_id in accepted] == [{"i": i} for i in range(4)]
+    assert store.queue_depth() == 5
+    assert store.create_many([], max_queue=5) == []
+    assert [r.id for r in store.get_many(accepted[:1] * 2)] == accepted[:1] * 2
+
+
 def test_cancel_pending_at_once_and_running_by_flag(store: OperationStore) -> None:
     pending = store.create("sync", {}, max_queue=10)
     running = store.create("sync", {}, max_queue=10)

@@ -226,28 +226,35 @@ class OperationStore(ABC):
         The counter row is read under its lock, so concurrent batches (other replicas too)
         see each other's reservations: the first `room` requests get in, the rest are refused.
         """
-        with self._transaction(write=True) as run:
-            (pending,) = run(f"SELECT pending FROM {DEPTH} WHERE id = 1 {self.row_lock}", ())[0]
-            room = max(0, min(len(requests), max_queue - int(pending)))
-            rows = [
-                (uuid.uuid4().hex, operation_type, json.dumps(spec, separators=(",", ":")))
-                for operation_type, spec in requests[:room]
-            ]
-            if rows:
-                run(f"UPDATE {DEPTH} SET pending = pending + %s WHERE id = 1", (room,))
-                run.many(
-                    f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, "
-                    f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
-                    rows,
-                )
+        rows = [
+            (uuid.uuid4().hex, operation_type, json.dumps(spec, separators=(",", ":")))
+            for operation_type, spec in requests
+        ]
+        room = len(rows)
+        if not self._insert_if_room(rows, max_queue=max_queue):
+            with self._transaction(write=True) as run:
+                (pending,) = run(f"SELECT pending FROM {DEPTH} WHERE id = 1 {self.row_lock}", ())[0]
+                room = max(0, min(len(rows), max_queue - int(pending)))
+                if room:
+                    run(f"UPDATE {DEPTH} SET pending = pending + %s WHERE id = 1", (room,))
+                    run.many(
+                        f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, "
+                        f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
+                        rows[:room],
+                    )
         refused = [
             QueueFull(
                 f"{max_queue} operations are already waiting (the limit)",
                 retry_after=RETRY_AFTER_SECONDS,
             )
-            for _ in requests[room:]
+            for _ in rows[room:]
         ]
-        return [op_id for op_id, _, _ in rows] + refused
+        return [op_id for op_id, _, _ in rows[:room]] + refused
+
+    def _insert_if_room(self, rows: Sequence[tuple[str, str, str]], *, max_queue: int) -> bool:
+        """A dialect's shortcut for `create_many`: insert every row (id, type, spec) and count
+        them in, atomically, if they all fit; True if it did, False if it wrote nothing."""
+        return False
 
     def get(self, op_id: str) -> OperationRecord:
         """One operation; OperationNotFound if there is none with that id."""
