@@ -16,16 +16,19 @@ from crypto_lakehouse.executor.store import Claim, OperationStore, Outcome, open
 from crypto_lakehouse.stack.postgres import PostgresServer
 
 
+def _fresh_database(kind: str, request: pytest.FixtureRequest, sqlite_file: Path) -> str:
+    """A URL of an empty store database: a SQLite file, or a new database on the server."""
+    if kind == "sqlite":
+        return f"sqlite:///{sqlite_file}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"exec_{uuid.uuid4().hex[:10]}"
+    server.create_database(name)
+    return server.info.url(name)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OperationStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'ops.db'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres_server")
-        name = f"exec_{uuid.uuid4().hex[:10]}"
-        server.create_database(name)
-        url = server.info.url(name)
-    opened = open_store(url)
+    opened = open_store(_fresh_database(request.param, request, tmp_path / "ops.db"))
     opened.initialise()
     yield opened
     opened.close()
@@ -175,11 +178,5 @@ def test_replicas_starting_together_all_initialise_one_database(
     """`serve --workers N` and a scaled deployment start N replicas on one fresh database
     at once; PostgreSQL's concurrent CREATE TABLE IF NOT EXISTS can deadlock or collide."""
     for attempt in range(5):
-        if kind == "sqlite":
-            url = f"sqlite:///{tmp_path / f'ops{attempt}.db'}"
-        else:
-            server: PostgresServer = request.getfixturevalue("postgres_server")
-            name = f"init_{uuid.uuid4().hex[:10]}"
-            server.create_database(name)
-            url = server.info.url(name)
+        url = _fresh_database(kind, request, tmp_path / f"ops{attempt}.db")
         assert _initialise_together(url) == [], f"attempt {attempt}"
