@@ -38,5 +38,18 @@ class Lake:
         self.storage.put_bytes(self.config.bronze_bucket, key, data)
         return BronzeFile(key, hashlib.sha256(data).hexdigest())
 
+    def settings_env(self) -> dict[str, str]:
+        """The environment variables that point the CLI and the flows at this lake."""
+        endpoint = self.config.endpoint
+        return {
+            "CATALOG_DATABASE_URL": self.config.catalog_url.get_secret_value(),
+            "MINIO_ENDPOINT": endpoint.url,
+            "MINIO_ACCESS_KEY": endpoint.access_key.get_secret_value(),
+            "MINIO_SECRET_KEY": endpoint.secret_key.get_secret_value(),
+            "BRONZE_BUCKET": self.config.bronze_bucket,
+            "SILVER_BUCKET": self.config.silver_bucket,
+            "GOLD_BUCKET": self.config.gold_bucket,
+        }
+
     def rows(self, identifier: str):
         return self.warehouse.catalog.load_table(identifier).scan().to_arrow()

@@ -146,17 +146,7 @@ def test_coverage_counts_and_html(lake: Lake, sample) -> None:
 def test_query_through_the_cli(lake: Lake, binance_fixtures, tmp_path, monkeypatch) -> None:
     key = "data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2026-05-08.zip"
     lake.builder.transform(lake.put_bytes(key, (binance_fixtures / key).read_bytes()))
-    endpoint = lake.config.endpoint
-    env = {
-        "LAKEHOUSE_HOME": str(tmp_path / "home"),
-        "CATALOG_DATABASE_URL": lake.config.catalog_url.get_secret_value(),
-        "MINIO_ENDPOINT": endpoint.url,
-        "MINIO_ACCESS_KEY": endpoint.access_key.get_secret_value(),
-        "MINIO_SECRET_KEY": endpoint.secret_key.get_secret_value(),
-        "BRONZE_BUCKET": lake.config.bronze_bucket,
-        "SILVER_BUCKET": lake.config.silver_bucket,
-        "GOLD_BUCKET": lake.config.gold_bucket,
-    }
+    env = {"LAKEHOUSE_HOME": str(tmp_path / "home"), **lake.settings_env()}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)

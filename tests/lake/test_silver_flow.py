@@ -34,17 +34,7 @@ def _register(manifest: Manifest, lake: Lake, key: str, data: bytes) -> None:
 def test_build_silver_flow_transforms_and_fails_on_drift(
     lake: Lake, prefect_server, binance_fixtures: Path, monkeypatch
 ) -> None:
-    endpoint = lake.config.endpoint
-    env = {
-        "CATALOG_DATABASE_URL": lake.config.catalog_url.get_secret_value(),
-        "MINIO_ENDPOINT": endpoint.url,
-        "MINIO_ACCESS_KEY": endpoint.access_key.get_secret_value(),
-        "MINIO_SECRET_KEY": endpoint.secret_key.get_secret_value(),
-        "BRONZE_BUCKET": lake.config.bronze_bucket,
-        "SILVER_BUCKET": lake.config.silver_bucket,
-        "GOLD_BUCKET": lake.config.gold_bucket,
-    }
-    for name, value in env.items():
+    for name, value in lake.settings_env().items():
         monkeypatch.setenv(name, value)
     manifest = Manifest(lake.config.catalog_url)
     manifest.ensure_schema()
