@@ -13,13 +13,11 @@ The servers are stopped by PID and the folder removed at the end.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from crypto_lakehouse.bench import baselines
+from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.bench.report import BenchResult, Measurement
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
@@ -249,16 +248,7 @@ class TransferBench:
                 "dest": "s3://bench-memory/copy/",
             }
             self.log(f"copying {objects} objects with the engine in a child process ...")
-            proc = subprocess.run(
-                [sys.executable, "-m", "crypto_lakehouse.bench.memory"],
-                input=json.dumps(spec),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                raise baselines.BaselineError(f"memory run failed: {proc.stderr.strip()[-500:]}")
-            data = json.loads(proc.stdout.strip().splitlines()[-1])
+            data = run_child("crypto_lakehouse.bench.memory", spec, baselines.BaselineError)
             if data["copied"] != objects:
                 raise baselines.BaselineError(f"memory run copied {data['copied']} of {objects}")
             result.memory = data

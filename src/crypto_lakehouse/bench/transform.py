@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.config import Settings
 
 DAY = "2025-03-01"
@@ -202,16 +202,7 @@ class TransformResult:
 
 
 def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "crypto_lakehouse.bench.transform"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench child failed: {proc.stderr.strip()[-800:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child("crypto_lakehouse.bench.transform", spec, RuntimeError)
 
 
 class TransformBench:
