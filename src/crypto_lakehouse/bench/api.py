@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import random
 import secrets
 import statistics
@@ -24,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.launcher import ExecutorProcess
 from crypto_lakehouse.stack.postgres import PostgresServer
@@ -132,19 +132,8 @@ class _Connection:
 
 
 def _cpu_seconds(pid: int | None) -> float | None:
-    """utime + stime of `pid` and its direct children (uvicorn workers), from /proc (Linux)."""
-    if pid is None:
-        return None
-    total, found = 0.0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-            found = True
-    return total if found else None
+    """The service's CPU: `pid` and its direct children (uvicorn workers)."""
+    return None if pid is None else cpu_seconds([pid], children=True)
 
 
 async def _phase(

@@ -18,6 +18,7 @@ class Measurement:
     objects: int
     bytes: int
     cpu_seconds: float | None = None  # median client CPU (ours + s5cmd/rclone children)
+    server_cpu_seconds: float | None = None  # median CPU of the S3 servers during the run
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class BenchResult:
                 "MB/s",
                 "objects/s",
                 "client CPU s",
+                "servers CPU s",
                 "vs engine-staged",
             )
             for column in columns:
@@ -143,7 +145,8 @@ class BenchResult:
                     " ".join(f"{r:.2f}" for r in m.runs),
                     f"{moved / 1e6 / m.seconds:.1f}" if moved else "-",
                     f"{m.objects / m.seconds:.0f}",
-                    f"{m.cpu_seconds:.2f}" if m.cpu_seconds is not None else "-",
+                    _seconds(m.cpu_seconds),
+                    _seconds(m.server_cpu_seconds),
                     f"{m.seconds / first:.2f}x time",
                 )
             parts.append(table)
@@ -195,6 +198,9 @@ class BenchResult:
                     "client_cpu_seconds": (
                         None if m.cpu_seconds is None else round(m.cpu_seconds, 3)
                     ),
+                    "server_cpu_seconds": (
+                        None if m.server_cpu_seconds is None else round(m.server_cpu_seconds, 3)
+                    ),
                 }
                 for m in self.measurements
             ],
@@ -203,3 +209,7 @@ class BenchResult:
         if self.memory is not None:
             data["memory"] = self.memory
         return data
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

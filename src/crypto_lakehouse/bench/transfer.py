@@ -26,6 +26,7 @@ from pathlib import Path
 
 from crypto_lakehouse.bench import baselines
 from crypto_lakehouse.bench.child import run_child
+from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.bench.report import BenchResult, Measurement
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
@@ -79,6 +80,10 @@ class _Env:
         return area
 
     @property
+    def server_pids(self) -> list[int]:
+        return [pid for s in (self.source, self.lake) if (pid := s.process.running_pid())]
+
+    @property
     def public(self) -> Endpoint:
         return self.source.endpoint(anonymous=True)
 
@@ -112,25 +117,30 @@ class TransferBench:
                 buckets = {name: f"bench-{name}" for name in methods}
                 for bucket in buckets.values():
                     S3Storage(env.signed_lake).ensure_bucket(bucket)
-                times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
-                reruns: dict[str, list[tuple[float, float]]] = {
+                times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in methods}
+                reruns: dict[str, list[tuple[float, float, float]]] = {
                     "engine-direct": [],
                     "engine-staged": [],
                 }
                 for round_no in range(self.repeats + 1):
                     for name, method in methods.items():
                         prefix = f"r{round_no}/"
-                        timing = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
+                        timing = _timed(
+                            lambda m=method, b=buckets[name], p=prefix: m(b, p), env.server_pids
+                        )
                         self._check_copied(env, buckets[name], prefix, workload, name)
                         if name in reruns:
-                            again = _timed(lambda m=method, b=buckets[name], p=prefix: m(b, p))
+                            again = _timed(
+                                lambda m=method, b=buckets[name], p=prefix: m(b, p),
+                                env.server_pids,
+                            )
                             if round_no:
                                 reruns[name].append(again)
                         self._clear(env, buckets[name], prefix)
                         label = "warm-up" if round_no == 0 else f"run {round_no}"
                         self.log(
                             f"{workload.name:5} {name:19} {label:8} {timing[0]:7.2f} s "
-                            f"(client CPU {timing[1]:.2f} s)"
+                            f"(client CPU {timing[1]:.2f} s, servers CPU {timing[2]:.2f} s)"
                         )
                         if round_no:
                             times[name].append(timing)
@@ -147,6 +157,7 @@ class TransferBench:
                             workload.count,
                             workload.count * workload.size,
                             cpu_seconds=statistics.median(v[1] for v in values),
+                            server_cpu_seconds=statistics.median(v[2] for v in values),
                         )
                     )
         return result
@@ -375,8 +386,16 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _timed(action: Callable[[], object]) -> tuple[float, float]:
-    """(wall seconds, client CPU seconds) of one run; the servers' CPU is not included."""
-    cpu, started = _cpu(), time.perf_counter()
+def _timed(action: Callable[[], object], server_pids: list[int]) -> tuple[float, float, float]:
+    """(wall seconds, client CPU seconds, both servers' CPU seconds) of one run.
+
+    On two cores the servers and the client compete for the same CPU, so a method's wall
+    time depends on the servers' work it causes as much as on its own.
+    """
+    cpu, servers, started = _cpu(), _servers_cpu(server_pids), time.perf_counter()
     action()
-    return time.perf_counter() - started, _cpu() - cpu
+    return time.perf_counter() - started, _cpu() - cpu, _servers_cpu(server_pids) - servers
+
+
+def _servers_cpu(pids: list[int]) -> float:
+    return cpu_seconds(pids) or 0.0
