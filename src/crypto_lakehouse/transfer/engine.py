@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from crypto_lakehouse.errors import ConfigError
@@ -25,7 +25,7 @@ from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.context import RunContext
 from crypto_lakehouse.transfer.direct import DirectCopier
 from crypto_lakehouse.transfer.ledger import Ledger
-from crypto_lakehouse.transfer.listing import Listing, check_reachable
+from crypto_lakehouse.transfer.listing import ListedObject, Listing, check_reachable
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
     Mode,
@@ -151,11 +151,19 @@ class TransferEngine:
         src_scope, dst_scope = listing_scope(request)
         timeout = self.options.probe_timeout
         with contextlib.ExitStack() as stack:
-            source = stack.enter_context(
-                Listing(
-                    ctx.source, request.source_url.bucket, src_scope, first_output_timeout=timeout
+            source: Iterable[ListedObject]
+            given = request.source_listing
+            if given is not None:
+                source = _given_listing(given, request.source_url.prefix, src_scope)
+            else:
+                source = stack.enter_context(
+                    Listing(
+                        ctx.source,
+                        request.source_url.bucket,
+                        src_scope,
+                        first_output_timeout=timeout,
+                    )
                 )
-            )
             dest = stack.enter_context(
                 Listing(ctx.dest, request.dest_url.bucket, dst_scope, first_output_timeout=timeout)
             )
@@ -187,6 +195,17 @@ class TransferEngine:
             limit = min(opts.chunk_bytes, opts.staging_cap_bytes)
             for batch in chunks(deferred, opts.batch_objects, limit):
                 staged.copy(batch, wildcards=False)
+
+
+def _given_listing(
+    objects: Sequence[ListedObject], prefix: str, scope: str
+) -> Iterator[ListedObject]:
+    """The caller's listing of `prefix`, narrowed to `scope` as the engine's own would be."""
+    for obj in objects:
+        if not obj.key.startswith(prefix):
+            raise ConfigError(f"source_listing holds {obj.key!r}, outside the prefix {prefix!r}")
+        if obj.key.startswith(scope):
+            yield obj
 
 
 def _overlapped(staged: StagedCopier, batches: Iterable[list[PlanItem]]) -> None:

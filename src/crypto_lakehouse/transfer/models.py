@@ -17,6 +17,7 @@ from crypto_lakehouse.storage.urls import S3Url
 
 if TYPE_CHECKING:
     from crypto_lakehouse.config import Settings
+    from crypto_lakehouse.transfer.listing import ListedObject
 
 MIB = 1024**2
 GIB = 1024**3
@@ -114,6 +115,9 @@ class TransferRequest:
     quarantine_prefix: str = "_quarantine/"  # on the destination bucket
     delete_extra: bool = False  # remove destination objects the source does not have
     operation: str = "sync"  # "sync" skips up-to-date objects; "copy" always copies
+    # The caller's own listing of source_url.prefix, sorted by key, and complete for that
+    # prefix (wildcard lines would fetch objects missing from it); None = the engine lists.
+    source_listing: Sequence[ListedObject] | None = None
 
     def dest_key(self, source_key: str) -> str:
         """Where `source_key` lands."""

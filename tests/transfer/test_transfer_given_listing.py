@@ -1,0 +1,139 @@
+"""A caller's own source listing (`TransferRequest.source_listing`) against real SeaweedFS.
+
+The engine then lists only the destination; the copy, the checksum verification and the
+wildcard covers (planned from the listing's neighbours) behave exactly as with its own.
+"""
+
+from __future__ import annotations
+
+import pytest
+from transfer_helpers import contents, seed, sha256, small_objects, staged_request
+
+import crypto_lakehouse.transfer.engine as engine_module
+from crypto_lakehouse.errors import ConfigError, TransferError
+from crypto_lakehouse.stack.seaweed import SeaweedServer
+from crypto_lakehouse.transfer import Outcome, TransferEngine
+from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.listing import ListedObject, Listing
+
+
+def _listing(server: SeaweedServer, bucket: str, prefix: str) -> list[ListedObject]:
+    with Listing(Invocation(server.endpoint(anonymous=True)), bucket, prefix) as listing:
+        return list(listing)
+
+
+@pytest.fixture
+def listed_buckets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The buckets the engine lists itself during the test."""
+    seen: list[str] = []
+
+    class Recording(Listing):
+        def __init__(self, invocation: Invocation, bucket: str, prefix: str, **kw: float) -> None:
+            seen.append(bucket)
+            super().__init__(invocation, bucket, prefix, **kw)
+
+    monkeypatch.setattr(engine_module, "Listing", Recording)
+    return seen
+
+
+def test_a_given_listing_replaces_the_source_listing(
+    engine: TransferEngine,
+    source_server: SeaweedServer,
+    lake_server: SeaweedServer,
+    source_bucket: str,
+    lake_bucket: str,
+    listed_buckets: list[str],
+) -> None:
+    good, bad = b"good zip bytes", b"tampered bytes"
+    objects = small_objects("in/a/", 6) | small_objects("in/b/", 6)
+    objects |= {
+        "in/c/good.zip": good,
+        "in/c/good.zip.CHECKSUM": f"{sha256(good)}  good.zip\n".encode(),
+        "in/c/bad.zip": bad,
+        "in/c/bad.zip.CHECKSUM": f"{sha256(b'original')}  bad.zip\n".encode(),
+    }
+    seed(source_server.endpoint(), source_bucket, objects)
+    given = _listing(source_server, source_bucket, "in/")
+    assert len(given) == len(objects)
+    # Every object but two neighbours of the selection: wildcard lines must not fetch them.
+    left_out = {"in/a/f0003.bin", "in/b/f0000.bin"}
+    keys = sorted(set(objects) - left_out)
+    request = staged_request(
+        source_server,
+        lake_server,
+        source_bucket,
+        lake_bucket,
+        keys=keys,
+        operation="copy",
+        source_listing=given,
+    )
+
+    report = engine.run(request)
+
+    assert listed_buckets == [lake_bucket]  # the source was not listed again
+    outcomes = {r.source_key: r.outcome for r in report.results}
+    assert outcomes["in/c/bad.zip"] is Outcome.CORRUPT
+    assert report.summary.copied == len(keys) - 1
+    expected = {"out/" + k.removeprefix("in/"): objects[k] for k in keys if k != "in/c/bad.zip"}
+    assert contents(lake_server.endpoint(), lake_bucket, "out/") == expected
+    assert list(contents(lake_server.endpoint(), lake_bucket, "_quarantine/")) == [
+        "_quarantine/out/c/bad.zip"
+    ]
+
+
+def test_a_given_listing_of_a_wider_prefix_is_narrowed_to_the_keys(
+    engine: TransferEngine,
+    source_server: SeaweedServer,
+    lake_server: SeaweedServer,
+    source_bucket: str,
+    lake_bucket: str,
+    listed_buckets: list[str],
+) -> None:
+    objects = small_objects("in/a/", 5) | small_objects("in/b/", 5)
+    seed(source_server.endpoint(), source_bucket, objects)
+    given = _listing(source_server, source_bucket, "in/")
+    keys = [k for k in sorted(objects) if k.startswith("in/b/")]
+    request = staged_request(
+        source_server, lake_server, source_bucket, lake_bucket, keys=keys, source_listing=given
+    )
+
+    report = engine.run(request)
+
+    assert (report.summary.copied, report.summary.ok, listed_buckets) == (5, True, [lake_bucket])
+    assert sorted(contents(lake_server.endpoint(), lake_bucket)) == [
+        "out/" + k.removeprefix("in/") for k in keys
+    ]
+    # Unchanged: a sync with the same listing skips everything.
+    again = engine.run(
+        staged_request(source_server, lake_server, source_bucket, lake_bucket, source_listing=given)
+    )
+    assert (again.summary.copied, again.summary.skipped) == (5, 5)  # only in/a/ was new
+
+
+def test_a_given_listing_outside_the_prefix_or_out_of_order_is_refused(
+    engine: TransferEngine,
+    source_server: SeaweedServer,
+    lake_server: SeaweedServer,
+    source_bucket: str,
+    lake_bucket: str,
+) -> None:
+    seed(source_server.endpoint(), source_bucket, small_objects("in/", 3))
+    given = _listing(source_server, source_bucket, "in/")
+    stray = [ListedObject("other/x.bin", 1, "e", "2026-01-01T00:00:00Z"), *given]
+    with pytest.raises(ConfigError, match="outside the prefix"):
+        engine.run(
+            staged_request(
+                source_server, lake_server, source_bucket, lake_bucket, source_listing=stray
+            )
+        )
+    with pytest.raises(TransferError, match="not in key order"):
+        engine.run(
+            staged_request(
+                source_server,
+                lake_server,
+                source_bucket,
+                lake_bucket,
+                source_listing=list(reversed(given)),
+            )
+        )
+    assert contents(lake_server.endpoint(), lake_bucket) == {}
