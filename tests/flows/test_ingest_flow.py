@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
+import pytest
 from flow_helpers import CORRUPT, MISSING_DAY
 
+import crypto_lakehouse.transfer.engine as engine_module
 from conftest import IngestEnv
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.flows.local import IngestRun, run_ingest_locally
+from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.listing import Listing
 
 
 def ingest(env: IngestEnv) -> IngestRun:
@@ -83,3 +87,26 @@ def test_rerun_transfers_nothing_and_replacement_keeps_history(ingest_env: Inges
     assert (old.sha256, old.version) == (old_sha, 1)
     data = ingest_env.bronze.get_bytes(ingest_env.bronze_bucket, replaced.key)
     assert hashlib.sha256(data).hexdigest() == new_sha
+
+
+def test_the_engine_plans_from_discovery_listing_of_the_whole_archive(
+    ingest_env: IngestEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine_listed: list[str] = []  # buckets the transfer engine lists itself
+
+    class Recording(Listing):
+        def __init__(self, invocation: Invocation, bucket: str, prefix: str, **kw: float) -> None:
+            engine_listed.append(bucket)
+            super().__init__(invocation, bucket, prefix, **kw)
+
+    monkeypatch.setattr(engine_module, "Listing", Recording)
+    everything = {"source_bucket": ingest_env.parameters["source_bucket"]}  # lists the root
+    run = asyncio.run(run_ingest_locally(everything))
+
+    # Discovery's complete listing was handed over: the engine listed bronze, not the archive.
+    assert engine_listed and set(engine_listed) == {ingest_env.bronze_bucket}
+    s = run.summary
+    assert (s.verified, s.corrupt, s.failed) == (len(ingest_env.archive.good), 1, 0)
+    verified = {e.path: e.sha256 for e in ingest_env.manifest.verified_files()}
+    assert verified == ingest_env.archive.good
+    assert CORRUPT.key not in bronze_keys(ingest_env)

@@ -15,14 +15,20 @@ than boto3). So, per dataset (market, frequency, data type):
 
 Listings run side by side (bounded); every key is parsed and filtered by the query's own
 rules (`ArchiveQuery.wants_symbol`, `covers`), so the result equals the lister's.
+
+The flat s5cmd listings are complete listings of their prefixes, so they are kept
+(`Listings`, up to `KEEP_OBJECTS` objects) and handed to the transfer engine: a batch
+under a listed prefix is then planned without listing the archive a second time.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from crypto_lakehouse.archive import ArchiveFile, ArchiveLister, ArchiveQuery, ArchiveSource
 from crypto_lakehouse.archive.catalog import (
@@ -42,25 +48,69 @@ from crypto_lakehouse.errors import ArchiveError
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import has_glob
-from crypto_lakehouse.transfer.listing import Listing
+from crypto_lakehouse.transfer.listing import ListedObject, Listing
 
 LISTING_THREADS = 8
+KEEP_OBJECTS = 500_000  # listings kept for the engine, at most (~350 bytes per object)
 _Dataset = tuple[Market, Frequency, DataType, tuple[str, ...]]
 _Wanted = dict[tuple[Market, Frequency, DataType], tuple[str, ...]]
 
 
+@dataclass
+class Listings:
+    """Complete listings of archive prefixes (prefix -> objects in key order) made by discovery."""
+
+    limit: int = KEEP_OBJECTS
+    by_prefix: dict[str, list[ListedObject]] = field(default_factory=dict)
+    _kept: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def keep(self, prefix: str, objects: list[ListedObject]) -> None:
+        """Keep one complete listing of `prefix` unless it would pass the limit.
+
+        A listing out of key order is not kept (the engine would refuse it).
+        """
+        if any(a.key >= b.key for a, b in pairwise(objects)):
+            return
+        with self._lock:
+            if self._kept + len(objects) <= self.limit:
+                self.by_prefix[prefix] = objects
+                self._kept += len(objects)
+
+    def under(self, prefix: str) -> list[ListedObject] | None:
+        """A complete listing of `prefix`, cut from a kept listing that contains it, or None."""
+        for listed, objects in self.by_prefix.items():
+            if prefix.startswith(listed):
+                start = bisect_left(objects, prefix, key=lambda o: o.key)
+                end = start
+                while end < len(objects) and objects[end].key.startswith(prefix):
+                    end += 1
+                return objects[start:end]
+        return None
+
+
 def discover_files(
-    source: ArchiveSource, query: ArchiveQuery, threads: int = LISTING_THREADS
+    source: ArchiveSource,
+    query: ArchiveQuery,
+    threads: int = LISTING_THREADS,
+    listings: Listings | None = None,
 ) -> list[ArchiveFile]:
-    """Every data file the query covers (sorted), with size, ETag, LastModified, sidecar ETag."""
+    """Every data file the query covers (sorted), with size, ETag, LastModified, sidecar ETag.
+
+    With `listings`, the complete flat listings made on the way are kept there.
+    """
     storage = _LazyStorage(source)  # one boto3 client (thread-safe), made only if needed
     wanted = {(m, f, d): intervals for m, f, d, intervals in query.plan()}
     exact = bool(query.symbols) and not any(has_glob(s) for s in query.symbols or ())
     whole = [key for key, intervals in wanted.items() if _every_interval(key, intervals)]
-    jobs = [] if exact else [_flat(source, query, p, wanted) for p in _wide_prefixes(source, whole)]
+    jobs = (
+        []
+        if exact
+        else [_flat(source, query, p, wanted, listings) for p in _wide_prefixes(source, whole)]
+    )
     for key, intervals in wanted.items():
         if exact or key not in whole:
-            jobs += _jobs(source, query, (*key, intervals), storage, wanted)
+            jobs += _jobs(source, query, (*key, intervals), storage, wanted, listings)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         found = pool.map(lambda job: job(), jobs)
         return sorted(file for files in found for file in files)
@@ -116,6 +166,7 @@ def _jobs(
     dataset: _Dataset,
     storage: _LazyStorage,
     wanted: _Wanted,
+    listings: Listings | None,
 ) -> list:
     """Listings for one dataset the wide prefixes do not cover (exact symbols or intervals)."""
     market, frequency, data_type, intervals = dataset
@@ -124,7 +175,7 @@ def _jobs(
         folders = [f"{base}{symbol.upper()}/" for symbol in query.symbols]
         if not _every_interval((market, frequency, data_type), intervals):
             folders = [f"{folder}{interval}/" for folder in folders for interval in intervals]
-        return [_flat(source, query, folder, wanted) for folder in folders]
+        return [_flat(source, query, folder, wanted, listings) for folder in folders]
     narrow = replace(
         query,
         markets=(market,),
@@ -135,10 +186,18 @@ def _jobs(
     return [lambda: list(ArchiveLister(source, storage.get()).files(narrow))]
 
 
-def _flat(source: ArchiveSource, query: ArchiveQuery, prefix: str, wanted: _Wanted):
+def _flat(
+    source: ArchiveSource,
+    query: ArchiveQuery,
+    prefix: str,
+    wanted: _Wanted,
+    listings: Listings | None,
+):
     def run() -> list[ArchiveFile]:
         with Listing(Invocation(endpoint=source.endpoint), source.bucket, prefix) as listing:
             objects = list(listing)
+        if listings is not None:
+            listings.keep(prefix, objects)
         sidecars = {o.key: o.etag for o in objects if is_checksum_key(o.key)}
         files = []
         for obj in objects:

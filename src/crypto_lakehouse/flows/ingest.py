@@ -105,15 +105,20 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     summary = IngestSummary(
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
     )
-    limit: asyncio.Future[bool] | None = None
+    # Side jobs started with the archive listing, each a round trip it would otherwise wait
+    # for: the catalog's schema and run row, the transfer limit, whether bronze exists.
+    side: list[asyncio.Future[Any]] = []
     try:
-        await anyio.to_thread.run_sync(manifest.ensure_schema)
-        await anyio.to_thread.run_sync(manifest.begin_run, run_id, request.model_dump(mode="json"))
-        clock = summary.phase("setup", started)
-        # One API round trip, made while the archive is listed.
-        limit = asyncio.ensure_future(ensure_transfer_limit())
+        setup = _start(side, anyio.to_thread.run_sync(_begin, manifest, run_id, request))
+        limit = _start(side, ensure_transfer_limit())
+        # (a read-only probe: when its answer is not needed it is left to finish on its own)
+        bucket = _start(
+            side, anyio.to_thread.run_sync(_bucket_exists, target, abandon_on_cancel=True)
+        )
         discovery = await discover(*inputs(target, request))
-        clock = summary.phase("discover", clock)
+        ctx.listings = discovery.listings
+        await setup
+        clock = summary.phase("discover", started)
         work = await plan(*inputs(manifest, discovery.listed, target.bronze_bucket))
         await limit
         clock = summary.phase("plan", clock)
@@ -129,22 +134,21 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         if discovery.without_sidecar:
             outcomes.append(await record_without_sidecar(ctx, discovery.without_sidecar))
         if batches:
-            await anyio.to_thread.run_sync(_ensure_bucket, target)
+            if not await bucket:
+                await anyio.to_thread.run_sync(_create_bucket, target)
             outcomes += await _run_batches(batches, ctx, parallel)
         summary.phase("transfer", clock)
         _summarise(summary, discovery, work, outcomes)
     except BaseException:
         ctx.cancel.set()
-        if limit is not None:
-            limit.cancel()  # a no-op when it is done
-            with contextlib.suppress(BaseException):
-                await limit
+        await _settle(side)
         summary.seconds = time.monotonic() - started
         await anyio.to_thread.run_sync(
             manifest.finish_run, run_id, RunStatus.ABORTED, summary.as_dict()
         )
         manifest.close()
         raise
+    await _settle(side)  # the bucket's answer is not needed when nothing is transferred
     summary.seconds = time.monotonic() - started
     status = RunStatus.COMPLETED if summary.ok else RunStatus.FAILED
     await anyio.to_thread.run_sync(manifest.finish_run, run_id, status, summary.as_dict())
@@ -152,18 +156,42 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     return summary
 
 
-def _ensure_bucket(target: IngestTarget) -> None:
-    """Create the bronze bucket on first use.
+def _start(side: list[asyncio.Future[Any]], job: Any) -> asyncio.Future[Any]:
+    future = asyncio.ensure_future(job)
+    side.append(future)
+    return future
 
-    Whether it exists is asked with one s5cmd listing request, stopped after the first
-    key: building a boto3 client costs 0.1-0.5 s of CPU, so boto3 only creates the bucket.
+
+async def _settle(side: list[asyncio.Future[Any]]) -> None:
+    """Stop side jobs still running and ignore their outcome (a thread's job is waited for,
+    unless it may be abandoned: a thread cannot be stopped)."""
+    for future in side:
+        future.cancel()  # a no-op when it is done
+        with contextlib.suppress(BaseException):
+            await future
+
+
+def _begin(manifest: Manifest, run_id: str, request: IngestRequest) -> None:
+    manifest.ensure_schema()
+    manifest.begin_run(run_id, request.model_dump(mode="json"))
+
+
+def _bucket_exists(target: IngestTarget) -> bool:
+    """Whether bronze exists, asked with one s5cmd listing request stopped after one key.
+
+    Building a boto3 client costs 0.1-0.5 s of CPU, so boto3 only creates the bucket.
     """
     check_reachable(target.lake, PROBE_SECONDS)
     try:
         with Listing(Invocation(endpoint=target.lake), target.bronze_bucket, "") as listing:
             next(iter(listing), None)
     except BucketNotFound:
-        S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
+        return False
+    return True
+
+
+def _create_bucket(target: IngestTarget) -> None:
+    S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
 
 
 async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:

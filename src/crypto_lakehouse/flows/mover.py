@@ -27,6 +27,7 @@ from crypto_lakehouse.archive.paths import CHECKSUM_SUFFIX
 from crypto_lakehouse.catalog import FileResult, ListedFile
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ArchiveError, StorageError
+from crypto_lakehouse.flows.discovery import Listings
 from crypto_lakehouse.flows.target import IngestTarget
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.storage.urls import S3Url
@@ -53,6 +54,7 @@ class Mover(Protocol):
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        listings: Listings | None = None,
     ) -> list[FileResult]: ...
 
 
@@ -75,20 +77,24 @@ class EngineMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        listings: Listings | None = None,
     ) -> list[FileResult]:
         keys: list[str] = []
         for item in files:
             keys += [item.source_key, item.source_key + CHECKSUM_SUFFIX]
+        prefix = common_folder(keys, target.source_prefix)
         request = TransferRequest(
             source=target.source.endpoint,
-            source_url=S3Url(target.source.bucket, target.source_prefix),
+            source_url=S3Url(target.source.bucket, prefix),
             dest=target.lake,
-            dest_url=S3Url(target.bronze_bucket, ""),
+            dest_url=S3Url(target.bronze_bucket, prefix[len(target.source_prefix) :]),
             mode=Mode.STAGED,
             keys=keys,
             verify_sidecars=True,
             quarantine_prefix=QUARANTINE_PREFIX,
             operation="copy",
+            # Discovery's complete listing of the prefix, when it made one: not listed again.
+            source_listing=listings.under(prefix) if listings is not None else None,
         )
         seen = [0]
 
@@ -105,6 +111,21 @@ class EngineMover:
         report = TransferEngine(options).run(request, progress=progress, cancel=cancel)
         by_key = {r.source_key: r for r in report.results}
         return [file_result(item, by_key.get(item.source_key)) for item in files]
+
+
+def common_folder(keys: Sequence[str], floor: str) -> str:
+    """The deepest folder (ending in `/`, or `floor`) that holds every key.
+
+    The engine's source prefix: its wildcard lines never reach above it, so with the
+    archive's root (`floor`, often "") as the prefix a batch that is its whole listing
+    could only be fetched one key per line (a HEAD before every GET: ~1 s more for 964
+    objects, measured), where `data/` gives one `cp "s3://bucket/data/*"` line.
+    """
+    if not keys:
+        return floor
+    common = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
+    folder = common[: common.rfind("/") + 1]
+    return folder if len(folder) > len(floor) else floor
 
 
 def file_result(item: ListedFile, result: ObjectResult | None) -> FileResult:
@@ -138,6 +159,7 @@ class ExecutorMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        listings: Listings | None = None,
     ) -> list[FileResult]:
         from crypto_lakehouse.executor.client import ExecutorClient
         from crypto_lakehouse.executor.models import OperationMode, OperationType, SyncRequest

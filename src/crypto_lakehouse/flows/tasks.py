@@ -12,6 +12,7 @@ cost ~0.6 s of event-loop CPU per ingest of 482 files (cProfile).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -30,7 +31,7 @@ from crypto_lakehouse.archive import find_gaps
 from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, Outcome, Plan
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
-from crypto_lakehouse.flows.discovery import discover_files
+from crypto_lakehouse.flows.discovery import Listings, discover_files
 from crypto_lakehouse.flows.limits import TRANSFER_LIMIT
 from crypto_lakehouse.flows.mover import Mover
 from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
@@ -60,6 +61,7 @@ class Discovery:
     gaps: list[str]
     missing_periods: int  # files absent inside their series
     missing_days: int  # distinct days/months with a gap
+    listings: Listings = field(default_factory=Listings)  # complete, for the engine
 
 
 @dataclass
@@ -72,6 +74,7 @@ class RunContext:
     mover: Mover
     staging: Path  # each concurrent transfer stages under its own slot folder here
     listener: Listener | None = None
+    listings: Listings | None = None  # discovery's own, so the engine need not list again
     cancel: threading.Event = field(default_factory=threading.Event)
     slots: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
@@ -107,7 +110,8 @@ async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
 
     def work() -> Discovery:
         _probe(target)
-        files = discover_files(target.source, request.query())
+        listings = Listings()
+        files = discover_files(target.source, request.query(), listings=listings)
         gaps = find_gaps(files)
         listed, without = [], []
         for file in files:
@@ -119,6 +123,7 @@ async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
             [str(g) for g in gaps],
             sum(len(g.missing) for g in gaps),
             len({period for g in gaps for period in g.missing}),
+            listings,
         )
 
     return await anyio.to_thread.run_sync(work)
@@ -172,21 +177,32 @@ async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
 
     slot = await ctx.slots.get()
     staging = ctx.staging / f"p{os.getpid()}-s{slot}"
+    # Two pairs of round trips side by side: rows move to `started` while a slot of the
+    # global limit is leased, and the outcomes are recorded while it is given back.
+    started = asyncio.ensure_future(_mark_started(batch, ctx))
+    recorded: asyncio.Future[dict[str, Outcome]] | None = None
     try:
         async with concurrency(TRANSFER_LIMIT, occupy=1):
+            await started
             results = await _move(batch, ctx, staging, on_bytes)
+            recorded = asyncio.ensure_future(
+                anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+            )
+        assert recorded is not None  # set before the lease is given back
+        outcomes = await recorded
     finally:
         ctx.slots.put_nowait(slot)
-    outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+        for pending in (started, recorded):  # when the lease failed: let them finish
+            if pending is not None and not pending.done():
+                with contextlib.suppress(BaseException):
+                    await pending
     _count(results, outcomes)
     emit(IngestEvent("batch", files=len(files), label=batch.label), ctx.listener)
     return BatchOutcome(batch.label, outcomes, results)
 
 
-async def _move(
-    batch: Batch, ctx: RunContext, staging: Path, on_bytes: Callable[[int], None]
-) -> list[FileResult]:
-    """Rows to `started`, then the engine (or executor): the durable hand-over's first half."""
+async def _mark_started(batch: Batch, ctx: RunContext) -> None:
+    """Rows to `started` before the engine runs: the durable hand-over's first half."""
     files = list(batch.files)
     target = ctx.target
     await anyio.to_thread.run_sync(
@@ -194,8 +210,21 @@ async def _move(
             ctx.run_id, files, source_url=target.source_label, bronze_bucket=target.bronze_bucket
         )
     )
+
+
+async def _move(
+    batch: Batch, ctx: RunContext, staging: Path, on_bytes: Callable[[int], None]
+) -> list[FileResult]:
+    """The engine (or the executor) moves the batch; one result per file."""
     return await anyio.to_thread.run_sync(
-        lambda: ctx.mover.move(target, files, staging=staging, on_bytes=on_bytes, cancel=ctx.cancel)
+        lambda: ctx.mover.move(
+            ctx.target,
+            list(batch.files),
+            staging=staging,
+            on_bytes=on_bytes,
+            cancel=ctx.cancel,
+            listings=ctx.listings,
+        )
     )
 
 
