@@ -144,6 +144,7 @@ class TransferBench:
                         )
                         if round_no:
                             times[name].append(timing)
+                    env.lake.vacuum()  # untimed: deleted copies would fill the volumes
                 for name, values in {
                     **times,
                     **{f"{k}-rerun": v for k, v in reruns.items()},
