@@ -129,7 +129,7 @@ def test_covers_match_exactly_the_members() -> None:
         after = listing[run[-1] + 1] if run[-1] + 1 < len(listing) else None
         for prefix, idxs in cover_prefixes(keys, before, after, "p/"):
             chosen = {keys[i] for i in idxs}
-            if prefix:
+            if prefix is not None:
                 assert "*" not in prefix and "?" not in prefix
                 matched = {k for k in listing if k.startswith(prefix)}
                 assert matched == chosen, prefix
@@ -148,8 +148,14 @@ def test_cover_of_a_whole_listing_is_one_wildcard() -> None:
 def test_a_key_that_prefixes_its_neighbour_is_copied_alone() -> None:
     keys = ["p/a", "p/ab"]
     covers = list(cover_prefixes(keys, None, "p/abc", "p/"))
-    assert ("", [0]) in covers
+    assert (None, [0]) in covers
     assert all(prefix != "p/a" for prefix, _ in covers)
+
+
+def test_a_whole_bucket_from_its_root_is_one_wildcard() -> None:
+    # Per-key lines would cost a HEAD before every GET (964 objects: 3.42 s against 2.28 s).
+    keys = [f"data/f{i:04d}.zip" for i in range(50)] + ["z/last"]
+    assert list(cover_prefixes(keys, None, None, "")) == [("", list(range(51)))]
 
 
 def test_file_dir_conflicts_are_detected() -> None:

@@ -352,3 +352,35 @@ def test_chunks_hold_at_most_chunk_bytes(
     assert report.summary.copied == 12
     assert report.summary.staging_peak_bytes == 3000, "four chunks of three objects, one at a time"
     assert contents(lake_server.endpoint(), lake_bucket) == _as_dest(objects)
+
+
+@pytest.mark.parametrize("mode", [Mode.STAGED, Mode.DIRECT])
+def test_a_whole_bucket_from_its_root(
+    engine: TransferEngine,
+    source_server: SeaweedServer,
+    lake_server: SeaweedServer,
+    source_bucket: str,
+    lake_bucket: str,
+    mode: Mode,
+) -> None:
+    """An empty source prefix is fetched by one `s3://bucket/*` line (see cover_prefixes)."""
+    objects = {**small_objects("a/", 5), **small_objects("b/c/", 5), "top.bin": b"top"}
+    if mode is Mode.DIRECT:
+        writer = source = lake_server.endpoint()
+        src_bucket = f"{lake_bucket}-root"
+        S3Storage(source).ensure_bucket(src_bucket)
+    else:
+        writer, source = source_server.endpoint(), source_server.endpoint(anonymous=True)
+        src_bucket = source_bucket
+    seed(writer, src_bucket, objects)
+    request = TransferRequest(
+        source=source,
+        source_url=S3Url(src_bucket, ""),
+        dest=lake_server.endpoint(),
+        dest_url=S3Url(lake_bucket, ""),
+        mode=mode,
+    )
+    first = engine.run(request)
+    assert (first.summary.copied, first.summary.ok) == (11, True)
+    assert contents(lake_server.endpoint(), lake_bucket) == objects
+    assert engine.run(request).summary.skipped == 11

@@ -85,14 +85,15 @@ def _common_prefix_len(a: str, b: str) -> int:
 
 def cover_prefixes(
     members: Sequence[str], before: str | None, after: str | None, floor: str
-) -> Iterator[tuple[str, list[int]]]:
+) -> Iterator[tuple[str | None, list[int]]]:
     """Cover sorted `members` with prefixes that match no listed key outside them.
 
     `members` is a run of consecutive keys of a sorted listing; `before`/`after` are the
     listed keys just outside the run (None at the ends). Every prefix starts with
     `floor` (the listing's own prefix). Yields `(prefix, member indexes)`; a prefix
     with glob characters is never yielded: those members come back one at a time as
-    `("", [i])` for the caller to write as per-key lines.
+    `(None, [i])` for the caller to write as per-key lines. The empty prefix is a real
+    cover (`s3://bucket/*`): a whole bucket listed from its root.
     """
     i = 0
     n = len(members)
@@ -106,7 +107,7 @@ def cover_prefixes(
         prefix = key[:need]
         if len(prefix) < need or has_glob(prefix):
             # `key` is itself a prefix of a neighbour, or a glob sits in the prefix.
-            yield "", [i]
+            yield None, [i]
             i += 1
             continue
         j = i + 1

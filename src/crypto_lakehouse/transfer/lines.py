@@ -38,7 +38,7 @@ def plan_lines(
         first, last = items[run[0]], items[run[-1]]
         for prefix, local in cover_prefixes(keys, first.prev, last.next, floor):
             chosen = [run[i] for i in local]
-            if prefix:
+            if prefix is not None:
                 covers.append(Cover(prefix, chosen))
             else:
                 per_key.extend(chosen)
