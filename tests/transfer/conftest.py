@@ -6,8 +6,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from transfer_helpers import Sides
 
+from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.transfer import EngineOptions, TransferEngine
+
+
+@pytest.fixture
+def sides(
+    source_server: SeaweedServer, lake_server: SeaweedServer, source_bucket: str, lake_bucket: str
+) -> Sides:
+    return Sides(source_server, lake_server, source_bucket, lake_bucket)
 
 
 @pytest.fixture

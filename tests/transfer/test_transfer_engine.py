@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from transfer_helpers import (
     SPECIAL_NAMES,
+    Sides,
     contents,
     seed,
     seed_many,
@@ -355,15 +356,9 @@ def test_chunks_hold_at_most_chunk_bytes(
 
 
 @pytest.mark.parametrize("mode", [Mode.STAGED, Mode.DIRECT])
-def test_a_whole_bucket_from_its_root(
-    engine: TransferEngine,
-    source_server: SeaweedServer,
-    lake_server: SeaweedServer,
-    source_bucket: str,
-    lake_bucket: str,
-    mode: Mode,
-) -> None:
+def test_a_whole_bucket_from_its_root(engine: TransferEngine, sides: Sides, mode: Mode) -> None:
     """An empty source prefix is fetched by one `s3://bucket/*` line (see cover_prefixes)."""
+    source_server, lake_server, source_bucket, lake_bucket = sides
     objects = {**small_objects("a/", 5), **small_objects("b/c/", 5), "top.bin": b"top"}
     if mode is Mode.DIRECT:
         writer = source = lake_server.endpoint()

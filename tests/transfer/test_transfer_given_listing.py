@@ -7,7 +7,7 @@ wildcard covers (planned from the listing's neighbours) behave exactly as with i
 from __future__ import annotations
 
 import pytest
-from transfer_helpers import contents, seed, sha256, small_objects, staged_request
+from transfer_helpers import Sides, contents, seed, sha256, small_objects, staged_request
 
 import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.errors import ConfigError, TransferError
@@ -38,12 +38,10 @@ def listed_buckets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_a_given_listing_replaces_the_source_listing(
     engine: TransferEngine,
-    source_server: SeaweedServer,
-    lake_server: SeaweedServer,
-    source_bucket: str,
-    lake_bucket: str,
+    sides: Sides,
     listed_buckets: list[str],
 ) -> None:
+    source_server, lake_server, source_bucket, lake_bucket = sides
     good, bad = b"good zip bytes", b"tampered bytes"
     objects = small_objects("in/a/", 6) | small_objects("in/b/", 6)
     objects |= {
@@ -83,12 +81,10 @@ def test_a_given_listing_replaces_the_source_listing(
 
 def test_a_given_listing_of_a_wider_prefix_is_narrowed_to_the_keys(
     engine: TransferEngine,
-    source_server: SeaweedServer,
-    lake_server: SeaweedServer,
-    source_bucket: str,
-    lake_bucket: str,
+    sides: Sides,
     listed_buckets: list[str],
 ) -> None:
+    source_server, lake_server, source_bucket, lake_bucket = sides
     objects = small_objects("in/a/", 5) | small_objects("in/b/", 5)
     seed(source_server.endpoint(), source_bucket, objects)
     given = _listing(source_server, source_bucket, "in/")
@@ -112,11 +108,9 @@ def test_a_given_listing_of_a_wider_prefix_is_narrowed_to_the_keys(
 
 def test_a_given_listing_outside_the_prefix_or_out_of_order_is_refused(
     engine: TransferEngine,
-    source_server: SeaweedServer,
-    lake_server: SeaweedServer,
-    source_bucket: str,
-    lake_bucket: str,
+    sides: Sides,
 ) -> None:
+    source_server, lake_server, source_bucket, lake_bucket = sides
     seed(source_server.endpoint(), source_bucket, small_objects("in/", 3))
     given = _listing(source_server, source_bucket, "in/")
     stray = [ListedObject("other/x.bin", 1, "e", "2026-01-01T00:00:00Z"), *given]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
@@ -91,3 +92,12 @@ def staged_request(
         mode=fields.pop("mode", Mode.STAGED),  # type: ignore[arg-type]
         **fields,  # type: ignore[arg-type]
     )
+
+
+class Sides(NamedTuple):
+    """The two servers and a fresh bucket on each: what most two-endpoint tests need."""
+
+    source_server: SeaweedServer
+    lake_server: SeaweedServer
+    source_bucket: str
+    lake_bucket: str
