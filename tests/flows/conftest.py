@@ -5,27 +5,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from flow_helpers import TinyArchive, build_tiny_archive
+from flow_helpers import IngestEnv, TinyArchive, build_tiny_archive
 
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.prefect_server import PrefectServer
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import S3Storage
-
-
-@dataclass
-class IngestEnv:
-    archive: TinyArchive
-    bronze: S3Storage
-    bronze_bucket: str
-    manifest: Manifest
-    env: dict[str, str]  # what a child process (worker, CLI) needs
-    parameters: dict
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 from crypto_lakehouse.archive import ArchiveFile
+from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.storage import S3Storage
 
 MISSING_DAY = date(2026, 5, 4)
@@ -89,3 +90,13 @@ def build_tiny_archive(storage: S3Storage, bucket: str, fixtures: Path) -> TinyA
     archive.put(CORRUPT, data[:-7] + b"garbage", checksum=sidecar(data, CORRUPT))
     archive.corrupt = CORRUPT.key
     return archive
+
+
+@dataclass
+class IngestEnv:
+    archive: TinyArchive
+    bronze: S3Storage
+    bronze_bucket: str
+    manifest: Manifest
+    env: dict[str, str]  # what a child process (worker, CLI) needs
+    parameters: dict

@@ -11,8 +11,8 @@ import time
 
 import httpx
 import pytest
+from flow_helpers import IngestEnv
 
-from conftest import IngestEnv
 from crypto_lakehouse.flows.deployments import (
     GENERAL_POOL,
     TRANSFER_POOL,

@@ -7,9 +7,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-from flow_helpers import CORRUPT
+from flow_helpers import CORRUPT, IngestEnv
 
-from conftest import IngestEnv
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.executor.launcher import ExecutorProcess
 from crypto_lakehouse.flows.local import run_ingest_locally

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from pathlib import Path
 
 import pytest
-from flow_helpers import CORRUPT, MISSING_DAY
+from flow_helpers import CORRUPT, MISSING_DAY, IngestEnv
 
 import crypto_lakehouse.transfer.engine as engine_module
-from conftest import IngestEnv
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.flows.local import IngestRun, run_ingest_locally
@@ -63,6 +63,8 @@ def test_first_run_verifies_good_files_quarantines_corrupt_and_reports_gaps(
     assert corrupt is not None and corrupt.status is FileStatus.CORRUPT
     [logged] = ingest_env.manifest.runs()
     assert logged["run_id"] == run.flow_run_id and logged["status"] == "failed"
+    staging = Path(ingest_env.env["STAGING_DIR"]) / "ingest"
+    assert not staging.exists() or list(staging.iterdir()) == []  # nothing left behind
 
 
 def test_rerun_transfers_nothing_and_replacement_keeps_history(ingest_env: IngestEnv) -> None:

@@ -11,9 +11,8 @@ import sys
 import time
 
 import pytest
-from flow_helpers import CORRUPT
+from flow_helpers import CORRUPT, IngestEnv
 
-from conftest import IngestEnv
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.flows.local import run_ingest_locally
 from crypto_lakehouse.stack.process import wait_for_exit

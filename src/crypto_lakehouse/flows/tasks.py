@@ -191,6 +191,8 @@ async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
         assert recorded is not None  # set before the lease is given back
         outcomes = await recorded
     finally:
+        with contextlib.suppress(OSError):  # the engine removed its run folder inside
+            staging.rmdir()
         ctx.slots.put_nowait(slot)
         for pending in (started, recorded):  # when the lease failed: let them finish
             if pending is not None and not pending.done():
