@@ -393,10 +393,7 @@ def _timed(action: Callable[[], object], server_pids: list[int]) -> tuple[float,
     On two cores the servers and the client compete for the same CPU, so a method's wall
     time depends on the servers' work it causes as much as on its own.
     """
-    cpu, servers, started = _cpu(), _servers_cpu(server_pids), time.perf_counter()
+    cpu, servers, started = _cpu(), cpu_seconds(server_pids) or 0.0, time.perf_counter()
     action()
-    return time.perf_counter() - started, _cpu() - cpu, _servers_cpu(server_pids) - servers
-
-
-def _servers_cpu(pids: list[int]) -> float:
-    return cpu_seconds(pids) or 0.0
+    wall = time.perf_counter() - started
+    return wall, _cpu() - cpu, (cpu_seconds(server_pids) or 0.0) - servers
