@@ -6,6 +6,7 @@ stopped by its PID at the end. Tests that use them are marked `servers`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -83,22 +84,40 @@ def postgres_server() -> Iterator[PostgresServer]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _fresh_bucket(endpoint: Endpoint) -> str:
+@contextlib.contextmanager
+def _fresh_bucket(endpoint: Endpoint) -> Iterator[str]:
+    """A new bucket; at the end it and every bucket named after it (`<name>-src`, ...) go.
+
+    Each bucket is a SeaweedFS collection with volumes of its own, and a `weed mini` server
+    has a few dozen volumes: without this the session's servers run out of writable
+    volumes after a few hundred tests ("failed to find writable volumes", InternalError).
+    """
     name = f"t-{uuid.uuid4().hex[:12]}"
-    S3Storage(endpoint).ensure_bucket(name)
-    return name
+    storage = S3Storage(endpoint)
+    storage.ensure_bucket(name)
+    try:
+        yield name
+    finally:
+        for bucket in storage.client.list_buckets()["Buckets"]:
+            if bucket["Name"].startswith(name):
+                storage.delete_keys(
+                    bucket["Name"], [o.key for o in storage.list_objects(bucket["Name"])]
+                )
+                storage.client.delete_bucket(Bucket=bucket["Name"])
 
 
 @pytest.fixture
-def source_bucket(source_server: SeaweedServer) -> str:
+def source_bucket(source_server: SeaweedServer) -> Iterator[str]:
     """A new, empty bucket on the source endpoint (anonymously readable)."""
-    return _fresh_bucket(source_server.endpoint())
+    with _fresh_bucket(source_server.endpoint()) as name:
+        yield name
 
 
 @pytest.fixture
-def lake_bucket(lake_server: SeaweedServer) -> str:
+def lake_bucket(lake_server: SeaweedServer) -> Iterator[str]:
     """A new, empty bucket on the lake endpoint."""
-    return _fresh_bucket(lake_server.endpoint())
+    with _fresh_bucket(lake_server.endpoint()) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
