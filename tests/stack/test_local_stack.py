@@ -20,7 +20,12 @@ from crypto_lakehouse.storage import S3Storage
 pytestmark = [pytest.mark.servers, pytest.mark.slow]
 
 
-def cli(home: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def cli(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`crypto-lakehouse stack ...` as a user runs it.
+
+    The limit is generous: `up` starts four servers, and on a loaded two-core machine
+    (a full test run) Prefect alone once took more than 120 s to import and answer.
+    """
     env = {**os.environ, "LAKEHOUSE_HOME": str(home)}
     return subprocess.run(
         [sys.executable, "-m", "crypto_lakehouse", "stack", *args],
