@@ -85,10 +85,17 @@ def test_unknown_source_bucket(
     assert contents(lake_server.endpoint(), lake_bucket) == {}
 
 
+@pytest.mark.parametrize("operation", ["sync", "copy"])  # a copy reads one key of it only
 def test_unknown_destination_bucket(
-    engine: TransferEngine, source_server: SeaweedServer, lake_server: SeaweedServer, seeded: str
+    engine: TransferEngine,
+    source_server: SeaweedServer,
+    lake_server: SeaweedServer,
+    seeded: str,
+    operation: str,
 ) -> None:
-    request = staged_request(source_server, lake_server, seeded, "no-such-dest")
+    request = staged_request(
+        source_server, lake_server, seeded, "no-such-dest", operation=operation
+    )
     assert "no-such-dest" in _expect_fast_error(engine, request, BucketNotFound)
 
 

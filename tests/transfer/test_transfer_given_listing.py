@@ -23,6 +23,25 @@ def _listing(server: SeaweedServer, bucket: str, prefix: str) -> list[ListedObje
 
 
 @pytest.fixture
+def objects_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(bucket, objects the engine read from it) for each listing the engine made."""
+    reads: list[tuple[str, int]] = []
+
+    class Counting(Listing):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            count = 0
+            try:
+                for obj in super().__iter__():
+                    count += 1
+                    yield obj
+            finally:
+                reads.append((self.bucket, count))
+
+    monkeypatch.setattr(engine_module, "Listing", Counting)
+    return reads
+
+
+@pytest.fixture
 def listed_buckets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The buckets the engine lists itself during the test."""
     seen: list[str] = []
@@ -131,3 +150,30 @@ def test_a_given_listing_outside_the_prefix_or_out_of_order_is_refused(
             )
         )
     assert contents(lake_server.endpoint(), lake_bucket) == {}
+
+
+def test_a_copy_reads_one_destination_key_however_many_are_there(
+    engine: TransferEngine,
+    sides: Sides,
+    objects_read: list[tuple[str, int]],
+) -> None:
+    """A copy overwrites, so the destination's keys are not needed: only its first key is
+    read (proving the bucket and the identity); a sync still reads every one."""
+    source_server, lake_server, source_bucket, lake_bucket = sides
+    objects = small_objects("in/", 8)
+    seed(source_server.endpoint(), source_bucket, objects)
+    stale = {f"out/f{i:04d}.bin": b"old" for i in range(8)}  # same keys, other bytes
+    seed(lake_server.endpoint(), lake_bucket, stale | small_objects("out/e/", 30))  # e/ sorts first
+
+    copied = engine.run(
+        staged_request(source_server, lake_server, source_bucket, lake_bucket, operation="copy")
+    )
+
+    assert (copied.summary.copied, copied.summary.ok) == (8, True)
+    assert [n for bucket, n in objects_read if bucket == lake_bucket] == [1]
+    now = contents(lake_server.endpoint(), lake_bucket, "out/f")
+    assert now == {"out/" + k.removeprefix("in/"): v for k, v in objects.items()}
+
+    synced = engine.run(staged_request(source_server, lake_server, source_bucket, lake_bucket))
+    assert (synced.summary.copied, synced.summary.skipped) == (0, 8)
+    assert [n for bucket, n in objects_read if bucket == lake_bucket] == [1, 38]

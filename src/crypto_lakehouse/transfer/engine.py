@@ -164,9 +164,12 @@ class TransferEngine:
                         first_output_timeout=timeout,
                     )
                 )
-            dest = stack.enter_context(
+            listing = stack.enter_context(
                 Listing(ctx.dest, request.dest_url.bucket, dst_scope, first_output_timeout=timeout)
             )
+            dest: Iterable[ListedObject] = listing
+            if request.operation == "copy" and not request.delete_extra:
+                dest = _preflight_only(listing)
             return build_plan(request, source, dest, ctx.ledger, staging.dir / "plan.jsonl")
 
     def _execute(self, mode: Mode, ctx: RunContext, plan: Plan, staging: StagingArea) -> None:
@@ -195,6 +198,19 @@ class TransferEngine:
             limit = min(opts.chunk_bytes, opts.staging_cap_bytes)
             for batch in chunks(deferred, opts.batch_objects, limit):
                 staged.copy(batch, wildcards=False)
+
+
+def _preflight_only(listing: Listing) -> Iterator[ListedObject]:
+    """No destination objects, once the listing has shown that it can be read.
+
+    A copy overwrites whatever is there, so its plan needs none of the destination's keys;
+    the listing only proves the bucket exists and the identity may read it (its errors are
+    raised here, before any copy). Reading one key keeps that cost flat: a full listing
+    of a batch's folder in a populated bronze grew with everything already ingested.
+    """
+    next(iter(listing), None)
+    listing.close()  # stop s5cmd: the rest of the listing is not wanted
+    yield from ()
 
 
 def _given_listing(
