@@ -114,7 +114,8 @@ def ingest_bench(
     console.print(table)
     verdict = "met" if result.overhead <= OVERHEAD_TARGET else "missed"
     console.print(
-        f"Prefect overhead: {result.overhead:+.0%} (target <= {OVERHEAD_TARGET:.0%}: {verdict})"
+        f"Prefect overhead: {result.overhead:+.0%}, {result.overhead_seconds:+.2f} s per run "
+        f"of {result.files} files (target <= {OVERHEAD_TARGET:.0%}: {verdict})"
     )
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
