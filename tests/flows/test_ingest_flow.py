@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import date
 from pathlib import Path
 
 import pytest
-from flow_helpers import CORRUPT, MISSING_DAY, IngestEnv
+from flow_helpers import CORRUPT, MISSING_DAY, IngestEnv, kline_zip
 
 import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.archive import ArchiveFile
@@ -91,17 +92,23 @@ def test_rerun_transfers_nothing_and_replacement_keeps_history(ingest_env: Inges
     assert hashlib.sha256(data).hexdigest() == new_sha
 
 
-def test_the_engine_plans_from_discovery_listing_of_the_whole_archive(
-    ingest_env: IngestEnv, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    engine_listed: list[str] = []  # buckets the transfer engine lists itself
+@pytest.fixture
+def engine_listed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The buckets the transfer engine lists itself during the test."""
+    listed: list[str] = []
 
     class Recording(Listing):
         def __init__(self, invocation: Invocation, bucket: str, prefix: str, **kw: float) -> None:
-            engine_listed.append(bucket)
+            listed.append(bucket)
             super().__init__(invocation, bucket, prefix, **kw)
 
     monkeypatch.setattr(engine_module, "Listing", Recording)
+    return listed
+
+
+def test_the_engine_plans_from_discovery_listing_of_the_whole_archive(
+    ingest_env: IngestEnv, engine_listed: list[str]
+) -> None:
     everything = {"source_bucket": ingest_env.parameters["source_bucket"]}  # lists the root
     run = asyncio.run(run_ingest_locally(everything))
 
@@ -112,3 +119,25 @@ def test_the_engine_plans_from_discovery_listing_of_the_whole_archive(
     verified = {e.path: e.sha256 for e in ingest_env.manifest.verified_files()}
     assert verified == ingest_env.archive.good
     assert CORRUPT.key not in bronze_keys(ingest_env)
+
+
+def test_a_narrow_query_is_copied_without_listing_the_archive(
+    ingest_env: IngestEnv, engine_listed: list[str]
+) -> None:
+    """One interval and a date range: discovery lists symbol folders, so no complete listing
+    of a batch's prefix (here `data/`) exists. The engine gets the batch's own objects from
+    discovery and copies them one line each: it never lists the archive under that prefix
+    (millions of keys in the real one), and never fetches a neighbour the query leaves out."""
+    after_end = ArchiveFile("spot", "daily", "klines", "BTCUSDT", date(2026, 6, 1), "1h")
+    ingest_env.archive.put(after_end, kline_zip(after_end))  # next to files the run copies
+
+    run = ingest(ingest_env)
+
+    assert engine_listed and set(engine_listed) == {ingest_env.bronze_bucket}
+    good = ingest_env.archive.good
+    assert (run.summary.verified, run.summary.corrupt, run.summary.failed) == (len(good), 1, 0)
+    assert {e.path: e.sha256 for e in ingest_env.manifest.verified_files()} == good
+    expected = {key for path in good for key in (path, path + ".CHECKSUM")}
+    # Only the corrupt zip is quarantined; the publisher's CHECKSUM is copied as it is.
+    expected |= {f"_quarantine/{CORRUPT.key}", CORRUPT.checksum_key}
+    assert bronze_keys(ingest_env) == expected

@@ -14,6 +14,7 @@ from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.transfer import Outcome, TransferEngine
 from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer.commands import CommandFile
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
 
 
@@ -177,3 +178,74 @@ def test_a_copy_reads_one_destination_key_however_many_are_there(
     synced = engine.run(staged_request(source_server, lake_server, source_bucket, lake_bucket))
     assert (synced.summary.copied, synced.summary.skipped) == (0, 8)
     assert [n for bucket, n in objects_read if bucket == lake_bucket] == [1, 38]
+
+
+def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
+    engine: TransferEngine,
+    sides: Sides,
+    listed_buckets: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`source_listing_complete=False`: the listing names only the objects to copy. The
+    engine does not list the source, and writes no wildcard line (which would also fetch
+    the objects between and around them)."""
+    source_server, lake_server, source_bucket, lake_bucket = sides
+    objects = small_objects("in/a/", 6)
+    seed(source_server.endpoint(), source_bucket, objects)
+    wanted = {"in/a/f0001.bin", "in/a/f0002.bin", "in/a/f0004.bin"}
+    given = [o for o in _listing(source_server, source_bucket, "in/") if o.key in wanted]
+    request = staged_request(
+        source_server,
+        lake_server,
+        source_bucket,
+        lake_bucket,
+        operation="copy",
+        source_listing=given,
+        source_listing_complete=False,
+    )
+
+    wildcard_sources: list[str] = []  # the run files' glob lines, by source URL
+    write_line = CommandFile.copy
+
+    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
+        if not raw:
+            wildcard_sources.append(source)
+        write_line(self, source, dest, raw=raw)
+
+    monkeypatch.setattr(CommandFile, "copy", recording)
+
+    report = engine.run(request)
+
+    assert (report.summary.copied, report.summary.ok, listed_buckets) == (3, True, [lake_bucket])
+    assert [url for url in wildcard_sources if url.startswith(f"s3://{source_bucket}/")] == []
+    assert contents(lake_server.endpoint(), lake_bucket) == {
+        "out/" + k.removeprefix("in/"): objects[k] for k in sorted(wanted)
+    }
+
+
+def test_a_partial_listing_needs_a_listing_and_refuses_delete_extra(
+    engine: TransferEngine, sides: Sides
+) -> None:
+    source_server, lake_server, source_bucket, lake_bucket = sides
+    with pytest.raises(ConfigError, match="needs a source_listing"):
+        engine.run(
+            staged_request(
+                source_server,
+                lake_server,
+                source_bucket,
+                lake_bucket,
+                source_listing_complete=False,
+            )
+        )
+    with pytest.raises(ConfigError, match="complete source listing"):
+        engine.run(
+            staged_request(
+                source_server,
+                lake_server,
+                source_bucket,
+                lake_bucket,
+                source_listing=[],
+                source_listing_complete=False,
+                delete_extra=True,
+            )
+        )

@@ -269,7 +269,7 @@ class ArchiveLister:
         self, prefix: str, query: ArchiveQuery, intervals: tuple[str, ...]
     ) -> Iterator[ArchiveFile]:
         listed = list(self._s3.list_objects(self.source.bucket, prefix))
-        sidecars = {info.key: info.etag for info in listed if is_checksum_key(info.key)}
+        sidecars = {info.key: info for info in listed if is_checksum_key(info.key)}
         for info in listed:
             if is_checksum_key(info.key):
                 continue
@@ -281,9 +281,11 @@ class ArchiveLister:
             if intervals and file.interval not in intervals:
                 continue
             if query.covers(file):
+                sidecar = sidecars.get(info.key + CHECKSUM_SUFFIX)
                 yield file.with_listing(
                     info.size,
                     info.etag,
                     info.last_modified,
-                    sidecars.get(info.key + CHECKSUM_SUFFIX),
+                    sidecar.etag if sidecar else None,
+                    sidecar.size if sidecar else None,
                 )

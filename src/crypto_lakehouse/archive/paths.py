@@ -103,6 +103,7 @@ class ArchiveFile:
     etag: str | None = field(default=None, compare=False)
     last_modified: datetime | None = field(default=None, compare=False)
     checksum_etag: str | None = field(default=None, compare=False)  # listed sidecar, if any
+    checksum_size: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         market = parse_market(self.market)
@@ -188,10 +189,16 @@ class ArchiveFile:
         etag: str,
         last_modified: datetime,
         checksum_etag: str | None = None,
+        checksum_size: int | None = None,
     ) -> ArchiveFile:
         """A copy carrying what a listing said about the object (and its sidecar)."""
         return replace(
-            self, size=size, etag=etag, last_modified=last_modified, checksum_etag=checksum_etag
+            self,
+            size=size,
+            etag=etag,
+            last_modified=last_modified,
+            checksum_etag=checksum_etag,
+            checksum_size=checksum_size,
         )
 
 

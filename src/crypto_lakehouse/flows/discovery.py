@@ -198,7 +198,7 @@ def _flat(
             objects = list(listing)
         if listings is not None:
             listings.keep(prefix, objects)
-        sidecars = {o.key: o.etag for o in objects if is_checksum_key(o.key)}
+        sidecars = {o.key: o for o in objects if is_checksum_key(o.key)}
         files = []
         for obj in objects:
             if is_checksum_key(obj.key):
@@ -212,12 +212,14 @@ def _flat(
                 continue
             if not (query.wants_symbol(file.symbol) and query.covers(file)):
                 continue
+            sidecar = sidecars.get(obj.key + CHECKSUM_SUFFIX)
             files.append(
                 file.with_listing(
                     obj.size,
                     obj.etag,
                     _when(obj.last_modified),
-                    sidecars.get(obj.key + CHECKSUM_SUFFIX),
+                    sidecar.etag if sidecar else None,
+                    sidecar.size if sidecar else None,
                 )
             )
         return files

@@ -19,6 +19,7 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import UTC
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,7 @@ from crypto_lakehouse.transfer import (
     TransferProgress,
     TransferRequest,
 )
+from crypto_lakehouse.transfer.listing import ListedObject
 
 QUARANTINE_PREFIX = "_quarantine/"
 BytesFn = Callable[[int], None]  # called with the bytes moved since the last call
@@ -83,6 +85,12 @@ class EngineMover:
         for item in files:
             keys += [item.source_key, item.source_key + CHECKSUM_SUFFIX]
         prefix = common_folder(keys, target.source_prefix)
+        # Discovery's complete listing of the prefix when it kept one (wildcard lines, no
+        # listing); else the batch's own objects as discovery saw them (a line per object,
+        # and still no listing: a batch spanning folders has a wide prefix, and in the real
+        # archive `data/spot/` alone holds millions of keys); else the engine lists.
+        complete = listings.under(prefix) if listings is not None else None
+        given = complete if complete is not None else known_objects(files)
         request = TransferRequest(
             source=target.source.endpoint,
             source_url=S3Url(target.source.bucket, prefix),
@@ -93,8 +101,8 @@ class EngineMover:
             verify_sidecars=True,
             quarantine_prefix=QUARANTINE_PREFIX,
             operation="copy",
-            # Discovery's complete listing of the prefix, when it made one: not listed again.
-            source_listing=listings.under(prefix) if listings is not None else None,
+            source_listing=given,
+            source_listing_complete=complete is not None or given is None,
         )
         seen = [0]
 
@@ -126,6 +134,28 @@ def common_folder(keys: Sequence[str], floor: str) -> str:
     common = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
     folder = common[: common.rfind("/") + 1]
     return folder if len(folder) > len(floor) else floor
+
+
+def known_objects(files: Sequence[ListedFile]) -> list[ListedObject] | None:
+    """The files and their sidecars as discovery listed them, in key order; None when
+    discovery did not record all of it (the engine then lists the source itself)."""
+    objects = []
+    for item in files:
+        file = item.file
+        if (
+            file.size is None
+            or file.etag is None
+            or file.last_modified is None
+            or file.checksum_etag is None
+            or file.checksum_size is None
+        ):
+            return None
+        stamp = file.last_modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sidecar = item.source_key + CHECKSUM_SUFFIX
+        objects.append(ListedObject(item.source_key, file.size, file.etag, stamp))
+        # The sidecar's LastModified is not kept; only a sync (never a copy) would use it.
+        objects.append(ListedObject(sidecar, file.checksum_size, file.checksum_etag, ""))
+    return sorted(objects, key=lambda obj: obj.key)
 
 
 def file_result(item: ListedFile, result: ObjectResult | None) -> FileResult:

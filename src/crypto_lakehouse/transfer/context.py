@@ -28,7 +28,12 @@ class RunContext:
 
     @property
     def wildcards_allowed(self) -> bool:
-        """Wildcard lines rebuild paths relative to the last `/`: both prefixes must end there."""
+        """Wildcard lines rebuild paths relative to the last `/`: both prefixes must end there.
+
+        And they fetch whatever matches, so the source listing must be complete.
+        """
+        if not self.request.source_listing_complete:
+            return False
         src, dst = self.request.source_url.prefix, self.request.dest_url.prefix
         return (src == "" or src.endswith("/")) and (dst == "" or dst.endswith("/"))
 

@@ -118,6 +118,11 @@ class TransferRequest:
     # The caller's own listing of source_url.prefix, sorted by key, and complete for that
     # prefix (wildcard lines would fetch objects missing from it); None = the engine lists.
     source_listing: Sequence[ListedObject] | None = None
+    # False: `source_listing` holds just the objects to copy (the caller knows them from
+    # its own catalog), not all of the prefix. Every object then gets its own line (a
+    # wildcard could match objects the listing leaves out), and nothing is listed at the
+    # source: under a wide prefix of a big archive, that listing can be millions of keys.
+    source_listing_complete: bool = True
 
     def dest_key(self, source_key: str) -> str:
         """Where `source_key` lands."""
