@@ -19,7 +19,6 @@ import os
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import UTC
 from pathlib import Path
 from typing import Protocol
 
@@ -41,7 +40,7 @@ from crypto_lakehouse.transfer import (
     TransferProgress,
     TransferRequest,
 )
-from crypto_lakehouse.transfer.listing import ListedObject
+from crypto_lakehouse.transfer.listing import ListedObject, listed_stamp
 
 QUARANTINE_PREFIX = "_quarantine/"
 BytesFn = Callable[[int], None]  # called with the bytes moved since the last call
@@ -150,7 +149,7 @@ def known_objects(files: Sequence[ListedFile]) -> list[ListedObject] | None:
             or file.checksum_size is None
         ):
             return None
-        stamp = file.last_modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = listed_stamp(file.last_modified)
         sidecar = item.source_key + CHECKSUM_SUFFIX
         objects.append(ListedObject(item.source_key, file.size, file.etag, stamp))
         # The sidecar's LastModified is not kept; only a sync (never a copy) would use it.

@@ -13,6 +13,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from crypto_lakehouse.errors import EndpointUnreachable, StorageError
@@ -33,7 +34,12 @@ class ListedObject:
     key: str
     size: int
     etag: str
-    last_modified: str  # ISO-8601 UTC, second resolution ("2026-01-01T00:00:00Z")
+    last_modified: str  # `listed_stamp` of the object's LastModified ("" when unknown)
+
+
+def listed_stamp(when: datetime) -> str:
+    """LastModified as s5cmd's listing prints it: ISO-8601 UTC, whole seconds."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_reachable(endpoint: Endpoint, timeout: float) -> None:
@@ -161,5 +167,4 @@ def _list_boto3(endpoint: Endpoint, bucket: str, prefix: str) -> Iterator[Listed
 
     storage = S3Storage(endpoint, timeout=10.0, retries=2)
     for info in storage.list_objects(bucket, prefix):
-        stamp = info.last_modified.strftime("%Y-%m-%dT%H:%M:%SZ")
-        yield ListedObject(info.key, info.size, info.etag, stamp)
+        yield ListedObject(info.key, info.size, info.etag, listed_stamp(info.last_modified))
