@@ -226,26 +226,11 @@ def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
 def test_a_partial_listing_needs_a_listing_and_refuses_delete_extra(
     engine: TransferEngine, sides: Sides
 ) -> None:
-    source_server, lake_server, source_bucket, lake_bucket = sides
     with pytest.raises(ConfigError, match="needs a source_listing"):
-        engine.run(
-            staged_request(
-                source_server,
-                lake_server,
-                source_bucket,
-                lake_bucket,
-                source_listing_complete=False,
-            )
-        )
+        engine.run(staged_request(*sides, source_listing_complete=False))
     with pytest.raises(ConfigError, match="complete source listing"):
         engine.run(
             staged_request(
-                source_server,
-                lake_server,
-                source_bucket,
-                lake_bucket,
-                source_listing=[],
-                source_listing_complete=False,
-                delete_extra=True,
+                *sides, source_listing=[], source_listing_complete=False, delete_extra=True
             )
         )
