@@ -141,3 +141,28 @@ def test_a_narrow_query_is_copied_without_listing_the_archive(
     # Only the corrupt zip is quarantined; the publisher's CHECKSUM is copied as it is.
     expected |= {f"_quarantine/{CORRUPT.key}", CORRUPT.checksum_key}
     assert bronze_keys(ingest_env) == expected
+
+
+def test_named_symbols_are_copied_from_discovery_folder_listings(
+    ingest_env: IngestEnv, engine_listed: list[str]
+) -> None:
+    """Named symbols: discovery lists each symbol's folder whole, and a batch spanning
+    two symbols is planned from those folder listings (no listing of the archive), with
+    nothing from outside the query copied."""
+    after_end = ArchiveFile("spot", "daily", "klines", "BTCUSDT", date(2026, 6, 1), "1h")
+    ingest_env.archive.put(after_end, kline_zip(after_end))  # same folder, outside the dates
+    parameters = ingest_env.parameters | {
+        "markets": ["spot"],
+        "data_types": ["klines"],
+        "symbols": ["BTCUSDT", "ETHUSDT"],
+    }
+
+    run = asyncio.run(run_ingest_locally(parameters))
+
+    assert engine_listed and set(engine_listed) == {ingest_env.bronze_bucket}
+    wanted = {p: sha for p, sha in ingest_env.archive.good.items() if "/spot/daily/klines/" in p}
+    assert (run.summary.verified, run.summary.corrupt, run.summary.failed) == (len(wanted), 1, 0)
+    assert {e.path: e.sha256 for e in ingest_env.manifest.verified_files()} == wanted
+    expected = {key for path in wanted for key in (path, path + ".CHECKSUM")}
+    expected |= {f"_quarantine/{CORRUPT.key}", CORRUPT.checksum_key}
+    assert bronze_keys(ingest_env) == expected

@@ -12,7 +12,7 @@ from transfer_helpers import Sides, contents, seed, sha256, small_objects, stage
 import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.stack.seaweed import SeaweedServer
-from crypto_lakehouse.transfer import Outcome, TransferEngine
+from crypto_lakehouse.transfer import ListingScope, Outcome, TransferEngine
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import CommandFile
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
@@ -40,6 +40,21 @@ def objects_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
     monkeypatch.setattr(engine_module, "Listing", Counting)
     return reads
+
+
+@pytest.fixture
+def wildcard_sources(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The source URLs of the run files' glob (wildcard) lines."""
+    sources: list[str] = []
+    write_line = CommandFile.copy
+
+    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
+        if not raw:
+            sources.append(source)
+        write_line(self, source, dest, raw=raw)
+
+    monkeypatch.setattr(CommandFile, "copy", recording)
+    return sources
 
 
 @pytest.fixture
@@ -184,9 +199,9 @@ def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
     engine: TransferEngine,
     sides: Sides,
     listed_buckets: list[str],
-    monkeypatch: pytest.MonkeyPatch,
+    wildcard_sources: list[str],
 ) -> None:
-    """`source_listing_complete=False`: the listing names only the objects to copy. The
+    """`ListingScope.OBJECTS`: the listing names only the objects to copy. The
     engine does not list the source, and writes no wildcard line (which would also fetch
     the objects between and around them)."""
     source_server, lake_server, source_bucket, lake_bucket = sides
@@ -201,18 +216,8 @@ def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
         lake_bucket,
         operation="copy",
         source_listing=given,
-        source_listing_complete=False,
+        source_listing_scope=ListingScope.OBJECTS,
     )
-
-    wildcard_sources: list[str] = []  # the run files' glob lines, by source URL
-    write_line = CommandFile.copy
-
-    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
-        if not raw:
-            wildcard_sources.append(source)
-        write_line(self, source, dest, raw=raw)
-
-    monkeypatch.setattr(CommandFile, "copy", recording)
 
     report = engine.run(request)
 
@@ -226,11 +231,49 @@ def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
 def test_a_partial_listing_needs_a_listing_and_refuses_delete_extra(
     engine: TransferEngine, sides: Sides
 ) -> None:
-    with pytest.raises(ConfigError, match="needs a source_listing"):
-        engine.run(staged_request(*sides, source_listing_complete=False))
-    with pytest.raises(ConfigError, match="complete source listing"):
-        engine.run(
-            staged_request(
-                *sides, source_listing=[], source_listing_complete=False, delete_extra=True
+    for scope in (ListingScope.FOLDERS, ListingScope.OBJECTS):
+        with pytest.raises(ConfigError, match="needs a source_listing"):
+            engine.run(staged_request(*sides, source_listing_scope=scope))
+        with pytest.raises(ConfigError, match="listing of the whole prefix"):
+            engine.run(
+                staged_request(
+                    *sides, source_listing=[], source_listing_scope=scope, delete_extra=True
+                )
             )
-        )
+
+
+def test_folder_listings_give_wildcard_lines_that_stay_inside_their_folders(
+    engine: TransferEngine,
+    sides: Sides,
+    listed_buckets: list[str],
+    wildcard_sources: list[str],
+) -> None:
+    """`ListingScope.FOLDERS`: complete listings of in/a/ and in/c/ only. Runs of keys
+    there get wildcard lines, none reaching in/b/ (not listed) or a key left out."""
+    source_server, lake_server, source_bucket, lake_bucket = sides
+    objects = small_objects("in/a/", 6) | small_objects("in/b/", 3) | small_objects("in/c/", 4)
+    seed(source_server.endpoint(), source_bucket, objects)
+    listed = _listing(source_server, source_bucket, "in/")
+    given = [o for o in listed if not o.key.startswith("in/b/")]
+    keys = [f"in/a/f000{i}.bin" for i in (1, 2, 3, 4)] + sorted(small_objects("in/c/", 4))
+    request = staged_request(
+        *sides,
+        keys=keys,
+        operation="copy",
+        source_listing=given,
+        source_listing_scope=ListingScope.FOLDERS,
+    )
+
+    report = engine.run(request)
+
+    assert (report.summary.copied, report.summary.ok, listed_buckets) == (8, True, [lake_bucket])
+    globs = [u for u in wildcard_sources if u.startswith(f"s3://{source_bucket}/")]
+    assert globs, "runs inside a folder should be fetched with wildcard lines"
+    assert all(
+        u.startswith((f"s3://{source_bucket}/in/a/f000", f"s3://{source_bucket}/in/c/"))
+        for u in globs
+    )
+    assert f"s3://{source_bucket}/in/c/*" in globs  # the whole folder is wanted: one line
+    assert contents(lake_server.endpoint(), lake_bucket) == {
+        "out/" + k.removeprefix("in/"): objects[k] for k in keys
+    }

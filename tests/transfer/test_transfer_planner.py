@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from crypto_lakehouse.transfer.lines import plan_lines
 from crypto_lakehouse.transfer.listing import ListedObject
 from crypto_lakehouse.transfer.planner import PlanItem, chunks, is_up_to_date
 
@@ -40,6 +41,7 @@ def test_public_surface_is_what_other_parts_code_against() -> None:
 
     assert sorted(transfer.__all__) == [
         "EngineOptions",
+        "ListingScope",
         "Mode",
         "ObjectResult",
         "Outcome",
@@ -49,3 +51,32 @@ def test_public_surface_is_what_other_parts_code_against() -> None:
         "TransferRequest",
         "TransferSummary",
     ]
+
+
+def _listed(keys: list[str], wanted: set[str]) -> list[PlanItem]:
+    """Plan items for `wanted`, with their neighbours in the listing `keys` (sorted)."""
+    return [
+        PlanItem(
+            k, k, 1, "", keys[i - 1] if i else None, keys[i + 1] if i + 1 < len(keys) else None
+        )
+        for i, k in enumerate(keys)
+        if k in wanted
+    ]
+
+
+def test_per_folder_covers_stop_at_the_folder_a_listing_is_complete_for() -> None:
+    # A union of two folder listings: nothing is known between them (p/b/ may hold keys).
+    keys = ["p/a/1", "p/a/2", "p/a/3", "p/c/1", "p/c/2"]
+    items = _listed(keys, {"p/a/2", "p/a/3", "p/c/1", "p/c/2"})
+
+    covers, per_key = plan_lines(items, lambda i: True, "p/", per_folder=True)
+
+    assert [(c.prefix, c.indexes) for c in covers] == [
+        ("p/a/2", [0]),
+        ("p/a/3", [1]),
+        ("p/c/", [2, 3]),
+    ]
+    assert per_key == []
+    # Without it, the listing counts as complete for p/: one cover spans the folders.
+    spanning, _ = plan_lines(items, lambda i: True, "p/")
+    assert [c.prefix for c in spanning] == ["p/a/2", "p/a/3", "p/c"]

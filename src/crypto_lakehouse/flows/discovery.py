@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -76,6 +77,21 @@ class Listings:
             if self._kept + len(objects) <= self.limit:
                 self.by_prefix[prefix] = objects
                 self._kept += len(objects)
+
+    def folders(self, keys: Iterable[str]) -> list[ListedObject] | None:
+        """Complete listings of the folders holding `keys`, merged in key order, or None
+        when one of those folders lies in no kept listing."""
+        merged: list[ListedObject] = []
+        root: str | None = None
+        for folder in sorted({key[: key.rfind("/") + 1] for key in keys}):
+            if root is not None and folder.startswith(root):
+                continue  # listed with the folder it lies in (sorted: it comes right after)
+            objects = self.under(folder)
+            if objects is None:
+                return None
+            merged += objects  # folders in order, none inside another: keys stay in order
+            root = folder
+        return merged
 
     def under(self, prefix: str) -> list[ListedObject] | None:
         """A complete listing of `prefix`, cut from a kept listing that contains it, or None."""

@@ -33,6 +33,7 @@ from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.storage.urls import S3Url
 from crypto_lakehouse.transfer import (
     EngineOptions,
+    ListingScope,
     Mode,
     ObjectResult,
     Outcome,
@@ -84,12 +85,7 @@ class EngineMover:
         for item in files:
             keys += [item.source_key, item.source_key + CHECKSUM_SUFFIX]
         prefix = common_folder(keys, target.source_prefix)
-        # Discovery's complete listing of the prefix when it kept one (wildcard lines, no
-        # listing); else the batch's own objects as discovery saw them (a line per object,
-        # and still no listing: a batch spanning folders has a wide prefix, and in the real
-        # archive `data/spot/` alone holds millions of keys); else the engine lists.
-        complete = listings.under(prefix) if listings is not None else None
-        given = complete if complete is not None else known_objects(files)
+        given, scope = source_listing_for(prefix, keys, files, listings)
         request = TransferRequest(
             source=target.source.endpoint,
             source_url=S3Url(target.source.bucket, prefix),
@@ -101,7 +97,7 @@ class EngineMover:
             quarantine_prefix=QUARANTINE_PREFIX,
             operation="copy",
             source_listing=given,
-            source_listing_complete=complete is not None or given is None,
+            source_listing_scope=scope,
         )
         seen = [0]
 
@@ -133,6 +129,30 @@ def common_folder(keys: Sequence[str], floor: str) -> str:
     common = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
     folder = common[: common.rfind("/") + 1]
     return folder if len(folder) > len(floor) else floor
+
+
+def source_listing_for(
+    prefix: str, keys: Sequence[str], files: Sequence[ListedFile], listings: Listings | None
+) -> tuple[list[ListedObject] | None, ListingScope]:
+    """What the engine plans the batch from, so that it never lists the archive itself.
+
+    A batch spanning folders has a wide prefix (`data/spot/`: millions of keys in the real
+    archive). In order of preference: discovery's complete listing of the prefix
+    (wildcard lines anywhere); its complete listings of the batch's folders (wildcard
+    lines inside each folder); the batch's own objects (one line each). None: discovery
+    kept nothing usable, and the engine lists.
+    """
+    if listings is not None:
+        whole = listings.under(prefix)
+        if whole is not None:
+            return whole, ListingScope.PREFIX
+        folders = listings.folders(keys)
+        if folders is not None:
+            return folders, ListingScope.FOLDERS
+    known = known_objects(files)
+    if known is not None:
+        return known, ListingScope.OBJECTS
+    return None, ListingScope.PREFIX
 
 
 def known_objects(files: Sequence[ListedFile]) -> list[ListedObject] | None:

@@ -11,6 +11,7 @@ Usable alone (it knows nothing of Binance, Prefect or HTTP)::
 from crypto_lakehouse.transfer.engine import TransferEngine
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
+    ListingScope,
     Mode,
     ObjectResult,
     Outcome,
@@ -22,6 +23,7 @@ from crypto_lakehouse.transfer.models import (
 
 __all__ = [
     "EngineOptions",
+    "ListingScope",
     "Mode",
     "ObjectResult",
     "Outcome",

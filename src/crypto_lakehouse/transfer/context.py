@@ -8,7 +8,13 @@ from dataclasses import dataclass
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import is_clean_path
 from crypto_lakehouse.transfer.ledger import Ledger
-from crypto_lakehouse.transfer.models import EngineOptions, ObjectResult, Outcome, TransferRequest
+from crypto_lakehouse.transfer.models import (
+    EngineOptions,
+    ListingScope,
+    ObjectResult,
+    Outcome,
+    TransferRequest,
+)
 from crypto_lakehouse.transfer.planner import PlanItem
 
 
@@ -30,12 +36,17 @@ class RunContext:
     def wildcards_allowed(self) -> bool:
         """Wildcard lines rebuild paths relative to the last `/`: both prefixes must end there.
 
-        And they fetch whatever matches, so the source listing must be complete.
+        And they fetch whatever matches: a listing of just the objects allows none.
         """
-        if not self.request.source_listing_complete:
+        if self.request.source_listing_scope is ListingScope.OBJECTS:
             return False
         src, dst = self.request.source_url.prefix, self.request.dest_url.prefix
         return (src == "" or src.endswith("/")) and (dst == "" or dst.endswith("/"))
+
+    @property
+    def wildcards_per_folder(self) -> bool:
+        """Wildcard lines must stay inside each key's folder (the listing is complete there)."""
+        return self.request.source_listing_scope is ListingScope.FOLDERS
 
     def rest(self, item: PlanItem) -> str:
         """The part of the key below the source prefix (also below the destination prefix)."""

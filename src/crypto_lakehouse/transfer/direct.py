@@ -47,7 +47,12 @@ class DirectCopier:
         dst_bucket = ctx.request.dest_url.bucket
         floor = ctx.request.source_url.prefix
         dest_floor = ctx.request.dest_url.prefix
-        covers, per_key = plan_lines(items, lambda i: ctx.wildcard_eligible(items[i]), floor)
+        covers, per_key = plan_lines(
+            items,
+            lambda i: ctx.wildcard_eligible(items[i]),
+            floor,
+            per_folder=ctx.wildcards_per_folder,
+        )
         tracker = Tracker(match_on="source", on_done=lambda i, _event: ctx.done(items[i]))
         chunk_dir = self.staging.new_chunk()
         run_file = chunk_dir / "direct.run"

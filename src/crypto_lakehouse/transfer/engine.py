@@ -28,6 +28,7 @@ from crypto_lakehouse.transfer.ledger import Ledger
 from crypto_lakehouse.transfer.listing import ListedObject, Listing, check_reachable
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
+    ListingScope,
     Mode,
     TransferProgress,
     TransferReport,
@@ -245,11 +246,13 @@ def _validate(request: TransferRequest, mode: Mode) -> None:
         raise ConfigError(f"operation must be 'sync' or 'copy', got {request.operation!r}")
     if request.delete_extra and request.keys is not None:
         raise ConfigError("delete_extra needs a whole prefix, not an explicit key list")
-    if not request.source_listing_complete:
+    if request.source_listing_scope is not ListingScope.PREFIX:
         if request.source_listing is None:
-            raise ConfigError("source_listing_complete=False needs a source_listing")
+            raise ConfigError(
+                f"source_listing_scope={request.source_listing_scope} needs a source_listing"
+            )
         if request.delete_extra:
-            raise ConfigError("delete_extra needs a complete source listing")
+            raise ConfigError("delete_extra needs a source listing of the whole prefix")
     if request.quarantine_prefix:
         validate_prefix(request.quarantine_prefix)
         if request.dest_url.prefix.startswith(request.quarantine_prefix):

@@ -23,27 +23,52 @@ class Cover:
 
 
 def plan_lines(
-    items: list[PlanItem], eligible: Callable[[int], bool], floor: str
+    items: list[PlanItem], eligible: Callable[[int], bool], floor: str, *, per_folder: bool = False
 ) -> tuple[list[Cover], list[int]]:
     """Split a chunk into wildcard covers and per-key indexes.
 
     Consecutive eligible items that were also neighbours in the source listing form a
     run; each run is covered by the shortest prefixes that match none of the run's
     listed neighbours (so a wildcard never fetches an object we did not plan).
+
+    `per_folder`: the listing is complete only under each key's folder, so runs are cut
+    at folder changes and a neighbour in another folder does not bound a cover: the
+    folder itself does (its listing holds everything a prefix inside it can match).
     """
     covers: list[Cover] = []
     per_key: list[int] = []
-    for run in _runs(items, eligible, per_key):
-        keys = [items[i].key for i in run]
-        first, last = items[run[0]], items[run[-1]]
-        for prefix, local in cover_prefixes(keys, first.prev, last.next, floor):
-            chosen = [run[i] for i in local]
-            if prefix is not None:
-                covers.append(Cover(prefix, chosen))
-            else:
-                per_key.extend(chosen)
+    for whole_run in _runs(items, eligible, per_key):
+        for run, run_floor in _by_folder(items, whole_run) if per_folder else [(whole_run, floor)]:
+            first, last = items[run[0]], items[run[-1]]
+            before, after = first.prev, last.next
+            if per_folder:
+                before = before if before is not None and before.startswith(run_floor) else None
+                after = after if after is not None and after.startswith(run_floor) else None
+            keys = [items[i].key for i in run]
+            for prefix, local in cover_prefixes(keys, before, after, run_floor):
+                chosen = [run[i] for i in local]
+                if prefix is not None:
+                    covers.append(Cover(prefix, chosen))
+                else:
+                    per_key.extend(chosen)
     per_key.sort()
     return covers, per_key
+
+
+def _by_folder(items: list[PlanItem], run: list[int]) -> Iterator[tuple[list[int], str]]:
+    """`run` cut where the folder (the key up to its last `/`) changes, with that folder."""
+    part: list[int] = []
+    folder = ""
+    for i in run:
+        key = items[i].key
+        here = key[: key.rfind("/") + 1]
+        if part and here != folder:
+            yield part, folder
+            part = []
+        folder = here
+        part.append(i)
+    if part:
+        yield part, folder
 
 
 def _runs(

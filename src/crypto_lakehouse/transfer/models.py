@@ -24,6 +24,18 @@ GIB = 1024**3
 MB = 1_000_000
 
 
+class ListingScope(StrEnum):
+    """What a caller's `source_listing` is complete for: what a wildcard line may rely on.
+
+    A wildcard line fetches every object its prefix matches, so the engine writes one only
+    over a run of keys that the listing shows with their real neighbours.
+    """
+
+    PREFIX = "prefix"  # every object under source_url.prefix
+    FOLDERS = "folders"  # every object under each folder (to its last `/`) of a listed key
+    OBJECTS = "objects"  # just the objects to copy: one line each
+
+
 class Mode(StrEnum):
     """How bytes move.
 
@@ -118,11 +130,11 @@ class TransferRequest:
     # The caller's own listing of source_url.prefix, sorted by key, and complete for that
     # prefix (wildcard lines would fetch objects missing from it); None = the engine lists.
     source_listing: Sequence[ListedObject] | None = None
-    # False: `source_listing` holds just the objects to copy (the caller knows them from
-    # its own catalog), not all of the prefix. Every object then gets its own line (a
-    # wildcard could match objects the listing leaves out), and nothing is listed at the
-    # source: under a wide prefix of a big archive, that listing can be millions of keys.
-    source_listing_complete: bool = True
+    # What `source_listing` is complete for. FOLDERS or OBJECTS let a caller that knows
+    # less than the whole prefix still spare the engine the source listing (under a wide
+    # prefix of a big archive, millions of keys): wildcard lines then stay inside each
+    # folder (FOLDERS), or every object gets its own line (OBJECTS).
+    source_listing_scope: ListingScope = ListingScope.PREFIX
 
     def dest_key(self, source_key: str) -> str:
         """Where `source_key` lands."""

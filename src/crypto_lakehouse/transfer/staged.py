@@ -154,7 +154,12 @@ class StagedCopier:
         floor = ctx.request.source_url.prefix
         eligible = {i: wildcards and ctx.wildcard_eligible(item) for i, item in enumerate(items)}
         clashes = file_dir_conflicts({i: ctx.rest(items[i]) for i, ok in eligible.items() if ok})
-        covers, per_key = plan_lines(items, lambda i: eligible[i] and i not in clashes, floor)
+        covers, per_key = plan_lines(
+            items,
+            lambda i: eligible[i] and i not in clashes,
+            floor,
+            per_folder=ctx.wildcards_per_folder,
+        )
         tracker = Tracker(match_on="source", on_done=lambda i, ev: self._downloaded(chunk, i))
         run_file = chunk.dir / "download.run"
         tree = f"{chunk.tree}/"
