@@ -49,6 +49,7 @@ from crypto_lakehouse.errors import ArchiveError
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import has_glob
+from crypto_lakehouse.transfer.lines import folder_of
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
 
 LISTING_THREADS = 8
@@ -83,7 +84,7 @@ class Listings:
         when one of those folders lies in no kept listing."""
         merged: list[ListedObject] = []
         root: str | None = None
-        for folder in sorted({key[: key.rfind("/") + 1] for key in keys}):
+        for folder in sorted({folder_of(key) for key in keys}):
             if root is not None and folder.startswith(root):
                 continue  # listed with the folder it lies in (sorted: it comes right after)
             objects = self.under(folder)

@@ -41,6 +41,7 @@ from crypto_lakehouse.transfer import (
     TransferProgress,
     TransferRequest,
 )
+from crypto_lakehouse.transfer.lines import folder_of
 from crypto_lakehouse.transfer.listing import ListedObject, listed_stamp
 
 QUARANTINE_PREFIX = "_quarantine/"
@@ -127,7 +128,7 @@ def common_folder(keys: Sequence[str], floor: str) -> str:
     if not keys:
         return floor
     common = os.path.commonprefix([min(keys), max(keys)])  # noqa: RUF071
-    folder = common[: common.rfind("/") + 1]
+    folder = folder_of(common)
     return folder if len(folder) > len(floor) else floor
 
 

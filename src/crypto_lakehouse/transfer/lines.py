@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import groupby
 
 from crypto_lakehouse.transfer.commands import cover_prefixes
 from crypto_lakehouse.transfer.planner import PlanItem
+
+
+def folder_of(key: str) -> str:
+    """The folder a key lies in: everything up to its last `/` ("" at a bucket's root).
+
+    The unit of `ListingScope.FOLDERS`: a listing complete for it bounds wildcard lines.
+    """
+    return key[: key.rfind("/") + 1]
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,7 @@ class Cover:
     @property
     def relative_dir(self) -> str:
         """Where s5cmd puts matches: relative to the prefix's last `/` (see url.parseBatch)."""
-        return self.prefix[: self.prefix.rfind("/") + 1]
+        return folder_of(self.prefix)
 
 
 def plan_lines(
@@ -38,13 +47,13 @@ def plan_lines(
     covers: list[Cover] = []
     per_key: list[int] = []
     for whole_run in _runs(items, eligible, per_key):
-        for run, run_floor in _by_folder(items, whole_run) if per_folder else [(whole_run, floor)]:
-            first, last = items[run[0]], items[run[-1]]
-            before, after = first.prev, last.next
-            if per_folder:
+        segments = _by_folder(items, whole_run) if per_folder else [(whole_run, floor)]
+        for run, run_floor in segments:
+            keys = [items[i].key for i in run]
+            before, after = items[run[0]].prev, items[run[-1]].next
+            if per_folder:  # a neighbour outside the folder says nothing about inside it
                 before = before if before is not None and before.startswith(run_floor) else None
                 after = after if after is not None and after.startswith(run_floor) else None
-            keys = [items[i].key for i in run]
             for prefix, local in cover_prefixes(keys, before, after, run_floor):
                 chosen = [run[i] for i in local]
                 if prefix is not None:
@@ -55,20 +64,11 @@ def plan_lines(
     return covers, per_key
 
 
-def _by_folder(items: list[PlanItem], run: list[int]) -> Iterator[tuple[list[int], str]]:
-    """`run` cut where the folder (the key up to its last `/`) changes, with that folder."""
-    part: list[int] = []
-    folder = ""
-    for i in run:
-        key = items[i].key
-        here = key[: key.rfind("/") + 1]
-        if part and here != folder:
-            yield part, folder
-            part = []
-        folder = here
-        part.append(i)
-    if part:
-        yield part, folder
+def _by_folder(items: list[PlanItem], run: list[int]) -> list[tuple[list[int], str]]:
+    """`run` cut where the key's folder changes, each part with its folder."""
+    return [
+        (list(part), folder) for folder, part in groupby(run, key=lambda i: folder_of(items[i].key))
+    ]
 
 
 def _runs(
