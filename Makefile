@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 APT_PACKAGES := postgresql prometheus prometheus-alertmanager rclone redis-server
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-all lint format clean
+.PHONY: setup demo test test-fast bench bench-all lint format lock clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup.sh
+$(STAMP): pyproject.toml requirements.lock scripts/setup.sh
 	APT_PACKAGES="$(APT_PACKAGES)" PYTHON="$(PYTHON)" VENV="$(VENV)" bash scripts/setup.sh
 	touch $(STAMP)
 
@@ -41,6 +41,16 @@ lint: setup
 format: setup
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# requirements.lock pins every package the images and the dev virtualenv install (used as a
+# pip constraints file). `make lock` keeps the current pins where they still satisfy
+# pyproject.toml; delete the file first to move everything to the newest versions.
+lock: setup
+	touch requirements.lock
+	echo "prefect-kubernetes==0.8.0" | $(BIN)/uv pip compile pyproject.toml - --extra dev \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --constraint requirements.lock --custom-compile-command "make lock" --no-annotate -o requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -28,5 +28,6 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev]"
+# requirements.lock pins the versions the tests and the images use (`make lock` renews it).
+"$VENV/bin/python" -m pip install -q -e ".[dev]" --constraint requirements.lock
 echo "setup: ready ($("$VENV/bin/python" --version), $("$VENV/bin/crypto-lakehouse" --version 2>/dev/null || echo 'cli not built'))"

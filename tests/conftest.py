@@ -20,7 +20,7 @@ from crypto_lakehouse.stack.prefect_server import PrefectServer
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "binance"
+FIXTURES = Path(__file__).resolve().parents[1] / "src/crypto_lakehouse/archive/binance_files"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -32,7 +32,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def binance_fixtures() -> Path:
-    """The real Binance archive files shipped in shared/ (same layout as the bucket)."""
+    """The real Binance archive files the package ships (same layout as the bucket).
+
+    Read from the source tree, not the installed package: the tests check the files
+    this repository holds.
+    """
     if not FIXTURES.exists():
         pytest.fail(f"real Binance fixtures missing at {FIXTURES}")
     return FIXTURES

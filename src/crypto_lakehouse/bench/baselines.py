@@ -3,9 +3,9 @@
 - `s5cmd_raw`: a plain two-step `s5cmd cp` (wildcard download to a folder, wildcard upload,
   folder removed), with the engine's worker count: the upper reference for staged mode.
 - `s5cmd_raw_direct`: a plain server-side `s5cmd cp 's3://a/p/*' s3://b/q/`.
-- `rclone`: Debian's rclone between the two endpoints with the fastest flags found here
-  (ENVIRONMENT.md); `AWS_CA_BUNDLE` is removed from its environment only (rclone 1.60
-  fails on every S3 remote with it set).
+- `rclone`: Debian's rclone between the two endpoints with its fastest flags for many
+  small objects (no HEADs, no destination checks); `AWS_CA_BUNDLE` is removed from its
+  environment only (rclone 1.60 fails on every S3 remote with it set).
 - `naive_boto3`: a sequential list / get / put loop, bytes held in memory.
 """
 

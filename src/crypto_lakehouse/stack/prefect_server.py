@@ -2,7 +2,7 @@
 
 It runs as our own child (PID file, log file), is stopped with SIGINT by PID, and is
 ready when `GET /api/health` answers. SQLite is never used: it stalls under concurrency
-(see ENVIRONMENT.md), so the database URL is required.
+(HTTP 503s with tens of concurrent flow runs), so the database URL is required.
 
 Three modes, for the HA set-up the monitoring tests build:
 
