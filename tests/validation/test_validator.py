@@ -3,12 +3,17 @@ follows from that number and the design's threshold (never from a hard-coded bas
 
 from __future__ import annotations
 
+import http.server
+import json
+import threading
+import uuid
 from pathlib import Path
 
 import pytest
 
 from crypto_lakehouse.transfer import EngineOptions
 from crypto_lakehouse.validation import TARGETS, TargetResult, Validator
+from crypto_lakehouse.validation.validator import API_ROUTES, API_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +28,9 @@ def _validator(lake_server, tmp_path: Path, prefect_api: str | None) -> Validato
         large_object_mib=4,
         flow_runs=12,
         api_clients=4,
-        api_requests_per_client=6,
-        repeats=1,
+        api_requests_per_client=8,
+        flow_hold_seconds=6.0,
+        repeats=2,
         log=lambda _msg: None,
     )
 
@@ -39,8 +45,9 @@ def test_verdict_follows_threshold() -> None:
 
 def test_storage_measurements_are_real(lake_server, tmp_path: Path) -> None:
     validator = _validator(lake_server, tmp_path, prefect_api=None)
-    report = validator.run({"s5cmd_improvement", "storage_throughput"})
+    report = validator.run()
     by_key = {r.key: r for r in report.results}
+    assert list(by_key) == list(TARGETS)
 
     improvement = by_key["s5cmd_improvement"]
     direct = improvement.details["direct_seconds"]
@@ -49,12 +56,16 @@ def test_storage_measurements_are_real(lake_server, tmp_path: Path) -> None:
     expected = (traditional - direct) / traditional * 100
     assert improvement.measured == pytest.approx(expected, abs=0.2)
     assert improvement.passed == TARGETS["s5cmd_improvement"].met_by(improvement.measured)
+    assert improvement.details["repeats"] == 2
 
     throughput = by_key["storage_throughput"]
     assert throughput.measured and throughput.measured > 0
     assert throughput.details["bytes_each_way"] == 2 * 4 * 1024 * 1024
-    # Without a Prefect API the other two are reported as not measured, never as passed.
-    assert not report.all_met or all(r.passed for r in report.results)
+    # Without a Prefect API the other two are reported as not measured, never as passed,
+    # and a report with an unmeasured target is not "all met".
+    for key in ("workflow_capacity", "api_p95"):
+        assert by_key[key].passed is None and by_key[key].measured is None
+    assert report.all_met is False
 
 
 def test_prefect_targets_against_a_real_server(lake_server, prefect_server, tmp_path: Path) -> None:
@@ -63,10 +74,56 @@ def test_prefect_targets_against_a_real_server(lake_server, prefect_server, tmp_
     capacity, api = report.results
     assert capacity.details["completed"] == 12
     assert capacity.details["failed"] == 0
-    assert 1 <= capacity.details["peak_concurrent"] <= 12
+    # Each run holds 6 s and all start at once: the server saw all 12 open together.
+    assert capacity.details["peak_concurrent"] == 12
     assert capacity.passed is False  # 12 runs cannot meet a 100-run target
-    assert api.details["requests"] + api.details["errors"] == 24
-    assert api.measured is not None and api.measured > 0
+    assert api.details["requests"] == 4 * 8 and api.details["errors"] == 0
+    assert set(api.details["p95_ms_by_route"]) == set(API_ROUTES)
+    assert api.measured is not None and 0 < api.measured < API_TIMEOUT_S * 1000
+
+
+class _OneFailureAPI(http.server.BaseHTTPRequestHandler):
+    """Answers every route quickly, except the first `POST /flow_runs/filter` (HTTP 500)."""
+
+    failed_once = False
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        failing = self.path.endswith("/flow_runs/filter") and not _OneFailureAPI.failed_once
+        _OneFailureAPI.failed_once |= failing
+        body = b"{}" if failing else json.dumps({"id": str(uuid.uuid4())}).encode()
+        self.send_response(500 if failing else 200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_one_failed_request_misses_the_api_target(lake_server, tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _OneFailureAPI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+        (result,) = _validator(lake_server, tmp_path, api_url).run({"api_p95"}).results
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.details["errors"] == 1 and result.details["requests"] == 32
+    assert result.measured is not None and result.measured < TARGETS["api_p95"].threshold
+    assert result.passed is False  # a p95 under the line does not excuse a failed request
+
+
+def test_unreachable_api_is_not_measured(lake_server, tmp_path: Path) -> None:
+    validator = _validator(lake_server, tmp_path, prefect_api="http://127.0.0.1:9/api")
+    (result,) = validator.run({"api_p95"}).results
+    assert result.passed is None and result.measured is None
+    assert "set-up failed" in result.note
 
 
 def test_missing_prefect_api_is_not_measured(lake_server, tmp_path: Path) -> None:
