@@ -44,7 +44,12 @@ resource "helm_release" "istiod" {
   version    = "1.24.2"
   namespace  = "istio-system"
   values = [yamlencode({
-    pilot      = merge(local.system_placement, { cni = { enabled = true } })
+    # Native sidecars (Kubernetes 1.29+): Jobs in the mesh finish when their container
+    # exits; Istio 1.24 does not turn this on by itself.
+    pilot = merge(local.system_placement, {
+      cni = { enabled = true }
+      env = { ENABLE_NATIVE_SIDECARS = "true" }
+    })
     meshConfig = { enablePrometheusMerge = true }
     global     = { meshID = "crypto-lakehouse", network = "crypto-lakehouse-network" }
   })]

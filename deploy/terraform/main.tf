@@ -53,7 +53,13 @@ module "eks" {
   cluster_enabled_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
   cluster_addons = {
-    vpc-cni    = {}
+    # The VPC CNI enforces NetworkPolicies only with its network policy agent turned on;
+    # without it every policy in deploy/k8s is accepted and ignored. before_compute: the
+    # setting is in place before the first node joins.
+    vpc-cni = {
+      before_compute       = true
+      configuration_values = jsonencode({ enableNetworkPolicy = "true" })
+    }
     coredns    = {}
     kube-proxy = {}
     aws-ebs-csi-driver = {

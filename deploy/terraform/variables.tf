@@ -11,13 +11,13 @@ variable "region" {
 }
 
 variable "kubernetes_version" {
-  description = "EKS Kubernetes version (1.28 or newer)."
+  description = "EKS Kubernetes version (1.29 or newer: native sidecar containers)."
   type        = string
   default     = "1.31"
 
   validation {
-    condition     = tonumber(split(".", var.kubernetes_version)[1]) >= 28
-    error_message = "The manifests are validated for Kubernetes 1.28 and newer."
+    condition     = tonumber(split(".", var.kubernetes_version)[1]) >= 29
+    error_message = "The manifests are need Kubernetes 1.29 or newer (native sidecar containers for meshed Jobs)."
   }
 }
 

@@ -45,3 +45,51 @@ def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def pod_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every pod the overlay can create, with where it runs and how it is labelled:
+    {"where", "kind", "namespace", "labels", "annotations", "spec"}. Flow-run job templates
+    count as Jobs in their template's default namespace."""
+    out = []
+    for doc in docs:
+        kind, meta = doc["kind"], doc["metadata"]
+        if kind in WORKLOADS:
+            template = doc["spec"]["template"]
+            out.append(_pod(f"{kind}/{meta['name']}", kind, meta.get("namespace"), template))
+        if kind == "ConfigMap" and meta["name"].startswith("prefect-job-templates"):
+            for key, text in doc["data"].items():
+                template = json.loads(text)
+                namespace = template["variables"]["properties"]["namespace"]["default"]
+                pod = template["job_configuration"]["job_manifest"]["spec"]["template"]
+                out.append(_pod(f"job-template/{key}", "Job", namespace, pod))
+    return out
+
+
+def _pod(where: str, kind: str, namespace: str | None, template: dict[str, Any]) -> dict[str, Any]:
+    meta = template.get("metadata", {})
+    return {
+        "where": where,
+        "kind": kind,
+        "namespace": namespace,
+        "labels": meta.get("labels", {}),
+        "annotations": meta.get("annotations", {}),
+        "spec": template["spec"],
+    }
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions In/Exists) matches `labels`."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        present = expr["key"] in labels
+        if expr["operator"] == "In" and labels.get(expr["key"]) not in expr["values"]:
+            return False
+        if expr["operator"] == "Exists" and not present:
+            return False
+        if expr["operator"] == "DoesNotExist" and present:
+            return False
+        if expr["operator"] == "NotIn" and labels.get(expr["key"]) in expr["values"]:
+            return False
+    return True

@@ -7,6 +7,7 @@ python-hcl2) and assert the fields that matter, and only fields those APIs have.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -93,6 +94,14 @@ def test_four_node_groups_match_the_manifests(eks: dict[str, Any], production) -
     assert minio["spec"]["replicas"] == groups["storage-nodes"]["desiredCapacity"]
 
 
+def test_eksctl_vpc_cni_enforces_network_policies(eks: dict[str, Any]) -> None:
+    """The VPC CNI ignores NetworkPolicies unless its policy agent is turned on."""
+    addons = {a["name"]: a for a in eks["addons"]}
+    assert json.loads(addons["vpc-cni"]["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    major, minor = (int(x) for x in eks["metadata"]["version"].split("."))
+    assert (major, minor) >= (1, 29), "native sidecars need Kubernetes 1.29"
+
+
 # -- Terraform ---------------------------------------------------------------------------
 
 
@@ -159,6 +168,28 @@ def test_terraform_node_groups_match_eksctl(terraform, eks: dict[str, Any]) -> N
         assert group["max_size"] == by_name[name]["maxSize"], name
     variables = _blocks({"v": [{"var": v} for v in terraform["variable"]]}, "v")
     assert variables["var.storage_instance_type"]["default"] == "i3.xlarge"
+
+
+def _eks_module(terraform: dict[str, list[Any]]) -> dict[str, Any]:
+    (eks_module,) = [m["eks"] for m in terraform["module"] if "eks" in m]
+    return eks_module
+
+
+def test_terraform_vpc_cni_enforces_network_policies(terraform) -> None:
+    vpc_cni = _eks_module(terraform)["cluster_addons"]["vpc-cni"]
+    assert re.search(r"enableNetworkPolicy\s*=\s*\"true\"", vpc_cni["configuration_values"])
+    assert vpc_cni["before_compute"] is True
+    variables = _blocks({"v": [{"var": v} for v in terraform["variable"]]}, "v")
+    assert ">= 29" in str(variables["var.kubernetes_version"]["validation"])
+
+
+def test_mesh_injects_native_sidecars(terraform) -> None:
+    """Istio 1.24 injects a classic proxy container unless told otherwise; both installs
+    (istioctl and Terraform's Helm release) turn native sidecars on."""
+    (operator,) = load(DEPLOY / "istio" / "istio-operator.yaml")
+    assert operator["spec"]["values"]["pilot"]["env"]["ENABLE_NATIVE_SIDECARS"] == "true"
+    istiod = _blocks(terraform, "resource")["helm_release.istiod"]
+    assert re.search(r"ENABLE_NATIVE_SIDECARS\s*=\s*\"true\"", str(istiod["values"]))
 
 
 # -- Argo CD -----------------------------------------------------------------------------
