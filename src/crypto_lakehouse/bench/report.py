@@ -94,26 +94,35 @@ class BenchResult:
         return None
 
     def targets(self) -> list[dict[str, Any]]:
+        """Every target of the comparison, `met: None` ("not measured") when a side is missing.
+
+        A run without the comparison's workloads (the memory run) has no target rows.
+        """
+        measured = {m.workload for m in self.measurements}
+        if not measured & {t.workload for t in TARGETS}:
+            return []
         rows = []
         for t in TARGETS:
             num, den = (
                 self.seconds(t.workload, t.numerator),
                 self.seconds(t.workload, t.denominator),
             )
+            row: dict[str, Any] = {
+                "target": t.text,
+                "workload": t.workload,
+                "ratio": None,
+                "rule": ">=" if t.at_least else "<=",
+                "limit": t.limit,
+                "met": None,
+            }
             if num is None or den is None or den <= 0:
-                continue
-            ratio = num / den
-            ok = ratio >= t.limit if t.at_least else ratio <= t.limit
-            rows.append(
-                {
-                    "target": t.text,
-                    "workload": t.workload,
-                    "ratio": round(ratio, 3),
-                    "rule": ">=" if t.at_least else "<=",
-                    "limit": t.limit,
-                    "met": ok,
-                }
-            )
+                missing = [m for m, v in ((t.numerator, num), (t.denominator, den)) if not v]
+                row["note"] = f"not measured: no {' or '.join(missing)} result"
+            else:
+                ratio = num / den
+                row["ratio"] = round(ratio, 3)
+                row["met"] = ratio >= t.limit if t.at_least else ratio <= t.limit
+            rows.append(row)
         return rows
 
     def table(self) -> Group:
@@ -156,11 +165,14 @@ class BenchResult:
             for column in ("target", "workload", "ratio", "limit", "met"):
                 table.add_column(column)
             for row in targets:
-                mark = "[green]yes[/]" if row["met"] else "[red]no[/]"
+                if row["met"] is None:
+                    mark = "[yellow]not measured[/]"
+                else:
+                    mark = "[green]yes[/]" if row["met"] else "[red]no[/]"
                 table.add_row(
                     row["target"],
                     row["workload"],
-                    f"{row['ratio']:.3f}",
+                    "-" if row["ratio"] is None else f"{row['ratio']:.3f}",
                     f"{row['rule']} {row['limit']}",
                     mark,
                 )

@@ -66,15 +66,25 @@ class _Env:
     sha256: dict[str, dict[str, str]] = field(default_factory=dict)  # workload -> key -> sha
     staging_areas: list[StagingArea] = field(default_factory=list)  # closed with the servers
 
-    def raw_staging(self) -> StagingArea:
-        """Where the plain-s5cmd reference stages: by the engine's own rule (tmpfs for small
-        chunks), so the overhead ratio compares the same copy, not two filesystems."""
+    def raw_staging(self, total: int) -> StagingArea:
+        """Where the plain-s5cmd reference stages `total` bytes: on the medium the engine's
+        chunks use, so the overhead ratio compares the same copy, not two filesystems.
+
+        The engine stages chunks of at most `chunk_bytes`, in memory when a chunk fits the
+        memory cap. Plain s5cmd stages the whole set in one step, so when the engine's
+        chunk goes to memory the reference gets a memory tier as large as the whole set
+        (and stays on disk when the engine's chunk does).
+        """
         opts = self.options
+        engine_chunk = min(total, opts.chunk_bytes)
+        in_memory = opts.staging_memory_root is not None and (
+            0 < engine_chunk <= opts.staging_memory_cap_bytes
+        )
         area = StagingArea(
             self.root / "raw-staging",
-            opts.staging_cap_bytes,
-            memory_root=opts.staging_memory_root,
-            memory_cap_bytes=opts.staging_memory_cap_bytes,
+            max(opts.staging_cap_bytes, total),
+            memory_root=opts.staging_memory_root if in_memory else None,
+            memory_cap_bytes=total if in_memory else 0,
         )
         self.staging_areas.append(area)
         return area
@@ -191,7 +201,8 @@ class TransferBench:
 
             return run
 
-        raw_area, total = env.raw_staging(), w.count * w.size
+        total = w.count * w.size
+        raw_area = env.raw_staging(total)
 
         def raw_two_step(dest_url: str) -> None:
             raw_area.reserve(total)

@@ -1,0 +1,65 @@
+"""The transfer benchmark's report: every target is listed, a missing side says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from crypto_lakehouse.bench.report import TARGETS, BenchResult, Measurement
+from crypto_lakehouse.bench.transfer import _Env
+from crypto_lakehouse.transfer import EngineOptions
+
+MIB = 1024 * 1024
+
+
+def _m(workload: str, method: str, seconds: float) -> Measurement:
+    return Measurement(workload, method, seconds, [seconds], 10, 10 * 4096)
+
+
+def test_a_target_with_a_missing_measurement_is_not_measured() -> None:
+    result = BenchResult()
+    result.add(_m("small", "engine-staged", 2.0))
+    result.add(_m("small", "rclone", 3.0))
+    rows = result.targets()
+    assert len(rows) == len(TARGETS)
+    (rclone,) = [r for r in rows if r["workload"] == "small" and r["target"].endswith("rclone")]
+    assert rclone["ratio"] == 1.5 and rclone["met"] is True
+    boto = next(r for r in rows if "naive-boto3" in r["target"])
+    assert boto["met"] is None and boto["ratio"] is None
+    assert boto["note"] == "not measured: no naive-boto3 result"
+    large = [r for r in rows if r["workload"] == "large"]
+    assert large and all(r["met"] is None for r in large)
+
+
+def test_the_memory_run_has_no_comparison_targets() -> None:
+    result = BenchResult()
+    result.add(_m("many", "engine-staged", 9.0))
+    assert result.targets() == []
+
+
+def _env(tmp_path: Path, memory_cap: int) -> _Env:
+    options = EngineOptions(
+        staging_root=tmp_path / "staging",
+        staging_memory_root=tmp_path / "shm",
+        staging_memory_cap_bytes=memory_cap,
+        chunk_bytes=256 * MIB,
+    )
+    (tmp_path / "shm").mkdir()
+    return _Env(tmp_path, None, None, options)  # type: ignore[arg-type]
+
+
+def test_plain_s5cmd_stages_on_the_medium_of_the_engines_chunks(tmp_path: Path) -> None:
+    env = _env(tmp_path, memory_cap=256 * MIB)
+    area = env.raw_staging(640 * MIB)  # engine: 256 MiB chunks, in memory
+    folder = area.new_chunk(640 * MIB)
+    assert area.memory_dir is not None and folder.parent == area.memory_dir
+    for opened in env.staging_areas:
+        opened.close()
+
+
+def test_plain_s5cmd_stays_on_disk_when_the_engines_chunks_do(tmp_path: Path) -> None:
+    env = _env(tmp_path, memory_cap=64 * MIB)
+    area = env.raw_staging(640 * MIB)
+    folder = area.new_chunk(640 * MIB)
+    assert area.memory_dir is None and folder.parent == area.dir
+    for opened in env.staging_areas:
+        opened.close()
