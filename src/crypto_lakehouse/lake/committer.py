@@ -1,148 +1,248 @@
-"""Making prepared files visible: one Iceberg snapshot per table, then the ledger.
+"""Making a batch visible, crash-safely: a journal row, the Iceberg commits, then the ledger.
 
-Data files are written while a bronze file is read (`SilverBuilder.prepare`); nothing is
-visible until this commit. Batching many files into one snapshot keeps the table's
-metadata small and the build fast (each Iceberg commit rewrites manifests and metadata).
-Rows of a file seen before (a replaced file, or one whose earlier run committed and died
-before writing the ledger) are deleted by `source_file` in the same snapshot.
+A batch is up to a few thousand source files of one table, written as a few data files.
+Its life, in the journal table `lake_silver_batches` (catalog database):
+
+    open()        status `writing`; every data file is added to the row as soon as it
+                  exists (`add_files`), before anything references it
+    commit()      the ledger rows to write are stored in the row, then one snapshot on the
+                  rejects table (if the batch has rejects) and one on the data table, each
+                  with the summary property `lakehouse.batch-id`; then, in one database
+                  transaction, the ledger rows and status `committed`
+    recover()     at the start of every build: a `writing` batch whose snapshot exists
+                  gets its stored ledger rows (the commit happened, the ledger write did
+                  not); one without a snapshot has its data files deleted (`abandoned`)
+
+So a crash loses at most one batch and leaves no data file that nothing references: the
+next run either finishes the batch's bookkeeping or deletes its files. Looking for the
+snapshot reads only snapshots newer than the batch (snapshot expiry keeps the list short).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pyarrow as pa
-from pyiceberg.expressions import In
+import sqlalchemy as sa
+from pyiceberg.expressions import And, BooleanExpression, In
+from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_lakehouse.errors import StorageError
-from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
-from crypto_lakehouse.lake.parser import Layout
-from crypto_lakehouse.lake.tables import REJECTS_TABLE, SilverTable, rejects_schema
+from crypto_lakehouse.lake.ledger import FileRecord, Ledger
+from crypto_lakehouse.lake.tables import REJECTS_TABLE, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
-from crypto_lakehouse.observability.metrics import (
-    SILVER_FILES,
-    SILVER_REJECTED_LINES,
-    SILVER_ROWS,
+
+BATCH_ID = "lakehouse.batch-id"  # snapshot summary: the batch that made the snapshot
+_CLOCK_SKEW = timedelta(minutes=5)
+
+_METADATA = sa.MetaData()
+BATCHES = sa.Table(
+    "lake_silver_batches",
+    _METADATA,
+    sa.Column("batch_id", sa.Text, primary_key=True),
+    sa.Column("table_name", sa.Text, nullable=False),
+    sa.Column("status", sa.Text, nullable=False),  # writing | committed | abandoned
+    sa.Column("data_files", JSONB, nullable=False),  # paths, as they are written
+    sa.Column("records", JSONB),  # ledger rows to write once the snapshot exists
+    sa.Column("superseded", JSONB),  # daily files a monthly file replaced
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index(
+        "ix_lake_silver_batches_open", "status", postgresql_where=sa.text("status = 'writing'")
+    ),
 )
 
-SOURCE_FILES = "lakehouse.source-files"  # snapshot summary: the bronze keys it took in
-
 
 @dataclass
-class Written:
-    """What reading one bronze file produced."""
+class BatchChange:
+    """What one batch does to its table: files to add, rows to drop, ledger rows."""
 
-    files: list
-    rows: int
-    duplicates: int
-    layout: Layout
-    rejects: pa.Table
-    mode: str
-
-
-@dataclass
-class Pending:
-    """A file read and written as data files, waiting for its table's commit."""
-
-    bronze: object  # silver.BronzeFile
-    layout: SilverTable
-    record: dict
-    written: Written
-    prior: FileRecord | None
-    in_table: bool  # rows of an earlier version (or of a crashed run) may be in the table
-
-    def outcome(self) -> object:
-        from crypto_lakehouse.lake.silver import FileOutcome
-
-        written = self.written
-        replaced = self.prior is not None and self.prior.sha256 != self.bronze.sha256
-        return FileOutcome(
-            self.bronze.key, self.layout.identifier, "transformed", written.rows,
-            written.rejects.num_rows, written.duplicates, replaced, written.mode,
-            layout=written.layout,
-        )  # fmt: skip
-
-    def ledger_record(self) -> FileRecord:
-        written = self.written
-        units = sorted(set(written.layout.units.values()))
-        return FileRecord(
-            **self.record, status=Status.TRANSFORMED, rows=written.rows,
-            rejects=written.rejects.num_rows, duplicates=written.duplicates,
-            header=written.layout.header, time_unit=",".join(units) or None,
-        )  # fmt: skip
+    table_name: str
+    data_files: list[DataFile] = field(default_factory=list)
+    stale_sources: list[str] = field(default_factory=list)  # source_file values to delete
+    stale_where: BooleanExpression | None = None  # partitions the stale rows can be in
+    rejects: list[pa.Table] = field(default_factory=list)
+    rejects_stale: list[str] = field(default_factory=list)
+    records: list[FileRecord] = field(default_factory=list)
+    superseded: list[str] = field(default_factory=list)
 
 
-def ever_committed(table: Table, key: str) -> bool:
-    """Whether a snapshot names `key` (a run that committed but died before its ledger write)."""
-    for snapshot in table.snapshots():
-        if snapshot.summary is None:
-            continue
-        names = snapshot.summary.additional_properties.get(SOURCE_FILES) or ""
-        if key in names.split("\n"):
+class Journal:
+    """The `lake_silver_batches` table, sharing the ledger's database."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.engine = ledger.engine
+        try:
+            _METADATA.create_all(self.engine, checkfirst=True)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+    def open(self, batch_id: str, table_name: str) -> None:
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(BATCHES).values(
+                    batch_id=batch_id,
+                    table_name=table_name,
+                    status="writing",
+                    data_files=[],
+                    started_at=now,
+                    updated_at=now,
+                )
+            )
+
+    def add_files(self, batch_id: str, files: Sequence[DataFile]) -> None:
+        """Note data files the moment they exist, so a crash cannot orphan them."""
+        paths = json.dumps([f.file_path for f in files])
+        with self.engine.begin() as conn:
+            conn.execute(
+                BATCHES.update()
+                .where(BATCHES.c.batch_id == batch_id)
+                .values(
+                    data_files=BATCHES.c.data_files.op("||")(sa.cast(paths, JSONB)),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+
+    def commit(self, warehouse: Warehouse, batch_id: str, change: BatchChange) -> None:
+        """Rejects snapshot, data snapshot, then ledger + `committed` in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                BATCHES.update()
+                .where(BATCHES.c.batch_id == batch_id)
+                .values(
+                    records=[_json_row(r) for r in change.records],
+                    superseded=change.superseded,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        properties = {BATCH_ID: batch_id}
+        try:
+            if change.rejects or change.rejects_stale:
+                _commit_rejects(warehouse, change, properties)
+            if change.data_files or change.stale_sources:
+                _commit_data(warehouse, change, properties)
+        except Exception as exc:
+            self.abandon(warehouse, batch_id, change.table_name)
+            message = f"could not commit {len(change.records)} file(s) to {change.table_name}"
+            raise StorageError(f"{message}: {exc}") from exc
+        self._finish(batch_id, change.records, change.superseded)
+
+    def abandon(self, warehouse: Warehouse, batch_id: str, table_name: str) -> None:
+        """Delete the batch's data files (never referenced) and mark it abandoned."""
+        with self.engine.connect() as conn:
+            paths = conn.execute(
+                sa.select(BATCHES.c.data_files).where(BATCHES.c.batch_id == batch_id)
+            ).scalar_one_or_none()
+        table = warehouse.table(table_name)
+        if table is not None:
+            for path in paths or []:
+                try:
+                    table.io.delete(path)
+                except Exception:  # noqa: S112 - already gone, or the next recovery retries
+                    continue
+        with self.engine.begin() as conn:
+            conn.execute(
+                BATCHES.update()
+                .where(BATCHES.c.batch_id == batch_id)
+                .values(status="abandoned", updated_at=datetime.now(UTC))
+            )
+
+    def recover(self, warehouse: Warehouse) -> dict[str, int]:
+        """Finish or undo every batch a crashed run left `writing`; counts of each."""
+        with self.engine.connect() as conn:
+            open_batches = (
+                conn.execute(sa.select(BATCHES).where(BATCHES.c.status == "writing"))
+                .mappings()
+                .all()
+            )
+        done = {"finished": 0, "abandoned": 0}
+        for batch in open_batches:
+            table = warehouse.table(batch["table_name"])
+            if table is not None and _has_snapshot(table, batch["batch_id"], batch["started_at"]):
+                records = [FileRecord.from_row(r) for r in batch["records"] or []]
+                self._finish(batch["batch_id"], records, batch["superseded"] or [])
+                done["finished"] += 1
+            else:
+                self.abandon(warehouse, batch["batch_id"], batch["table_name"])
+                done["abandoned"] += 1
+        return done
+
+    def _finish(self, batch_id: str, records: list[FileRecord], superseded: list[str]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self.ledger.record_many(records, conn)
+                self.ledger.supersede(superseded, conn, batch_id)
+                conn.execute(
+                    BATCHES.update()
+                    .where(BATCHES.c.batch_id == batch_id)
+                    .values(status="committed", records=None, updated_at=datetime.now(UTC))
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+
+def _has_snapshot(table: Table, batch_id: str, started: datetime) -> bool:
+    """Whether a snapshot newer than the batch carries its id (newest first, stop early)."""
+    since = int((started - _CLOCK_SKEW).timestamp() * 1000)
+    for snapshot in sorted(table.snapshots(), key=lambda s: -s.timestamp_ms):
+        if snapshot.timestamp_ms < since:
+            return False
+        summary = snapshot.summary
+        if summary is not None and summary.additional_properties.get(BATCH_ID) == batch_id:
             return True
     return False
 
 
-def commit_pending(warehouse: Warehouse, ledger: Ledger, pending: list[Pending]) -> list:
-    """Commit every pending file (one snapshot per table); return their outcomes."""
-    by_table: dict[str, list[Pending]] = {}
-    for item in pending:
-        by_table.setdefault(item.layout.identifier, []).append(item)
-    outcomes = []
-    for identifier, items in by_table.items():
-        _commit_table(warehouse, identifier, items)
-        _commit_rejects(warehouse, items)
-        ledger.record_many([item.ledger_record() for item in items])
-        outcomes.extend(item.outcome() for item in items)
-        for item in items:
-            labels = {"market": item.record["market"], "data_type": item.record["data_type"]}
-            SILVER_FILES.labels(**labels, outcome="transformed").inc()
-            SILVER_ROWS.labels(**labels).inc(item.written.rows)
-            SILVER_REJECTED_LINES.labels(**labels).inc(item.written.rejects.num_rows)
-    return outcomes
-
-
-def _commit_table(warehouse: Warehouse, identifier: str, items: list[Pending]) -> None:
-    keys = [item.bronze.key for item in items]
-    stale = [item.bronze.key for item in items if item.in_table]
-    files = [f for item in items for f in item.written.files]
-    properties = {SOURCE_FILES: "\n".join(keys)}
-
+def _commit_data(warehouse: Warehouse, change: BatchChange, properties: dict[str, str]) -> None:
     def replace(table: Table) -> None:
         with table.transaction() as tx:
-            if stale:
-                tx.delete(In("source_file", stale))
-            with tx.update_snapshot(snapshot_properties=properties).merge_append() as add:
-                for data_file in files:
-                    add.append_data_file(data_file)
+            if change.stale_sources:
+                where: BooleanExpression = In("source_file", change.stale_sources)
+                if change.stale_where is not None:
+                    where = And(change.stale_where, where)
+                tx.delete(where, snapshot_properties=properties)
+            if change.data_files:
+                with tx.update_snapshot(snapshot_properties=properties).fast_append() as add:
+                    for data_file in change.data_files:
+                        add.append_data_file(data_file)
 
-    try:
-        warehouse.commit(identifier, replace)
-    except Exception as exc:
-        DataFileWriter.delete_files(warehouse.catalog.load_table(identifier), files)
-        message = f"could not commit {len(keys)} file(s) to {identifier}: {exc}"
-        raise StorageError(message) from exc
+    warehouse.commit(change.table_name, replace)
 
 
-def _commit_rejects(warehouse: Warehouse, items: list[Pending]) -> None:
+def _commit_rejects(warehouse: Warehouse, change: BatchChange, properties: dict[str, str]) -> None:
     """Rejects of files seen before are replaced, new ones appended, in one snapshot."""
-    fresh = [i.written.rejects for i in items if i.written.rejects.num_rows]
-    maybe_stale = [i for i in items if (i.prior is not None and i.prior.rejects) or i.in_table]
-    if not fresh and not maybe_stale:
-        return
     table = warehouse.ensure_table(REJECTS_TABLE, rejects_schema(), [])
-    stale = [i.bronze.key for i in maybe_stale if ever_committed(table, i.bronze.key)]
-    if not fresh and not stale:
-        return
-    properties = {SOURCE_FILES: "\n".join(i.bronze.key for i in items)}
+    stale = sorted(
+        set(change.rejects_stale)
+        | {r.column("source_file")[0].as_py() for r in change.rejects if r.num_rows}
+    )
+    if table.current_snapshot() is None:
+        stale = []
 
     def replace(table: Table) -> None:
         with table.transaction() as tx:
             if stale:
-                tx.delete(In("source_file", stale))
-            if fresh:
-                tx.append(pa.concat_tables(fresh), snapshot_properties=properties)
+                tx.delete(In("source_file", stale), snapshot_properties=properties)
+            if change.rejects:
+                tx.append(pa.concat_tables(change.rejects), snapshot_properties=properties)
 
     warehouse.commit(REJECTS_TABLE, replace)
+
+
+def delete_written(table: Table, files: list[DataFile]) -> None:
+    DataFileWriter.delete_files(table, files)
+
+
+def _json_row(record: FileRecord) -> dict[str, Any]:
+    row = record.as_row()
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items()}

@@ -1,62 +1,70 @@
-"""Bronze zip -> silver Iceberg rows, one file at a time, idempotently.
+"""Bronze zips -> silver Iceberg rows, many source files per data file, one commit per batch.
 
-For each verified bronze file the builder streams the zip from S3 (hashing it on the way),
-sniffs header and time unit, parses typed batches, adds market/symbol/date columns, drops
-repeated keys, and writes Parquet data files of at most `chunk_rows` rows while it reads,
-so memory does not grow with the file. Only when the whole file is read and its SHA-256
-equals the manifest's does one Iceberg commit replace the file's previous rows (a delete on
-`source_file`) with the new data files; anything else deletes the files it wrote.
+A batch is up to `batch_files` source files of one table, in the order their rows sit in
+the data files (interval, month or day, symbol, period). The builder:
 
-Outcomes per file: transformed, skipped (this SHA-256 is already in), drift (flagged and
-skipped), corrupt (bytes or zip damaged). Bad rows go to `silver.rejects` with their line.
+1. plans the batch with indexed ledger lookups: files already in at this SHA-256 are
+   skipped; a daily file whose month is in silver through its monthly file is
+   `superseded` (no rows); a monthly file takes the place of the daily files of its month
+   that are in silver (their rows are deleted in the same commit); a replaced file's old
+   rows are deleted likewise. No anti-join against the table's rows, ever.
+2. reads small files whole (fetched by a thread pool, SHA-256 checked before parsing) and
+   streams large ones, parsing with Arrow kernels (lake/reading.py);
+3. writes the small files' rows together into a few Parquet data files, large files into
+   data files of their own (their checksum is known only at the end);
+4. commits through the journal (lake/committer.py): one snapshot, then the ledger.
+
+Outcomes per file: transformed, skipped (this SHA-256 is already in), superseded, drift
+(flagged, skipped), corrupt (bytes or zip damaged). Bad rows go to `silver.rejects`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import cached_property
 
 import pyarrow as pa
-from pyiceberg.expressions import (
-    And,
-    EqualTo,
-    GreaterThanOrEqual,
-    LessThanOrEqual,
-    NotEqualTo,
-)
+import sqlalchemy as sa
+from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
 from pyiceberg.table import Table
 
-from crypto_lakehouse.archive.catalog import PUBLISHED, Frequency
-from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, parse_key
+from crypto_lakehouse.archive.catalog import Frequency
+from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, month_start, parse_key
 from crypto_lakehouse.catalog.manifest import ManifestEntry
 from crypto_lakehouse.errors import (
     ChecksumMismatch,
     ConfigError,
+    LakehouseError,
     SchemaDrift,
     ZipFormatError,
 )
-from crypto_lakehouse.lake.committer import Pending, Written, commit_pending, ever_committed
-from crypto_lakehouse.lake.dedup import FileDeduper
-from crypto_lakehouse.lake.feed import CsvFeed
-from crypto_lakehouse.lake.ledger import FileRecord, Ledger, Status
-from crypto_lakehouse.lake.parser import (
-    SNIFF_BYTES,
-    Layout,
-    NeedsLineMode,
-    fast_batches,
-    line_batches,
-    sniff,
-)
+from crypto_lakehouse.lake.committer import BatchChange, Journal
+from crypto_lakehouse.lake.ledger import FileRecord, Ledger, PendingFile, Status
+from crypto_lakehouse.lake.parser import Layout
+from crypto_lakehouse.lake.reading import FileRows, read_streaming, read_whole
 from crypto_lakehouse.lake.source import ResumableBody
 from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
-from crypto_lakehouse.observability.metrics import SILVER_FILES
+from crypto_lakehouse.observability.metrics import (
+    SILVER_FILES,
+    SILVER_REJECTED_LINES,
+    SILVER_ROWS,
+)
 from crypto_lakehouse.storage import S3Storage
 
-CHUNK_ROWS = 1_000_000
+CHUNK_ROWS = 1_000_000  # rows buffered before they become data files
+BATCH_FILES = 5_000  # source files per commit: what a crash can cost at most
+BATCH_BYTES = 1 << 30  # zip bytes per batch
+LARGE_FILE_BYTES = 32 << 20  # zips above this stream and get data files of their own
+FETCH_THREADS = 16
+_LOCK_SPACE = 7_302_115  # pg advisory lock namespace: one batch writer per table
 
 
 @dataclass(frozen=True)
@@ -70,17 +78,34 @@ class BronzeFile:
     sha256: str
     path: str | None = None
     bucket: str | None = None  # None: the builder's bronze bucket
+    size: int | None = None
 
     @classmethod
     def from_entry(cls, entry: ManifestEntry) -> BronzeFile:
         """From a verified manifest row."""
         if entry.sha256 is None:
             raise ConfigError(f"{entry.path}: the manifest has no SHA-256 for it")
-        return cls(entry.bronze_key or entry.path, entry.sha256, entry.path, entry.bronze_bucket)
+        return cls(
+            entry.bronze_key or entry.path,
+            entry.sha256,
+            entry.path,
+            entry.bronze_bucket,
+            entry.size,
+        )
+
+    @classmethod
+    def from_pending(cls, item: PendingFile) -> BronzeFile:
+        return cls(
+            item.bronze_key or item.path, item.sha256, item.path, item.bronze_bucket, item.size
+        )
 
     @property
+    def archive_path(self) -> str:
+        return self.path or self.key
+
+    @cached_property
     def archive(self) -> ArchiveFile:
-        return parse_key(self.path or self.key, ROOT)
+        return parse_key(self.archive_path, ROOT)
 
 
 @dataclass
@@ -89,7 +114,7 @@ class FileOutcome:
 
     key: str
     table: str
-    status: str  # transformed | skipped | drift | corrupt
+    status: str  # transformed | skipped | superseded | drift | corrupt
     rows: int = 0
     rejects: int = 0
     duplicates: int = 0
@@ -105,8 +130,40 @@ def schema_fingerprint(layout: SilverTable) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def planning_order(bronze: BronzeFile) -> tuple:
+    """The order rows sit in the data files: table, monthly first, interval, period, symbol."""
+    a = bronze.archive
+    return (
+        a.market.value,
+        a.data_type.value,
+        a.frequency is Frequency.DAILY,
+        a.interval or "",
+        month_start(a.period),
+        a.symbol,
+        a.period,
+    )
+
+
+def batches(
+    files: Iterable[BronzeFile], *, max_files: int = BATCH_FILES, max_bytes: int = BATCH_BYTES
+) -> Iterator[list[BronzeFile]]:
+    """Consecutive files of one table (in planning order), bounded by count and zip bytes."""
+    current: list[BronzeFile] = []
+    table, size = None, 0
+    for bronze in files:
+        a = bronze.archive
+        this = (a.market, a.data_type)
+        if current and (this != table or len(current) >= max_files or size >= max_bytes):
+            yield current
+            current, size = [], 0
+        current.append(bronze)
+        table, size = this, size + (bronze.size or 0)
+    if current:
+        yield current
+
+
 class SilverBuilder:
-    """Transforms bronze files into silver tables; safe to run concurrently per table."""
+    """Turns batches of bronze files into silver rows; one writer per table at a time."""
 
     def __init__(
         self,
@@ -116,200 +173,374 @@ class SilverBuilder:
         bronze_bucket: str,
         *,
         chunk_rows: int = CHUNK_ROWS,
+        fetch_threads: int = FETCH_THREADS,
+        large_file_bytes: int = LARGE_FILE_BYTES,
     ) -> None:
         self.warehouse = warehouse
         self.ledger = ledger
+        self.journal = Journal(ledger)
         self.storage = storage
         self.bucket = bronze_bucket
         self.chunk_rows = chunk_rows
-        self._tables: dict[str, Table] = {}  # loaded once per wave; commits reload their own
+        self.fetch_threads = fetch_threads
+        self.large_file_bytes = large_file_bytes
 
-    # -- files -----------------------------------------------------------------------------------
+    # -- entry points ---------------------------------------------------------------------------
 
     def transform(self, bronze: BronzeFile) -> FileOutcome:
         """Bring one bronze file version into silver (or flag it); never raises for bad data."""
         return self.transform_many([bronze])[0]
 
     def transform_many(self, files: list[BronzeFile]) -> list[FileOutcome]:
-        """Prepare every file, then commit them with one Iceberg commit per table.
+        """Every file, batched in planning order; outcomes in the order given."""
+        outcomes: dict[str, FileOutcome] = {}
+        for batch in batches(sorted(files, key=planning_order)):
+            for outcome in self.build_batch(batch):
+                outcomes[outcome.key] = outcome
+        return [outcomes[f.key] for f in files]
 
-        Files of one call must not share keys (one frequency at a time: daily files of
-        different symbols or days never overlap; a monthly file overlaps its daily files).
-        """
-        prepared = [self.prepare(bronze) for bronze in files]
-        pending = [p for p in prepared if isinstance(p, Pending)]
-        committed = {o.key: o for o in self.commit(pending)}
-        return [p if isinstance(p, FileOutcome) else committed[p.bronze.key] for p in prepared]
+    def recover(self) -> dict[str, int]:
+        """Finish or undo what a crashed run left (see lake/committer.py)."""
+        return self.journal.recover(self.warehouse)
 
-    def commit(self, pending: list[Pending]) -> list[FileOutcome]:
-        """Commit prepared files: one snapshot per table (and one for rejects), then the ledger."""
-        self._tables.clear()  # later reads must see this commit
-        return commit_pending(self.warehouse, self.ledger, pending)
-
-    def already_in(self, bronze: BronzeFile, prior: FileRecord | None) -> FileOutcome | None:
-        """A `skipped` outcome when the ledger already holds this SHA-256 (or its drift flag,
-        for an unchanged schema); None when the file needs work."""
-        if prior is None or prior.sha256 != bronze.sha256:
-            return None
-        layout = SilverTable.of(bronze.archive.market, bronze.archive.data_type)
-        if prior.status is Status.DRIFT and prior.schema_fingerprint != schema_fingerprint(layout):
-            return None
-        return FileOutcome(
-            bronze.key, layout.identifier, "skipped", prior.rows, prior.rejects,
-            prior.duplicates, message=prior.status.value,
-        )  # fmt: skip
-
-    def prepare(self, bronze: BronzeFile) -> FileOutcome | Pending:
-        """Read the file and write its data files (not yet visible), or say why not."""
-        archive = bronze.archive
-        layout = SilverTable.of(archive.market, archive.data_type)
-        fingerprint = schema_fingerprint(layout)
-        prior = self.ledger.get(bronze.key)
-        skipped = self.already_in(bronze, prior)
-        if skipped is not None:
-            return skipped
-        table = self._tables.get(layout.identifier)
-        if table is None:
-            table = self.warehouse.ensure_table(
-                layout.identifier, layout.arrow_schema(), layout.partition_by, layout.properties
-            )
-            self._tables[layout.identifier] = table
-        record = dict(
-            key=bronze.key, sha256=bronze.sha256, table_name=layout.identifier,
-            market=archive.market.value, data_type=archive.data_type.value,
-            symbol=archive.symbol, period=archive.period, schema_fingerprint=fingerprint,
-        )  # fmt: skip
-        try:
-            try:
-                written = self._write(bronze, archive, layout, table, line_mode=False)
-            except NeedsLineMode:
-                written = self._write(bronze, archive, layout, table, line_mode=True)
-        except SchemaDrift as exc:
-            self.ledger.record(FileRecord(**record, status=Status.DRIFT, message=str(exc)))
-            SILVER_FILES.labels(record["market"], record["data_type"], "drift").inc()
-            return FileOutcome(bronze.key, layout.identifier, "drift", message=str(exc))
-        except (ChecksumMismatch, ZipFormatError) as exc:
-            self.ledger.record(FileRecord(**record, status=Status.CORRUPT, message=str(exc)))
-            SILVER_FILES.labels(record["market"], record["data_type"], "corrupt").inc()
-            return FileOutcome(bronze.key, layout.identifier, "corrupt", message=str(exc))
-        in_table = prior is not None or ever_committed(table, bronze.key)
-        return Pending(bronze, layout, record, written, prior, in_table)
-
-    # -- reading and writing -----------------------------------------------------------------------
-
-    def _open(self, bronze: BronzeFile) -> ZipMemberStream:
-        return ZipMemberStream(
-            ResumableBody(self.storage, bronze.bucket or self.bucket, bronze.key)
+    def table_for(self, layout: SilverTable) -> Table:
+        return self.warehouse.ensure_table(
+            layout.identifier,
+            layout.arrow_schema(),
+            layout.partition_by,
+            layout.properties,
+            sort_by=layout.sort_by,
         )
 
-    def _write(
-        self, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable, table: Table,
-        *, line_mode: bool,
-    ) -> Written:  # fmt: skip
-        stream = self._open(bronze)
-        head = _read_up_to(stream, SNIFF_BYTES)
-        csv_layout = sniff(head, layout.csv, at_eof=len(head) < SNIFF_BYTES)
-        source = CsvFeed(head, stream)
-        existing = self._existing_keys(table, layout, archive, bronze.key)
-        dedup = FileDeduper(layout.file_key, existing)
-        writer = DataFileWriter(table, self.chunk_rows)
-        rejects: list[pa.Table] = []
-        try:
-            if line_mode:
-                for good, bad in source.paced(line_batches(source, layout.csv, csv_layout)):
-                    self._add(writer, dedup, layout, archive, bronze.key, good)
-                    if bad.num_rows:
-                        rejects.append(bad)
+    # -- one batch ------------------------------------------------------------------------------
+
+    def build_batch(self, files: list[BronzeFile]) -> list[FileOutcome]:
+        """Plan, read, write and commit one batch of one table's files."""
+        first = files[0].archive
+        layout = SilverTable.of(first.market, first.data_type)
+        with self._table_lock(layout.identifier):
+            return self._build_locked(layout, files)
+
+    def _build_locked(self, layout: SilverTable, files: list[BronzeFile]) -> list[FileOutcome]:
+        fingerprint = schema_fingerprint(layout)
+        priors = self.ledger.records([f.archive_path for f in files])
+        outcomes: list[FileOutcome] = []
+        todo: list[BronzeFile] = []
+        for bronze in files:
+            skipped = _already_in(bronze, priors.get(bronze.archive_path), layout, fingerprint)
+            if skipped is None:
+                todo.append(bronze)
             else:
-                for good in source.paced(fast_batches(source, layout.csv, csv_layout)):
-                    self._add(writer, dedup, layout, archive, bronze.key, good)
-            writer.flush()
-            digest = stream.finish()
-            if digest != bronze.sha256:
-                raise ChecksumMismatch(
-                    f"{bronze.key}: bronze bytes hash to {digest[:12]}..., "
-                    f"the manifest says {bronze.sha256[:12]}..."
-                )
+                outcomes.append(skipped)
+        if not todo:
+            return outcomes
+        market, data_type = layout.csv.market.value, layout.csv.data_type.value
+        batch_id = str(uuid.uuid4())
+        change = BatchChange(layout.identifier)
+        daily = [f for f in todo if f.archive.frequency is Frequency.DAILY]
+        monthly = [f for f in todo if f.archive.frequency is Frequency.MONTHLY]
+        covered = self.ledger.monthly_in(market, data_type, {_series(f) for f in daily})
+        replaced_dailies = self.ledger.dailies_under(
+            market, data_type, {_series(f) for f in monthly}
+        )
+        to_read: list[BronzeFile] = []
+        for bronze in todo:
+            prior = priors.get(bronze.archive_path)
+            if bronze.archive.frequency is Frequency.DAILY and _series(bronze) in covered:
+                record = _record(bronze, layout, fingerprint, Status.SUPERSEDED, batch_id)
+                change.records.append(record)
+                if prior is not None and prior.status is Status.TRANSFORMED:
+                    change.stale_sources.append(bronze.archive_path)
+                outcomes.append(FileOutcome(bronze.key, layout.identifier, "superseded"))
+                continue
+            to_read.append(bronze)
+            if prior is not None and prior.status is Status.TRANSFORMED:
+                change.stale_sources.append(bronze.archive_path)
+            if prior is not None and prior.rejects:
+                change.rejects_stale.append(bronze.archive_path)
+        for bronze in monthly:
+            for path in replaced_dailies.get(_series(bronze), []):
+                change.stale_sources.append(path)
+                change.superseded.append(path)
+        if change.stale_sources:
+            change.stale_where = _stale_partitions(layout, todo)
+        self.journal.open(batch_id, layout.identifier)
+        table = self.table_for(layout)
+        try:
+            read = self._read_and_write(table, layout, fingerprint, batch_id, to_read, change)
+            self.journal.commit(self.warehouse, batch_id, change)
         except BaseException:
-            source.close()
-            writer.discard()
+            self.journal.abandon(self.warehouse, batch_id, layout.identifier)
             raise
-        bad_rows = pa.concat_tables(rejects) if rejects else None
-        return Written(
-            writer.files, writer.rows, dedup.dropped, csv_layout,
-            _rejects_table(bad_rows, bronze, archive, layout), "lines" if line_mode else "fast",
-        )  # fmt: skip
+        outcomes.extend(read)
+        for outcome in read:
+            self._count(layout, outcome)
+        return outcomes
+
+    def _read_and_write(
+        self,
+        table: Table,
+        layout: SilverTable,
+        fingerprint: str,
+        batch_id: str,
+        files: list[BronzeFile],
+        change: BatchChange,
+    ) -> list[FileOutcome]:
+        on_files = lambda written: self.journal.add_files(batch_id, written)  # noqa: E731
+        shared = DataFileWriter(
+            table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), on_files=on_files
+        )
+        outcomes: list[FileOutcome] = []
+        small = [f for f in files if not self._is_large(f)]
+        large = [f for f in files if self._is_large(f)]
+        try:
+            for bronze, fetched in self._fetch(small):
+                outcomes.append(
+                    self._take(
+                        bronze,
+                        layout,
+                        fingerprint,
+                        batch_id,
+                        change,
+                        lambda b=bronze, d=fetched: self._read_small(b, d, layout),
+                        shared,
+                    )
+                )
+            shared.flush()
+            for bronze in large:
+                own = DataFileWriter(
+                    table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), on_files=on_files
+                )
+                outcome = self._take(
+                    bronze,
+                    layout,
+                    fingerprint,
+                    batch_id,
+                    change,
+                    lambda b=bronze, w=own: self._read_large(b, layout, w),
+                    own,
+                )
+                if outcome.status == "transformed":
+                    own.flush()
+                    change.data_files.extend(own.files)
+                else:
+                    own.discard()
+                outcomes.append(outcome)
+        except BaseException:
+            shared.discard()
+            raise
+        change.data_files.extend(shared.files)
+        return outcomes
+
+    def _take(
+        self,
+        bronze: BronzeFile,
+        layout: SilverTable,
+        fingerprint: str,
+        batch_id: str,
+        change: BatchChange,
+        read,
+        writer: DataFileWriter,
+    ) -> FileOutcome:
+        """Read one file; its rows to `writer`, its ledger row and outcome to the batch."""
+        try:
+            rows: FileRows = read()
+        except SchemaDrift as exc:
+            return self._flag(bronze, layout, fingerprint, batch_id, change, Status.DRIFT, exc)
+        except (ChecksumMismatch, ZipFormatError) as exc:
+            return self._flag(bronze, layout, fingerprint, batch_id, change, Status.CORRUPT, exc)
+        if rows.rows is not None:
+            writer.add(rows.rows)
+        rejects = _rejects_table(rows.rejects, bronze, layout)
+        if rejects.num_rows:
+            change.rejects.append(rejects)
+        units = sorted(set(rows.layout.units.values()))
+        record = _record(
+            bronze,
+            layout,
+            fingerprint,
+            Status.TRANSFORMED,
+            batch_id,
+            rows=rows.count,
+            rejects=rejects.num_rows,
+            duplicates=rows.duplicates,
+            header=rows.layout.header,
+            time_unit=",".join(units) or None,
+        )
+        change.records.append(record)
+        prior_replaced = bronze.archive_path in change.stale_sources
+        return FileOutcome(
+            bronze.key,
+            layout.identifier,
+            "transformed",
+            rows.count,
+            rejects.num_rows,
+            rows.duplicates,
+            prior_replaced,
+            rows.mode,
+            layout=rows.layout,
+        )
+
+    def _flag(
+        self,
+        bronze: BronzeFile,
+        layout: SilverTable,
+        fingerprint: str,
+        batch_id: str,
+        change: BatchChange,
+        status: Status,
+        exc: LakehouseError,
+    ) -> FileOutcome:
+        change.records.append(
+            _record(bronze, layout, fingerprint, status, batch_id, message=str(exc))
+        )
+        return FileOutcome(bronze.key, layout.identifier, status.value, message=str(exc))
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _is_large(self, bronze: BronzeFile) -> bool:
+        return bronze.size is None or bronze.size > self.large_file_bytes
+
+    def _fetch(self, files: list[BronzeFile]) -> Iterator[tuple[BronzeFile, bytes]]:
+        """Small zips fetched by a thread pool, in order, a bounded window ahead."""
+        if not files:
+            return
+        window = self.fetch_threads * 4
+        with ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="silver-fetch") as pool:
+            for start in range(0, len(files), window):
+                part = files[start : start + window]
+                yield from zip(part, pool.map(self._get, part), strict=True)
+
+    def _get(self, bronze: BronzeFile) -> bytes:
+        return self.storage.get_bytes(bronze.bucket or self.bucket, bronze.key)
+
+    def _read_small(self, bronze: BronzeFile, data: bytes, layout: SilverTable) -> FileRows:
+        return read_whole(data, bronze.sha256, bronze.archive, layout, bronze.archive_path)
+
+    def _read_large(
+        self, bronze: BronzeFile, layout: SilverTable, writer: DataFileWriter
+    ) -> FileRows:
+        def open_stream() -> ZipMemberStream:
+            bucket = bronze.bucket or self.bucket
+            return ZipMemberStream(ResumableBody(self.storage, bucket, bronze.key))
+
+        return read_streaming(
+            open_stream, bronze.sha256, bronze.archive, layout, bronze.archive_path, writer
+        )
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def _table_lock(self, identifier: str) -> _AdvisoryLock:
+        return _AdvisoryLock(self.ledger.engine, identifier)
 
     @staticmethod
-    def _add(
-        writer: DataFileWriter, dedup: FileDeduper, layout: SilverTable, archive: ArchiveFile,
-        key: str, good: pa.Table,
-    ) -> None:  # fmt: skip
-        if not good.num_rows:
-            return
-        rows = layout.decorate(
-            good, symbol=archive.symbol, interval=archive.interval, source_file=key
-        )
-        writer.add(dedup(rows))
-
-    def _existing_keys(
-        self, table: Table, layout: SilverTable, archive: ArchiveFile, key: str
-    ) -> pa.Table | None:
-        """Keys other files already put into this file's symbol and period.
-
-        Only a file of the other frequency (a monthly file over daily ones, or the reverse)
-        can hold the same keys; the ledger says cheaply whether one is in.
-        """
-        if table.current_snapshot() is None:
-            return None
-        first = archive.period
-        last = first if archive.frequency is Frequency.DAILY else _month_end(first)
-        other = Frequency.MONTHLY if archive.frequency is Frequency.DAILY else Frequency.DAILY
-        if other not in PUBLISHED[archive.market][archive.data_type]:
-            return None
-        parts = [archive.market.value, other.value, archive.data_type.value, archive.symbol]
-        folder = "/".join([*parts, archive.interval] if archive.interval else parts) + "/"
-        if not self.ledger.has_transformed(folder, first, last):
-            return None
-        column = "month" if layout.monthly_only else "date"
-        conditions = [
-            EqualTo("symbol", archive.symbol),
-            GreaterThanOrEqual(column, first.isoformat()),
-            LessThanOrEqual(column, last.isoformat()),
-            NotEqualTo("source_file", key),
-        ]
-        if layout.has_interval:
-            conditions.append(EqualTo("interval", archive.interval))
-        found = table.scan(
-            row_filter=And(*conditions), selected_fields=tuple(layout.file_key)
-        ).to_arrow()
-        return found if found.num_rows else None
+    def _count(layout: SilverTable, outcome: FileOutcome) -> None:
+        labels = {"market": layout.csv.market.value, "data_type": layout.csv.data_type.value}
+        SILVER_FILES.labels(**labels, outcome=outcome.status).inc()
+        if outcome.status == "transformed":
+            SILVER_ROWS.labels(**labels).inc(outcome.rows)
+            SILVER_REJECTED_LINES.labels(**labels).inc(outcome.rejects)
 
 
-def _read_up_to(stream: ZipMemberStream, size: int) -> bytes:
-    parts, total = [], 0
-    while total < size:
-        piece = stream.read(size - total)
-        if not piece:
-            break
-        parts.append(piece)
-        total += len(piece)
-    return b"".join(parts)
+class _AdvisoryLock:
+    """A session-level PostgreSQL advisory lock: one batch writer per table at a time, so two
+    runs never take the same file in twice."""
+
+    def __init__(self, engine: sa.Engine, name: str) -> None:
+        self.engine = engine
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+
+    def __enter__(self) -> None:
+        self.conn = self.engine.connect()
+        self.conn.execute(sa.select(sa.func.pg_advisory_lock(_LOCK_SPACE, self.key)))
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_SPACE, self.key)))
+        finally:
+            self.conn.close()
+
+
+def _already_in(
+    bronze: BronzeFile, prior: FileRecord | None, layout: SilverTable, fingerprint: str
+) -> FileOutcome | None:
+    """`skipped` when the ledger holds this SHA-256 (drift: for an unchanged schema)."""
+    if prior is None or prior.sha256 != bronze.sha256:
+        return None
+    if prior.status is Status.DRIFT and prior.schema_fingerprint != fingerprint:
+        return None
+    return FileOutcome(
+        bronze.key,
+        layout.identifier,
+        "skipped",
+        prior.rows,
+        prior.rejects,
+        prior.duplicates,
+        message=prior.status.value,
+    )
+
+
+def _series(bronze: BronzeFile) -> tuple[str, str | None, date]:
+    a = bronze.archive
+    return a.symbol, a.interval, month_start(a.period)
+
+
+def _stale_partitions(layout: SilverTable, files: list[BronzeFile]) -> BooleanExpression:
+    """The partitions the replaced rows can sit in: the delete scans only those."""
+    if layout.period_column == "date":
+        days: set[date] = set()
+        for f in files:
+            first = f.archive.period
+            last = first if f.archive.frequency is Frequency.DAILY else _month_end(first)
+            days.update(first + timedelta(n) for n in range((last - first).days + 1))
+        return In("date", sorted(d.isoformat() for d in days))
+    where: BooleanExpression = In(
+        "month", sorted({month_start(f.archive.period).isoformat() for f in files})
+    )
+    intervals = sorted({f.archive.interval for f in files if f.archive.interval})
+    if layout.has_interval and len(intervals) == 1:
+        where = And(EqualTo("interval", intervals[0]), where)
+    return where
 
 
 def _month_end(first: date) -> date:
     return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
-def _rejects_table(
-    bad: pa.Table | None, bronze: BronzeFile, archive: ArchiveFile, layout: SilverTable
-) -> pa.Table:
+def _record(
+    bronze: BronzeFile,
+    layout: SilverTable,
+    fingerprint: str,
+    status: Status,
+    batch_id: str,
+    **counts,
+) -> FileRecord:
+    a = bronze.archive
+    return FileRecord(
+        path=bronze.archive_path,
+        sha256=bronze.sha256,
+        table_name=layout.identifier,
+        market=a.market.value,
+        frequency=a.frequency.value,
+        data_type=a.data_type.value,
+        symbol=a.symbol,
+        interval=a.interval,
+        period=a.period,
+        status=status,
+        schema_fingerprint=fingerprint,
+        batch_id=batch_id,
+        **counts,
+    )
+
+
+def _rejects_table(bad: pa.Table | None, bronze: BronzeFile, layout: SilverTable) -> pa.Table:
     schema = rejects_schema()
     if bad is None or not bad.num_rows:
         return schema.empty_table()
+    archive = bronze.archive
     rows = bad.num_rows
     constants = {
-        "source_file": bronze.key,
+        "source_file": bronze.archive_path,
         "sha256": bronze.sha256,
         "table_name": layout.identifier,
         "market": archive.market.value,

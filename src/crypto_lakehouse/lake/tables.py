@@ -2,9 +2,20 @@
 
 A silver row is the CSV row with typed, UTC-microsecond times, plus where it came from:
 `market`, `symbol` (from the path), `interval` (kline data sets), `date` (the UTC day of
-the row's first time column), `month` for data published monthly only (fundingRate), and
-`source_file` (the bronze key). Partitions are identity partitions on `symbol`,
-`interval`, and `date` (or `month`): every bronze file maps onto whole partitions.
+the row's first time column), `month` (the first day of the row's UTC month), and
+`source_file` (the archive key of the bronze file).
+
+The layout is made for an archive of tens of millions of mostly tiny files (a daily 1h
+klines file is 24 rows): partitions are coarse, so that one holds many source files, and
+rows are sorted by symbol, so that Parquet statistics prune one symbol's rows:
+
+    kline-like data sets      identity(interval), identity(month)
+    trades, aggTrades,        identity(date): a busy symbol's day is millions of rows
+      bookTicker
+    everything else           identity(month)
+
+Each table carries that order as its Iceberg sort order (symbol, interval, time), and the
+builder writes rows in it (docs/lake.md, "Layout", has the measurements behind the choice).
 
 A CSV column named like one we add is renamed (`symbol` -> `row_symbol`), except `date`
 in EOHSummary, which already is the row's UTC day.
@@ -14,7 +25,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -25,6 +35,8 @@ from crypto_lakehouse.lake.warehouse import SILVER
 
 REJECTS_TABLE = f"{SILVER}.rejects"
 RENAMED = {"symbol": "row_symbol"}
+# Data sets whose daily files hold up to millions of rows: partitioned by day, not month.
+LARGE_DATA_TYPES = frozenset({DataType.TRADES, DataType.AGG_TRADES, DataType.BOOK_TICKER})
 
 
 def table_slug(market: Market, data_type: DataType) -> str:
@@ -83,8 +95,21 @@ class SilverTable:
 
     @property
     def partition_by(self) -> list[str]:
+        """Identity partitions: coarse enough that each holds many source files."""
+        if self.csv.data_type in LARGE_DATA_TYPES:
+            return ["date"]
+        return ["interval", "month"] if self.has_interval else ["month"]
+
+    @property
+    def sort_by(self) -> list[str]:
+        """The order rows sit in within a data file: one symbol's rows together, by time."""
         extra = ["interval"] if self.has_interval else []
-        return ["symbol", *extra, "month" if self.monthly_only else "date"]
+        return ["symbol", *extra, self.column_name(self.csv.key[0])]
+
+    @property
+    def period_column(self) -> str:
+        """The partition column that a source file's period falls in (`date` or `month`)."""
+        return self.partition_by[-1]
 
     def arrow_schema(self) -> pa.Schema:
         fields = []
@@ -107,8 +132,7 @@ class SilverTable:
             fields.append(pa.field("interval", pa.string(), False))
         if not self.date_from_csv:
             fields.append(pa.field("date", pa.date32(), False))
-        if self.monthly_only:
-            fields.append(pa.field("month", pa.date32(), False))
+        fields.append(pa.field("month", pa.date32(), False))
         fields.append(pa.field("source_file", pa.string(), False))
         return pa.schema(fields)
 
@@ -117,6 +141,8 @@ class SilverTable:
         # Full (untruncated) bounds on source_file let a delete by file drop whole data files.
         return {
             "write.metadata.metrics.column.source_file": "full",
+            # Data files of tens of MB or more (compaction rewrites smaller ones).
+            "write.target-file-size-bytes": str(256 << 20),
             # One manifest per commit would make every plan read them all: merge them.
             "commit.manifest-merge.enabled": "true",
             "commit.manifest.min-count-to-merge": "16",
@@ -139,9 +165,7 @@ class SilverTable:
         if not self.date_from_csv:
             day = day.cast(pa.date32())
             batch = batch.append_column("date", day)
-        if self.monthly_only:
-            first = pc.strptime(pc.strftime(day, format="%Y-%m-01"), format="%Y-%m-%d", unit="s")
-            batch = batch.append_column("month", first.cast(pa.date32()))
+        batch = batch.append_column("month", first_of_month(day))
         batch = batch.append_column("source_file", _constant(source_file, rows))
         return batch.cast(self.arrow_schema())
 
@@ -163,8 +187,12 @@ def rejects_schema() -> pa.Schema:
     )
 
 
-def month_start(day: date) -> date:
-    return day.replace(day=1)
+def first_of_month(days: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """date32 days -> the first day of each one's month (date32), with Arrow kernels."""
+    days = days.cast(pa.date32())
+    offsets = pc.subtract(pc.day(days), 1)
+    as_int = days.cast(pa.int32())
+    return pc.subtract(as_int, offsets.cast(pa.int32())).cast(pa.date32())
 
 
 def _constant(value: str | None, rows: int) -> pa.Array:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
+from collections.abc import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,7 +35,14 @@ from pyiceberg.utils.properties import property_as_int
 class DataFileWriter:
     """Buffers Arrow tables and writes them as the target table's data files."""
 
-    def __init__(self, table: Table, chunk_rows: int) -> None:
+    def __init__(
+        self,
+        table: Table,
+        chunk_rows: int,
+        *,
+        write_uuid: uuid.UUID | None = None,
+        on_files: Callable[[list[DataFile]], None] | None = None,
+    ) -> None:
         self.table = table
         self.chunk_rows = chunk_rows
         self.schema = table.schema().as_arrow()
@@ -42,8 +50,9 @@ class DataFileWriter:
         self.rows = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._uuid = uuid.uuid4()
+        self._uuid = write_uuid or uuid.uuid4()
         self._counter = itertools.count(0)
+        self._on_files = on_files  # told of each flush's files (a journal of what exists)
 
     def add(self, rows: pa.Table) -> None:
         if not rows.num_rows:
@@ -69,6 +78,8 @@ class DataFileWriter:
             )
         else:
             written = self._write_one_partition(chunk, key)
+        if self._on_files is not None and written:
+            self._on_files(list(written))
         self.files.extend(written)
         self.rows += chunk.num_rows
 
@@ -119,9 +130,14 @@ class DataFileWriter:
 
     def discard(self) -> None:
         """Delete every data file written so far (they were never committed)."""
-        self._pending = []
+        self._pending, self._pending_rows = [], 0
         self.delete_files(self.table, self.files)
         self.files = []
+        self.rows = 0
+
+    def reset(self) -> None:
+        """`discard`, as a row sink that starts over (a file reread in line mode)."""
+        self.discard()
 
     @staticmethod
     def delete_files(table: Table, files: list[DataFile]) -> None:
