@@ -114,20 +114,47 @@ def query(
     ] = Format.table,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here.")] = None,
     limit: Annotated[int, typer.Option(help="Rows shown in table format.")] = 50,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Per table: the filter pushed, files planned.")
+    ] = False,
 ) -> None:
-    """Run SQL over the lake's tables (offline, DuckDB). `query "SHOW"` lists the tables."""
+    """Run SQL over the lake's tables (offline, DuckDB). `query "SHOW"` lists the tables.
+
+    The SQL's filters on each table are pushed into Iceberg planning, so only data files
+    that can hold matching rows are read; `--explain` shows that plan without running."""
     from crypto_lakehouse.lake.query import QueryEngine
-    from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
 
     if output_format is Format.parquet and output is None:
         raise fail("--format parquet needs --output FILE", ExitCode.BAD_INPUT)
-    with QueryEngine(Warehouse(LakeConfig.from_settings(_settings()))) as engine:
+    settings = _settings()
+
+    def open_warehouse() -> Any:  # only when the SQL names a table: SELECT 1 needs none
+        from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+
+        return Warehouse(LakeConfig.from_settings(settings), read_only=True)
+
+    with QueryEngine(open_warehouse) as engine:
         if sql.strip().upper() in {"SHOW", "SHOW TABLES"}:
             for name in engine.tables():
                 typer.echo(name)
             return
+        if explain:
+            _print_plans(engine.explain(sql), output_format)
+            return
         result = engine.sql(sql)
     _emit(result, output_format, output, limit)
+
+
+def _print_plans(plans: list, output_format: Format) -> None:
+    if output_format is Format.json:
+        typer.echo(json.dumps([vars(plan) for plan in plans], indent=2))
+        return
+    for plan in plans:
+        total = "?" if plan.total_files is None else f"{plan.total_files:,}"
+        typer.echo(
+            f"{plan.table}: {plan.files:,} of {total} data files "
+            f"({plan.bytes / 2**20:.1f} MiB); pushed: {plan.pushed}"
+        )
 
 
 def _emit(result: Any, output_format: Format, output: Path | None, limit: int) -> None:

@@ -94,18 +94,23 @@ class LakeConfig:
 class Warehouse:
     """The catalog handle plus helpers to create, load and commit to the lake's tables."""
 
-    def __init__(self, config: LakeConfig) -> None:
+    def __init__(self, config: LakeConfig, *, read_only: bool = False) -> None:
+        """`read_only` (queries, reports) creates nothing: no bucket, namespace or catalog
+        table, which saves a query the requests that check for them."""
         self.config = config
-        S3Storage(config.endpoint).ensure_bucket(config.silver_bucket)
-        S3Storage(config.endpoint).ensure_bucket(config.gold_bucket)
+        if not read_only:
+            S3Storage(config.endpoint).ensure_bucket(config.silver_bucket)
+            S3Storage(config.endpoint).ensure_bucket(config.gold_bucket)
         self.catalog = SqlCatalog(
             CATALOG_NAME,
             uri=config.sqlalchemy_url,
             warehouse=f"s3://{config.silver_bucket}/warehouse",
+            init_catalog_tables=str(not read_only).lower(),
             **config.s3_properties(),
         )
-        self._namespace(SILVER, f"s3://{config.silver_bucket}/{SILVER}")
-        self._namespace(GOLD, f"s3://{config.gold_bucket}/{GOLD}")
+        if not read_only:
+            self._namespace(SILVER, f"s3://{config.silver_bucket}/{SILVER}")
+            self._namespace(GOLD, f"s3://{config.gold_bucket}/{GOLD}")
 
     def _namespace(self, name: str, location: str) -> None:
         if (name,) not in self.catalog.list_namespaces():
