@@ -191,48 +191,74 @@ def _emit(result: Any, output_format: Format, output: Path | None, limit: int) -
 @handle_errors
 def coverage(
     html: Annotated[
-        Path | None, typer.Option("--html", help="Write the HTML heatmap here.")
+        Path | None, typer.Option("--html", help="Also write the HTML report (heatmaps) here.")
     ] = None,
 ) -> None:
-    """Coverage per dataset: present, replaced, missing, corrupt, drift, pending days."""
-    from crypto_lakehouse.catalog import Manifest
-    from crypto_lakehouse.lake.coverage import coverage_rows
-    from crypto_lakehouse.lake.ledger import Ledger
-    from crypto_lakehouse.lake.report import write_html
+    """What needs attention (gaps, corrupt, drift, failed, pending), then counts per dataset.
+
+    Computed by SQL in the catalog database. Exit 2 when the HTML file cannot be written.
+    """
     from crypto_lakehouse.lake.warehouse import LakeConfig
 
-    config = LakeConfig.from_settings(_settings())
-    manifest, ledger = Manifest(config.catalog_url), Ledger(config.sqlalchemy_url)
+    summaries, attention, path = coverage_report(LakeConfig.from_settings(_settings()), html)
+    print_coverage(summaries, attention)
+    if path is not None:
+        console.print(f"HTML report: {path}", soft_wrap=True)
+
+
+def coverage_report(config: Any, html: Path | None) -> tuple[list, list, Path | None]:
+    """Summaries and attention lists (and the HTML report when `html` is given)."""
+    from crypto_lakehouse.lake.coverage import Coverage
+    from crypto_lakehouse.lake.report import collect, write_html
+
+    found = Coverage(config.sqlalchemy_url)
     try:
-        manifest.ensure_schema()
-        rows = coverage_rows(manifest.entries(), ledger.all())
+        if html is None:
+            return found.summaries(), found.attention(COVERAGE_LINES), None
+        report = collect(found)
     finally:
-        manifest.close()
-        ledger.dispose()
-    print_coverage(rows)
-    if html is not None:
-        console.print(f"HTML report: {write_html(rows, html).resolve()}")
+        found.close()
+    try:
+        path = write_html(report, html).resolve()
+    except OSError as exc:
+        raise fail(f"cannot write {html}: {exc.strerror}", ExitCode.BAD_INPUT) from None
+    return report.summaries, report.attention, path
 
 
-def print_coverage(rows: list) -> None:
-    from crypto_lakehouse.lake.coverage import summarise
+COVERAGE_LINES = 8  # lines per attention list in the terminal
 
-    columns = ("dataset", "sym", "days", "ok", "repl", "miss", "corr", "drift", "pend", "fail")
-    table = Table(*columns, "rows", show_edge=False, pad_edge=False)
-    table.columns[0].overflow = "fold"
-    for s in summarise(rows):
-        c = s.counts
-        table.add_row(
-            s.dataset, str(len(s.symbols)), str(sum(c.values())), str(c["present"]),
-            str(s.replaced), str(c["missing"]), str(c["corrupt"]), str(c["drift"]),
-            str(c["pending"]), str(c["failed"]), f"{s.rows:,}",
-        )  # fmt: skip
-    console.print(table)
-    totals = {k: sum(1 for r in rows if r.status == k) for k in ("present", "missing", "corrupt")}
-    replaced = sum(1 for r in rows if r.replaced)
-    console.print(
-        f"total: {len(rows)} periods, {totals['present']} present, {replaced} replaced, "
-        f"{totals['missing']} missing, {totals['corrupt']} corrupt"
+
+def print_coverage(summaries: list, attention: list) -> None:
+    """Attention lists first, then one line per dataset; 80 columns unless on a terminal."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from crypto_lakehouse.lake.coverage import PROBLEMS
+    from crypto_lakehouse.lake.report import HEADINGS
+
+    out = console if console.is_terminal else Console(width=80, highlight=False)
+    lists = [found for found in attention if found.groups]
+    out.print("[bold]Needs attention[/]" if lists else "Nothing needs attention: no gaps, "
+              "and every file is in silver.")  # fmt: skip
+    for found in lists:
+        out.print(f"  {HEADINGS[found.kind]}: {found.headline()}")
+        for problem in found.items[:COVERAGE_LINES]:
+            out.print(f"    {escape(problem.text())}")
+        if found.groups > COVERAGE_LINES:
+            out.print(f"    and {found.groups - min(COVERAGE_LINES, len(found.items)):,} more")
+    table = Table("dataset", "sym", "periods", "present", "rows", "needs attention",
+                  show_edge=False, pad_edge=False)  # fmt: skip
+    table.columns[0].overflow = table.columns[5].overflow = "fold"
+    for s in summaries:
+        bad = ", ".join(f"{s.count(k):,} {k}" for k in PROBLEMS if s.count(k))
+        table.add_row(escape(s.dataset.label), f"{s.symbols:,}", f"{s.periods:,}",
+                      f"{s.count('present'):,}", f"{s.rows:,}", bad or "-")  # fmt: skip
+    out.print(table)
+    total = {k: sum(s.count(k) for s in summaries) for k in ("present", "missing", "corrupt")}
+    out.print(
+        f"total: {sum(s.periods for s in summaries):,} periods, {total['present']:,} present, "
+        f"{sum(s.replaced for s in summaries):,} replaced, {total['missing']:,} missing, "
+        f"{total['corrupt']:,} corrupt"
     )
 
 
@@ -290,21 +316,12 @@ def demo_query(run: Any) -> None:
 
 
 def demo_coverage(run: Any) -> None:
-    from crypto_lakehouse.catalog import Manifest
-    from crypto_lakehouse.lake.coverage import coverage_rows
-    from crypto_lakehouse.lake.ledger import Ledger
-    from crypto_lakehouse.lake.report import write_html
     from crypto_lakehouse.lake.warehouse import LakeConfig
 
     config = LakeConfig.from_settings(run.settings)
-    manifest, ledger = Manifest(config.catalog_url), Ledger(config.sqlalchemy_url)
-    try:
-        rows = coverage_rows(manifest.entries(), ledger.all())
-    finally:
-        manifest.close()
-        ledger.dispose()
-    print_coverage(rows)
-    path = write_html(rows, run.settings.home_dir / "reports" / "coverage.html").resolve()
+    target = run.settings.home_dir / "reports" / "coverage.html"
+    summaries, attention, path = coverage_report(config, target)
+    print_coverage(summaries, attention)
     console.print(f"  coverage report (open in a browser): {path}")
     run.report.append(("coverage", str(path)))
 

@@ -29,7 +29,7 @@ from crypto_lakehouse.archive.paths import Partition
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.flows.tasks import transient_only
-from crypto_lakehouse.lake.coverage import build_coverage
+from crypto_lakehouse.lake.coverage import Coverage, build_coverage
 from crypto_lakehouse.lake.gold import build_gold
 from crypto_lakehouse.lake.ledger import Ledger
 from crypto_lakehouse.lake.silver import BronzeFile, FileOutcome, Pending, SilverBuilder
@@ -174,23 +174,16 @@ def gold_and_coverage(settings: Settings) -> dict[str, Any]:
     config = LakeConfig.from_settings(settings)
     warehouse = Warehouse(config)
     result = build_gold(warehouse)
-    manifest = Manifest(config.catalog_url)
-    ledger = Ledger(config.sqlalchemy_url)
+    coverage = Coverage(config.sqlalchemy_url)
     try:
-        manifest.ensure_schema()
-        rows = build_coverage(warehouse, manifest.entries(), ledger.all())
+        counts = build_coverage(warehouse, coverage)  # SQL in the catalog database
     finally:
-        manifest.close()
-        ledger.dispose()
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        counts[row.status] += 1
-        counts["replaced"] += int(row.replaced)
+        coverage.close()
     return {
         "rows": result.rows,
         "checked": result.checked,
         "mismatches": [{**m, "open_time": str(m["open_time"])} for m in result.mismatches],
-        "coverage": dict(counts),
+        "coverage": counts,
     }
 
 

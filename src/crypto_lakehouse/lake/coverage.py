@@ -1,8 +1,10 @@
-"""Coverage: for each (market, data type, symbol, interval) and each day (or month), what we have.
+"""Coverage: what we have for each series (market, frequency, type, symbol, interval) and period.
 
-A period's status, from the bronze manifest and the silver ledger:
+A period's status, from the bronze manifest (`bronze_files`) and the silver ledger
+(`lake_silver_files`):
 
-    present   verified in bronze and transformed into silver (`rows` rows)
+    present   verified in bronze and in silver at that SHA-256 (`transformed`, or
+              `superseded`: covered by the month's verified monthly file)
     pending   verified in bronze, not (yet) in silver at this SHA-256
     drift     verified, but its columns/types do not fit the schema: flagged, not loaded
     corrupt   bytes did not match the publisher's checksum (ingest) or the manifest (silver)
@@ -11,169 +13,486 @@ A period's status, from the bronze manifest and the silver ledger:
 
 `replaced` marks periods whose file Binance republished (a new SHA-256: manifest version > 1).
 Periods after a series' last file are not missing: delisted symbols simply stop.
-The rows are stored as `gold.coverage` and feed the terminal summary and the HTML heatmap.
+
+Everything is computed by SQL in the catalog database, where both tables live: a file's
+status is a LEFT JOIN, gaps come from lag() over each series' periods as ranges (first,
+last, count), and every aggregation is a GROUP BY. Python holds only what a report shows
+(bounded by its caps) or one chunk of `gold.coverage` while it is written.
 """
+
+# SQL here is assembled from fixed fragments of this module; values are bind parameters.
+# ruff: noqa: S608
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import pyarrow as pa
+import sqlalchemy as sa
+from pyiceberg.expressions import AlwaysTrue
+from sqlalchemy.exc import SQLAlchemyError
 
-from crypto_lakehouse.archive.gaps import find_gaps
-from crypto_lakehouse.archive.paths import ArchiveFile
-from crypto_lakehouse.catalog.manifest import ManifestEntry
-from crypto_lakehouse.catalog.schema import FileStatus
-from crypto_lakehouse.lake.ledger import FileRecord, Status
+from crypto_lakehouse.archive.paths import month_start
+from crypto_lakehouse.catalog.schema import metadata as catalog_metadata
+from crypto_lakehouse.errors import StorageError
+from crypto_lakehouse.lake.ledger import FILES
 from crypto_lakehouse.lake.warehouse import GOLD, Warehouse
+from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.observability.metrics import COVERAGE_MISSING_DAYS
 
 COVERAGE_TABLE = f"{GOLD}.coverage"
 STATUSES = ("present", "pending", "drift", "corrupt", "failed", "missing")
+PROBLEMS = ("missing", "corrupt", "drift", "failed", "pending")  # the attention list, in order
+WORST_FIRST = ("corrupt", "failed", "drift", "missing", "pending", "present")
+CHUNK_ROWS = 100_000  # gold.coverage rows held in memory at once
+
+COVERAGE_SCHEMA = pa.schema(
+    [
+        ("market", pa.string()),
+        ("frequency", pa.string()),
+        ("data_type", pa.string()),
+        ("symbol", pa.string()),
+        ("interval", pa.string()),
+        ("period", pa.date32()),
+        ("status", pa.string()),
+        ("replaced", pa.bool_()),
+        ("versions", pa.int32()),
+        ("rows", pa.int64()),
+        ("detail", pa.string()),
+    ]
+)
+
+# One row per manifest file with its status. `{where}` is a fixed fragment built here from
+# column names only; values always travel as bind parameters.
+_FILES = """
+SELECT b.market, b.frequency, b.data_type, coalesce(b."interval", '') AS "interval",
+       b.symbol, b.period, b.version AS versions, b.version > 1 AS replaced,
+       CASE WHEN b.status = 'corrupt' THEN 'corrupt'
+            WHEN b.status <> 'verified' THEN 'failed'
+            WHEN l.path IS NULL OR l.sha256 IS DISTINCT FROM b.sha256 THEN 'pending'
+            WHEN l.status IN ('transformed', 'superseded') THEN 'present'
+            WHEN l.status IN ('drift', 'corrupt') THEN l.status
+            ELSE 'pending' END AS status,
+       CASE WHEN b.status = 'verified' AND l.sha256 = b.sha256
+                 AND l.status IN ('transformed', 'superseded') THEN l.rows END AS rows,
+       CASE WHEN b.status = 'corrupt' THEN b.error
+            WHEN b.status <> 'verified' THEN coalesce(b.error, b.status)
+            WHEN l.path IS NULL OR l.sha256 IS DISTINCT FROM b.sha256 THEN NULL
+            WHEN l.status = 'superseded' THEN 'superseded by the monthly file'
+            WHEN l.status = 'transformed' AND l.rejects > 0 THEN l.rejects || ' rejected lines'
+            WHEN l.status IN ('drift', 'corrupt') THEN l.message END AS detail
+FROM bronze_files b LEFT JOIN lake_silver_files l ON l.path = b.path
+WHERE {where}
+"""
+
+# Gaps as ranges: each pair of consecutive files of a series more than one period apart.
+_STEP = "CASE WHEN frequency = 'monthly' THEN interval '1 month' ELSE interval '1 day' END"
+_GAPS = f"""
+SELECT market, frequency, data_type, "interval", symbol,
+       (prev + {_STEP})::date AS gap_first, (period - {_STEP})::date AS gap_last,
+       CASE WHEN frequency = 'monthly'
+            THEN (extract(year FROM period) * 12 + extract(month FROM period)
+                  - extract(year FROM prev) * 12 - extract(month FROM prev))::int - 1
+            ELSE period - prev - 1 END AS periods
+FROM (SELECT b.market, b.frequency, b.data_type, coalesce(b."interval", '') AS "interval",
+             b.symbol, b.period,
+             lag(b.period) OVER (PARTITION BY b.market, b.frequency, b.data_type,
+                                 b."interval", b.symbol ORDER BY b.period) AS prev
+      FROM bronze_files b WHERE {{where}}) s
+WHERE prev IS NOT NULL AND (prev + {_STEP})::date < period
+"""
+
+_DATASET = 'market, frequency, data_type, "interval"'
 
 
-@dataclass(frozen=True)
-class CoverageRow:
+def _with(where: str = "TRUE") -> str:
+    return f"WITH f AS ({_FILES.format(where=where)}), g AS ({_GAPS.format(where=where)})\n"
+
+
+@dataclass(frozen=True, order=True)
+class Dataset:
+    """One heatmap: a (market, frequency, data type, interval) series family."""
+
     market: str
     frequency: str
     data_type: str
-    symbol: str
-    interval: str | None
-    period: date
-    status: str
-    replaced: bool = False
-    versions: int = 0
-    rows: int | None = None
-    detail: str | None = None
+    interval: str = ""  # '' for data sets without intervals
 
     @property
-    def dataset(self) -> str:
-        """`spot/daily/klines/1m`: one heatmap per dataset."""
-        parts = [self.market, self.frequency, self.data_type, self.interval or ""]
-        return "/".join(p for p in parts if p)
+    def label(self) -> str:
+        """`spot/daily/klines/1m`, `futures/um/monthly/fundingRate`."""
+        return "/".join(
+            p for p in (self.market, self.frequency, self.data_type, self.interval) if p
+        )
+
+    @property
+    def monthly(self) -> bool:
+        return self.frequency == "monthly"
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """A filter on `bronze_files b` the dataset index can serve."""
+        sql = "b.market = :market AND b.frequency = :frequency AND b.data_type = :data_type"
+        params: dict[str, Any] = {
+            "market": self.market, "frequency": self.frequency, "data_type": self.data_type,
+        }  # fmt: skip
+        if self.interval:
+            return sql + ' AND b."interval" = :interval', {**params, "interval": self.interval}
+        return sql + ' AND b."interval" IS NULL', params
 
 
 @dataclass
 class DatasetSummary:
-    dataset: str
-    symbols: set[str] = field(default_factory=set)
-    counts: Counter = field(default_factory=Counter)
+    """Per dataset: symbols, periods per status, replaced files, silver rows, date range."""
+
+    dataset: Dataset
+    symbols: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
     replaced: int = 0
     rows: int = 0
     first: date | None = None
     last: date | None = None
 
+    @property
+    def periods(self) -> int:
+        return sum(self.counts.values())
 
-def coverage_rows(
-    entries: Iterable[ManifestEntry], records: Iterable[FileRecord]
-) -> list[CoverageRow]:
-    """One row per (series, period) from the series' first to its last file."""
-    ledger = {r.key: r for r in records}
-    rows: list[CoverageRow] = []
-    files: list[ArchiveFile] = []
-    for entry in entries:
-        record = ledger.get(entry.bronze_key or entry.path) or ledger.get(entry.path)
-        status, detail = _status(entry, record)
-        rows.append(
-            CoverageRow(
-                entry.market,
-                entry.frequency,
-                entry.data_type,
-                entry.symbol,
-                entry.interval,
-                entry.period,
-                status,
-                replaced=entry.version > 1,
-                versions=entry.version,
-                rows=record.rows if status == "present" and record else None,
-                detail=detail,
-            )
+    def count(self, status: str) -> int:
+        return self.counts.get(status, 0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One line of the attention list: a gap, or a symbol's files in one bad state."""
+
+    kind: str  # missing | corrupt | drift | failed | pending
+    dataset: Dataset
+    symbol: str | None  # None for pending (listed per dataset)
+    first: date
+    last: date
+    count: int  # periods missing, or files
+    detail: str | None = None
+
+    def text(self) -> str:
+        """`spot/daily/klines/1m BTCUSDT: 2024-01-03 .. 2024-01-09 missing (7 days)`."""
+        unit = "month" if self.dataset.monthly else "day"
+        label = "%Y-%m" if self.dataset.monthly else "%Y-%m-%d"
+        span = self.first.strftime(label)
+        if self.last != self.first:
+            span += " .. " + self.last.strftime(label)
+        who = f"{self.dataset.label} {self.symbol}" if self.symbol else self.dataset.label
+        if self.kind == "missing":
+            return f"{who}: {span} missing ({plural(self.count, unit)})"
+        text = f"{who}: {plural(self.count, f'{self.kind} file')}, {span}"
+        return text + (f" ({_short(self.detail)})" if self.detail else "")
+
+
+@dataclass
+class ProblemList:
+    """The worst `items` of one kind (most periods first) and the totals before the cap."""
+
+    kind: str
+    items: list[Problem] = field(default_factory=list)
+    groups: int = 0  # lines there would be without the cap
+    total: int = 0  # periods missing, or files
+
+    @property
+    def more(self) -> int:
+        return self.groups - len(self.items)
+
+    def headline(self) -> str:
+        """`412 missing periods in 37 ranges`, `3 files in 1 group`."""
+        if self.kind == "missing":
+            return f"{plural(self.total, 'missing period')} in {plural(self.groups, 'range')}"
+        return f"{plural(self.total, 'file')} in {plural(self.groups, 'group')}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One heatmap cell: a period (day or month) of one symbol, with counts per status."""
+
+    counts: dict[str, int]
+    replaced: int = 0
+    versions: int = 0
+    rows: int | None = None
+    detail: str | None = None
+
+    @property
+    def worst(self) -> str:
+        """The colour: the worst status in the cell; `replaced` when all present but replaced."""
+        worst = next(s for s in WORST_FIRST if self.counts.get(s))
+        return "replaced" if worst == "present" and self.replaced else worst
+
+
+@dataclass
+class Heatmap:
+    """A dataset's grid: shown symbols x columns (days, or months when days do not fit)."""
+
+    summary: DatasetSummary
+    by_month: bool  # daily files aggregated into month cells
+    columns: list[date]
+    symbols: list[str]  # shown, those with problems first
+    troubled: int  # symbols with problems (shown or not)
+    cells: dict[tuple[str, date], Cell]
+
+    @property
+    def hidden(self) -> int:
+        return self.summary.symbols - len(self.symbols)
+
+
+def plural(n: int, unit: str) -> str:
+    """`1 day`, `3 days`, `1,204 files`."""
+    return f"{n:,} {unit}{'' if n == 1 else 's'}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _dataset(row: Any) -> Dataset:
+    return Dataset(row.market, row.frequency, row.data_type, row.interval)
+
+
+def next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _columns(summary: DatasetSummary, by_month: bool) -> list[date]:
+    assert summary.first is not None and summary.last is not None
+    monthly = by_month or summary.dataset.monthly
+    columns, cursor = [], month_start(summary.first) if monthly else summary.first
+    while cursor <= summary.last:
+        columns.append(cursor)
+        cursor = next_month(cursor) if monthly else date.fromordinal(cursor.toordinal() + 1)
+    return columns
+
+
+class Coverage:
+    """Coverage queries on the catalog database; SQL errors become StorageError here."""
+
+    def __init__(self, url: str, *, engine: sa.Engine | None = None) -> None:
+        self.engine = engine or sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+        try:  # a lake with no ingest yet has neither table: an empty report, not an error
+            catalog_metadata.create_all(self.engine, checkfirst=True)
+            FILES.create(self.engine, checkfirst=True)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _rows(self, sql: str, **params: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(sa.text(sql), params))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+    def summaries(self) -> list[DatasetSummary]:
+        """One summary per dataset, sorted by label; two GROUP BYs over the whole manifest."""
+        counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}') AS {s}" for s in STATUSES[:-1])
+        files = self._rows(
+            _with() + f"SELECT {_DATASET}, count(DISTINCT symbol) AS symbols, {counts}, "
+            "count(*) FILTER (WHERE replaced) AS replaced, coalesce(sum(rows), 0) AS rows, "
+            f"min(period) AS first, max(period) AS last FROM f GROUP BY {_DATASET}"
         )
-        files.append(
-            ArchiveFile(
-                entry.market,
-                entry.frequency,
-                entry.data_type,
-                entry.symbol,
-                entry.period,
-                entry.interval,
-            )
+        gaps = self._rows(
+            _with() + f"SELECT {_DATASET}, sum(periods) AS missing FROM g GROUP BY {_DATASET}"
         )
-    for gap in find_gaps(files):
-        for period in gap.missing:
-            rows.append(
-                CoverageRow(
-                    gap.market.value,
-                    gap.frequency.value,
-                    gap.data_type.value,
-                    gap.symbol,
-                    gap.interval,
-                    period,
-                    "missing",
+        missing = {_dataset(r): int(r.missing) for r in gaps}
+        out = []
+        for r in files:
+            dataset = _dataset(r)
+            found = {s: getattr(r, s) for s in STATUSES[:-1]}
+            found["missing"] = missing.get(dataset, 0)
+            out.append(
+                DatasetSummary(
+                    dataset, r.symbols, {k: v for k, v in found.items() if v},
+                    r.replaced, int(r.rows), r.first, r.last,
                 )
+            )  # fmt: skip
+        return sorted(out, key=lambda s: s.dataset.label)
+
+    def attention(self, limit: int = 20) -> list[ProblemList]:
+        """Per kind (gaps, corrupt, drift, failed, pending): the `limit` worst and totals.
+
+        Gaps are ranges (longest first); corrupt, drift and failed files are grouped per
+        dataset and symbol (most files first); pending files per dataset.
+        """
+        lists = {kind: ProblemList(kind) for kind in PROBLEMS}
+        gaps = self._rows(
+            _with() + f"SELECT *, count(*) OVER () AS groups, sum(periods) OVER () AS total "
+            f"FROM g ORDER BY periods DESC, {_DATASET}, symbol, gap_first LIMIT :limit",
+            limit=limit,
+        )
+        for r in gaps:
+            lists["missing"].groups, lists["missing"].total = r.groups, int(r.total)
+            lists["missing"].items.append(
+                Problem("missing", _dataset(r), r.symbol, r.gap_first, r.gap_last, r.periods)
             )
-    rows.sort(key=lambda r: (r.dataset, r.symbol, r.period))
-    return rows
+        grouped = self._rows(
+            _with()
+            + f"""
+            SELECT * FROM (
+              SELECT *, row_number() OVER (PARTITION BY status ORDER BY files DESC,
+                                           {_DATASET}, who) AS rank,
+                     count(*) OVER (PARTITION BY status) AS groups,
+                     sum(files) OVER (PARTITION BY status) AS total
+              FROM (SELECT status, {_DATASET},
+                           CASE WHEN status = 'pending' THEN NULL ELSE symbol END AS who,
+                           count(*) AS files, min(period) AS first, max(period) AS last,
+                           min(detail) AS detail
+                    FROM f WHERE status IN ('corrupt', 'drift', 'failed', 'pending')
+                    GROUP BY status, {_DATASET}, who) per_group) ranked
+            WHERE rank <= :limit ORDER BY status, rank""",
+            limit=limit,
+        )
+        for r in grouped:
+            found = lists[r.status]
+            found.groups, found.total = r.groups, int(r.total)
+            found.items.append(
+                Problem(r.status, _dataset(r), r.who, r.first, r.last, r.files, r.detail)
+            )
+        return [lists[kind] for kind in PROBLEMS]
+
+    def heatmap(
+        self, summary: DatasetSummary, *, max_symbols: int = 50, max_days: int = 100
+    ) -> Heatmap:
+        """The dataset's grid; symbols with the most problems first, at most `max_symbols`."""
+        where, params = summary.dataset.where()
+        assert summary.first is not None and summary.last is not None
+        by_month = not summary.dataset.monthly and (summary.last - summary.first).days >= max_days
+        picked = self._rows(
+            _with(where)
+            + """
+            SELECT symbol, problems, pending,
+                   count(*) FILTER (WHERE problems > 0) OVER () AS troubled
+            FROM (SELECT symbol, sum(problems) AS problems, sum(pending) AS pending FROM (
+                    SELECT symbol,
+                           count(*) FILTER (WHERE status NOT IN ('present', 'pending')),
+                           count(*) FILTER (WHERE status = 'pending')
+                    FROM f GROUP BY symbol
+                    UNION ALL SELECT symbol, sum(periods), 0 FROM g GROUP BY symbol
+                  ) AS parts(symbol, problems, pending) GROUP BY symbol) per_symbol
+            ORDER BY problems DESC, pending DESC, symbol LIMIT :cap""",
+            **params,
+            cap=max(1, max_symbols),
+        )
+        symbols = [r.symbol for r in picked]
+        troubled = picked[0].troubled if picked else 0
+        cells = self._cells(where, {**params, "symbols": symbols}, by_month)
+        return Heatmap(summary, by_month, _columns(summary, by_month), symbols, troubled, cells)
+
+    def _cells(
+        self, where: str, params: dict[str, Any], by_month: bool
+    ) -> dict[tuple[str, date], Cell]:
+        where += " AND b.symbol = ANY(:symbols)"
+        if by_month:
+            sql = (
+                _with(where)
+                + """
+            SELECT symbol, date_trunc('month', period)::date AS period, status,
+                   count(*) AS n, count(*) FILTER (WHERE replaced) AS replaced,
+                   max(versions) AS versions, sum(rows) AS rows, min(detail) AS detail
+            FROM f GROUP BY 1, 2, 3
+            UNION ALL
+            SELECT symbol, m::date, 'missing',
+                   sum(least(gap_last, (m + interval '1 month' - interval '1 day')::date)
+                       - greatest(gap_first, m::date) + 1), 0, 0, NULL, NULL
+            FROM g, generate_series(date_trunc('month', gap_first::timestamp),
+                                    gap_last::timestamp, interval '1 month') m
+            GROUP BY 1, 2"""
+            )
+        else:
+            sql = (
+                _with(where)
+                + f"""
+            SELECT symbol, period, status, 1 AS n, replaced::int AS replaced, versions, rows,
+                   detail FROM f
+            UNION ALL
+            SELECT symbol, d::date, 'missing', 1, 0, 0, NULL, NULL
+            FROM g, generate_series(gap_first::timestamp, gap_last::timestamp, {_STEP}) d"""
+            )
+        parts: dict[tuple[str, date], list[Any]] = {}
+        for r in self._rows(sql, **params):
+            parts.setdefault((r.symbol, r.period), []).append(r)
+        cells = {}
+        for key, rows in parts.items():
+            counts = {r.status: int(r.n) for r in rows}
+            found = [r.rows for r in rows if r.rows is not None]
+            details = sorted(r.detail for r in rows if r.detail)
+            cells[key] = Cell(
+                counts, sum(r.replaced for r in rows), max(r.versions for r in rows),
+                int(sum(found)) if found else None, details[0] if details else None,
+            )  # fmt: skip
+        return cells
+
+    def stream(self, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+        """Every (series, period) row of `gold.coverage`, `chunk_rows` at a time.
+
+        A server-side cursor: memory holds one chunk, however large the manifest.
+        """
+        sql = (
+            _with()
+            + """
+            SELECT market, frequency, data_type, symbol, nullif("interval", '') AS "interval",
+                   period, status, replaced, versions, rows, detail FROM f
+            UNION ALL
+            SELECT market, frequency, data_type, symbol, nullif("interval", ''),
+                   d::date, 'missing', false, 0, NULL, NULL
+            FROM g, generate_series(gap_first::timestamp, gap_last::timestamp, """
+            + _STEP
+            + ") d"
+        )
+        names = COVERAGE_SCHEMA.names
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=chunk_rows)
+                for part in result.execute(sa.text(sql)).partitions():
+                    columns = list(zip(*part, strict=True))
+                    yield pa.table(dict(zip(names, columns, strict=True)), schema=COVERAGE_SCHEMA)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
 
 
-def _status(entry: ManifestEntry, record: FileRecord | None) -> tuple[str, str | None]:
-    if entry.status is FileStatus.CORRUPT:
-        return "corrupt", entry.error
-    if entry.status is not FileStatus.VERIFIED:
-        return "failed", entry.error or entry.status.value
-    if record is None or record.sha256 != entry.sha256:
-        return "pending", None
-    if record.status is Status.TRANSFORMED:
-        return "present", f"{record.rejects} rejected lines" if record.rejects else None
-    return record.status.value, record.message
+def build_coverage(warehouse: Warehouse, coverage: Coverage) -> dict[str, int]:
+    """Store coverage as `gold.coverage`, export missing counts as metrics, return totals.
 
+    The table is rewritten whole in one snapshot from data files written chunk by chunk
+    (memory holds one chunk). Returns periods per status plus `replaced`.
+    """
+    existing = warehouse.table(COVERAGE_TABLE)
+    if existing is not None and existing.schema().as_arrow().names != COVERAGE_SCHEMA.names:
+        warehouse.catalog.drop_table(COVERAGE_TABLE)  # derived: rebuilt whole from SQL
+    table = warehouse.ensure_table(COVERAGE_TABLE, COVERAGE_SCHEMA, [])
+    writer = DataFileWriter(table, CHUNK_ROWS)
+    try:
+        for chunk in coverage.stream():
+            writer.add(chunk)
+        writer.flush()
 
-def summarise(rows: Iterable[CoverageRow]) -> list[DatasetSummary]:
-    """Per dataset: symbols, counts per status, replaced periods, silver rows, date range."""
-    found: dict[str, DatasetSummary] = defaultdict(lambda: DatasetSummary(""))
-    for row in rows:
-        summary = found[row.dataset]
-        summary.dataset = row.dataset
-        summary.symbols.add(row.symbol)
-        summary.counts[row.status] += 1
-        summary.replaced += int(row.replaced)
-        summary.rows += row.rows or 0
-        summary.first = min(summary.first or row.period, row.period)
-        summary.last = max(summary.last or row.period, row.period)
-    return [found[k] for k in sorted(found)]
+        def replace(table: Any) -> None:
+            with table.transaction() as tx:
+                tx.delete(AlwaysTrue())
+                with tx.update_snapshot().fast_append() as add:
+                    for data_file in writer.files:
+                        add.append_data_file(data_file)
 
-
-def coverage_table(rows: list[CoverageRow]) -> pa.Table:
-    schema = pa.schema(
-        [
-            ("market", pa.string()),
-            ("frequency", pa.string()),
-            ("data_type", pa.string()),
-            ("symbol", pa.string()),
-            ("interval", pa.string()),
-            ("period", pa.date32()),
-            ("status", pa.string()),
-            ("replaced", pa.bool_()),
-            ("versions", pa.int32()),
-            ("rows", pa.int64()),
-            ("detail", pa.string()),
-        ]
-    )
-    return pa.Table.from_pylist([asdict(r) for r in rows], schema=schema)
-
-
-def build_coverage(
-    warehouse: Warehouse, entries: Iterable[ManifestEntry], records: Iterable[FileRecord]
-) -> list[CoverageRow]:
-    """Compute coverage, store it as `gold.coverage`, and export missing counts as metrics."""
-    rows = coverage_rows(entries, records)
-    warehouse.replace_all(COVERAGE_TABLE, coverage_table(rows), [])
-    missing: Counter = Counter()
-    for row in rows:
-        missing[(row.market, row.data_type)] += row.status == "missing"
+        warehouse.commit(COVERAGE_TABLE, replace)
+    except BaseException:
+        writer.discard()
+        raise
+    totals: dict[str, int] = {}
+    missing: dict[tuple[str, str], int] = {}
+    for summary in coverage.summaries():
+        for status, n in summary.counts.items():
+            totals[status] = totals.get(status, 0) + n
+        totals["replaced"] = totals.get("replaced", 0) + summary.replaced
+        key = (summary.dataset.market, summary.dataset.data_type)
+        missing[key] = missing.get(key, 0) + summary.count("missing")
     for (market, data_type), count in missing.items():
         COVERAGE_MISSING_DAYS.labels(market=market, data_type=data_type).set(count)
-    return rows
+    return totals
