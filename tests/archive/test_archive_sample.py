@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -307,3 +307,140 @@ def test_spec_rejects_bad_values() -> None:
     for bad in ({"symbols": 0}, {"days": 0}, {"revision": 0}, {"intervals": ("2m",)}):
         with pytest.raises(ConfigError):
             SampleSpec(**bad)
+
+
+# -- at scale: --files N, --start-day, large files, staged upload ----------------------------
+
+
+def test_for_files_comes_close_to_the_asked_count_with_a_realistic_mix() -> None:
+    from crypto_lakehouse.archive.sample import LARGE_SYMBOL, plan_files
+
+    for asked in (1_000, 5_000, 50_000):
+        spec = SampleSpec.for_files(asked)
+        assert abs(spec.file_count() - asked) <= 0.05 * asked, (asked, spec)
+        assert spec.large_files == max(1, round(asked / 5000)) and not spec.defects
+    plan = plan_files(SampleSpec.for_files(5_000))
+    klines = [f for f in plan if f.data_type.has_interval and f.frequency is Frequency.DAILY]
+    large = [f for f in plan if f.symbol == LARGE_SYMBOL and f.market is Market.SPOT]
+    assert len(klines) > 0.8 * len(plan)  # mostly small daily kline files
+    assert [f.data_type for f in large] == [DataType.TRADES]  # one large trades day
+
+
+def test_a_start_day_window_has_every_interval_and_the_whole_months_it_holds() -> None:
+    spec = SampleSpec(symbols=1, start=date(2024, 1, 20), days=45, defects=False,
+                      intervals=("1m", "1mo"))  # fmt: skip
+    assert spec.window(Market.SPOT)[0] == date(2024, 1, 20)
+    assert spec.window(Market.FUTURES_UM)[-1] == date(2024, 3, 4)
+    assert spec.months(Market.SPOT) == (date(2024, 2, 1),)
+    assert spec.months(Market.OPTION) == ()
+    assert SampleSpec(symbols=1, start=date(2024, 1, 1), days=31).months(Market.SPOT) == (
+        date(2024, 1, 1),
+    )
+    many = SampleSpec(symbols=9, start=date(2024, 1, 1), days=1)
+    names = many.symbols_of(Market.SPOT)
+    assert len(set(names)) == 9 and names[7:] == ["SIMAUSDT", "SIMBUSDT"]
+    assert many.symbols_of(Market.FUTURES_CM)[-1] == "SIMEUSD_PERP"
+
+
+def test_a_daily_update_is_one_new_day_of_every_symbol_and_data_type() -> None:
+    from dataclasses import replace
+
+    from crypto_lakehouse.archive.sample import plan_files
+
+    spec = SampleSpec.for_files(2_000)
+    assert spec.start is not None
+    day = spec.window(Market.SPOT)[-1] + timedelta(days=1)
+    update = plan_files(replace(spec, start=day, days=1, large_files=1))
+    assert {f.period for f in update} == {day}
+    old_series = {f.series for f in plan_files(spec) if f.frequency is Frequency.DAILY}
+    assert {f.series for f in update} == old_series
+
+
+def test_spec_rejects_bad_scale_values() -> None:
+    for bad in (
+        {"large_files": 4, "days": 3},
+        {"large_rows": 0},
+        {"days": 29},  # more than 28 only with a start day
+        {"symbols": 201},
+    ):
+        with pytest.raises(ConfigError):
+            SampleSpec(**bad)
+    with pytest.raises(ConfigError):
+        SampleSpec.for_files(0)
+    assert SampleSpec(start=date(2024, 1, 1), days=400).days == 400
+
+
+def test_large_trades_files_are_binance_shaped_and_exactly_sized() -> None:
+    from crypto_lakehouse.archive.sample import LARGE_SYMBOL
+
+    spec = SampleSpec(symbols=1, start=date(2024, 12, 31), days=2, defects=False,
+                      intervals=("1d",), large_files=2, large_rows=250_001)  # fmt: skip
+    sample = build_sample(spec)
+    large = sorted(k for k in sample.manifest.files if f"spot/daily/trades/{LARGE_SYMBOL}/" in k)
+    assert [parse_key(k).period for k in large] == [date(2024, 12, 31), date(2025, 1, 1)]
+    units = []
+    for key in large:
+        checksum = parse_checksum(sample.objects[key + ".CHECKSUM"], key.rsplit("/", 1)[1])
+        assert checksum.matches(sample.objects[key])
+        table, layout = read_zip(sample.objects[key], parse_key(key).schema, name=key)
+        assert table.num_rows == 250_001
+        assert len(set(table["id"].to_pylist())) == 250_001
+        assert table.column("time")[0].as_py().date() == parse_key(key).period
+        assert table.column("time")[-1].as_py().date() == parse_key(key).period
+        units.append(layout.time_units["time"])
+    assert units == ["ms", "us"]  # spot's microsecond cut-over holds for large files too
+    first = unzip_single(sample.objects[large[0]]).split(b"\n", 1)[0].decode()
+    assert first.endswith(",True") and first.split(",")[1].count(".") == 1
+    assert len(first.split(",")[1].split(".")[1]) == 8  # spot prints 8 decimals
+
+
+def test_the_built_objects_match_the_announced_count_and_all_parse() -> None:
+    from crypto_lakehouse.archive.sample import SampleBuild
+
+    spec = SampleSpec.for_files(300, large_rows=1000)
+    build = SampleBuild(spec)
+    objects = dict(build.objects())
+    assert len(objects) == build.expected_objects == 2 * spec.file_count()
+    assert len(build.manifest.files) == spec.file_count()
+    for key in build.manifest.files:
+        parse_key(key)
+        name = key.rsplit("/", 1)[1]
+        assert parse_checksum(objects[key + ".CHECKSUM"], name).matches(objects[key]), key
+    assert build.manifest.missing == build.manifest.corrupt == build.manifest.delisted == []
+
+
+def test_staged_publish_through_s5cmd_writes_exactly_the_planned_files(
+    source_server, source_bucket: str
+) -> None:
+    from crypto_lakehouse.archive.publisher import write_sample
+    from crypto_lakehouse.storage import S3Storage, S3Url
+    from crypto_lakehouse.transfer.upload import upload_tree
+
+    admin = S3Storage(source_server.endpoint())
+    spec = SampleSpec.for_files(300, large_rows=1000)
+    calls: list[int] = []
+
+    def upload(folder: Path, bucket: str, prefix: str) -> int:
+        calls.append(sum(1 for p in folder.rglob("*") if p.is_file()))
+        return upload_tree(source_server.endpoint(), folder, bucket, prefix)
+
+    progress: list[tuple[int, int]] = []
+    manifest = write_sample(
+        spec,
+        admin,
+        S3Url(source_bucket),
+        upload=upload,
+        progress=lambda d, t: progress.append((d, t)),
+    )
+    listed = {o.key: o for o in admin.list_objects(source_bucket)}
+    zips = sorted(k for k in listed if k.endswith(".zip"))
+    assert zips == manifest.files and len(zips) == spec.file_count()
+    assert len(listed) == manifest.objects == manifest.uploaded == sum(calls)
+    assert progress[0] == (0, manifest.objects) and progress[-1] == (manifest.objects,) * 2
+    for key in zips[:: max(1, len(zips) // 25)] + [k for k in zips if "BTCUSDT-trades" in k]:
+        data = admin.get_bytes(source_bucket, key)
+        sidecar = admin.get_bytes(source_bucket, key + ".CHECKSUM")
+        assert parse_checksum(sidecar, key.rsplit("/", 1)[1]).matches(data), key
+        parse_key(key)
+    again = write_sample(spec, admin, S3Url(source_bucket), upload=upload)
+    assert (again.uploaded, again.unchanged) == (0, manifest.objects)

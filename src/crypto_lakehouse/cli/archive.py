@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import date
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,6 +18,9 @@ from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import StackError
 from crypto_lakehouse.stack.manager import LocalStack
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _endpoint(settings: Settings, url: str | None) -> Endpoint:
@@ -80,14 +86,53 @@ def sample_archive(
     ),
     prune: bool = typer.Option(False, "--prune", help="Delete other objects under data/."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON."),
+    files: int | None = typer.Option(
+        None, "--files", min=1, help="About this many files (chooses --symbols and --days)."
+    ),
+    start_day: str | None = typer.Option(
+        None, "--start-day", help="YYYY-MM-DD: one window from this day, every interval."
+    ),
+    large_files: int | None = typer.Option(
+        None, "--large-files", min=0, help="Busy BTCUSDT spot trades days (--files: 1 per 5000)."
+    ),
+    large_rows: int = typer.Option(1_000_000, "--large-rows", min=1, help="Rows per large file."),
+    defects: bool = typer.Option(
+        True, "--defects/--no-defects", help="Plant missing, corrupt, replaced, delisted files."
+    ),
 ) -> None:
     """Write a deterministic archive in Binance's layout and formats, with planted defects."""
+    from dataclasses import replace
+
+    from crypto_lakehouse.archive.catalog import ALL_INTERVALS
+    from crypto_lakehouse.errors import ConfigError
+    from crypto_lakehouse.transfer.upload import upload_tree
+
     settings = load_settings()
     target = S3Url.parse(dest)
-    spec = SampleSpec(
-        seed=seed, symbols=symbols, days=days, revision=revision, orders_per_day=orders_per_day
-    )
-    storage = S3Storage(_endpoint(settings, endpoint))
+    try:
+        start = date.fromisoformat(start_day) if start_day else None
+    except ValueError:
+        raise ConfigError(f"--start-day is YYYY-MM-DD, got {start_day!r}") from None
+    if files is not None:
+        spec = SampleSpec.for_files(files, seed=seed, large_rows=large_rows, defects=defects)
+        spec = replace(spec, start=start or spec.start, revision=revision)
+    else:
+        spec = SampleSpec(
+            seed=seed, symbols=symbols, days=days, revision=revision,
+            orders_per_day=orders_per_day, start=start, defects=defects, large_rows=large_rows,
+            intervals=ALL_INTERVALS if start else SampleSpec.intervals,
+        )  # fmt: skip
+    if large_files is not None:
+        spec = replace(spec, large_files=large_files)
+    endpoint_used = _endpoint(settings, endpoint)
+    storage = S3Storage(endpoint_used)
+
+    def upload(folder: Path, bucket: str, prefix: str) -> int:
+        return upload_tree(
+            endpoint_used, folder, bucket, prefix, workers=settings.s5cmd_max_concurrent
+        )
+
+    started = time.perf_counter()
     columns = (TextColumn("uploading"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("upload", total=None)
@@ -97,8 +142,16 @@ def sample_archive(
             target,
             prune=prune,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            upload=upload,
+            staging=settings.staging_memory_dir,
         )
+    seconds = time.perf_counter() - started
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
     else:
         _print(manifest, target)
+        console.print(
+            f"{len(manifest.files)} files in {seconds:.1f} s "
+            f"({len(manifest.files) / seconds:.0f} files/s; {spec.symbols} symbols per market, "
+            f"{spec.days} days, {spec.large_files} large files)"
+        )
