@@ -174,3 +174,36 @@ def transform(
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result.as_json(), indent=2, default=str) + "\n")
         console.print(f"results written to {json_file}")
+
+
+@app.command()
+@handle_errors
+def scale(
+    files: Annotated[
+        list[int] | None,
+        typer.Option("--files", min=100, help="Sample archive size; repeat (5000 and 50000)."),
+    ] = None,
+    large_rows: Annotated[
+        int, typer.Option(min=1000, help="Rows per large trades file.")
+    ] = 1_000_000,
+    workers: Annotated[
+        list[int] | None, typer.Option("--workers", min=1, help="Project onto N workers.")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """Ingest, silver, gold, maintain and queries on N sample files, each on a private stack."""
+    from crypto_lakehouse.bench import scale_report
+    from crypto_lakehouse.bench.scale import ScaleBench
+
+    runs = ScaleBench(
+        load_settings(), files=files or [5000], large_rows=large_rows, log=console.print
+    ).run()
+    chosen = tuple(workers or scale_report.DEFAULT_WORKERS)
+    typer.echo(scale_report.text(runs, chosen))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        data = scale_report.as_json(runs, chosen)
+        json_file.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        console.print(f"results written to {json_file}")
