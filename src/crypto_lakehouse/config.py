@@ -173,6 +173,12 @@ class Settings(BaseSettings):
         default=False,
         validation_alias=AliasChoices("EXECUTOR_PUBLIC_DOCS", "executor_public_docs"),
     )
+    # Flow runs are short-lived pods nobody scrapes: they push their metrics here (off
+    # when unset). E.g. http://pushgateway.monitoring.svc.cluster.local:9091
+    pushgateway_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PUSHGATEWAY_URL", "pushgateway_url"),
+    )
 
     @field_validator("s5cmd_log_level")
     @classmethod

@@ -46,6 +46,7 @@ from crypto_lakehouse.flows.tasks import (
     record_without_sidecar,
     transfer_partition,
 )
+from crypto_lakehouse.observability.push import pushing
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.listing import Listing, check_reachable
@@ -278,7 +279,9 @@ async def ingest_archive(
         "parallel_batches": parallel_batches,
     }
     request = IngestRequest(**{k: v for k, v in given.items() if v is not None})
-    summary = await run_ingest(request, Settings(), str(flow_run.id or "local"))
+    settings = Settings()
+    async with pushing(settings.pushgateway_url):  # counters outlive the flow-run pod
+        summary = await run_ingest(request, settings, str(flow_run.id or "local"))
     await _publish(summary)
     if not summary.ok:
         return Failed(message=summary.message(), data=summary.as_dict())

@@ -35,6 +35,7 @@ from crypto_lakehouse.lake.ledger import Ledger
 from crypto_lakehouse.lake.silver import BronzeFile, FileOutcome, Pending, SilverBuilder
 from crypto_lakehouse.lake.summary import SilverSummary
 from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+from crypto_lakehouse.observability.push import push_at_end
 from crypto_lakehouse.storage import S3Storage
 
 SILVER_FLOW = "build-silver"
@@ -161,6 +162,7 @@ async def build_silver(
     summary = await run_silver(
         Settings(), markets=markets, data_types=data_types, symbols=symbols, parallel=parallel
     )
+    await push_at_end(Settings().pushgateway_url)  # counters outlive the flow-run pod
     await acreate_markdown_artifact(
         markdown=summary.markdown(), key="silver-summary", description=summary.message()
     )
@@ -193,6 +195,7 @@ async def build_gold_flow() -> Any:
     from prefect.artifacts import acreate_markdown_artifact
 
     result = await anyio.to_thread.run_sync(gold_and_coverage, Settings())
+    await push_at_end(Settings().pushgateway_url, coverage=True)
     lines = ["# build-gold", "", "| table | rows |", "|---|---|"]
     lines += [f"| {t} | {n:,} |" for t, n in sorted(result["rows"].items())]
     lines += ["", f"Resampled bars checked against Binance's: {result['checked']}, "
