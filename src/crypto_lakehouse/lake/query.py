@@ -141,10 +141,6 @@ class QueryEngine:
         if self._warehouse is None:
             assert self._open is not None
             self._warehouse = _catalog_call(self._open)
-            from crypto_lakehouse.lake.warehouse import GOLD, SILVER
-
-            for namespace in (SILVER, GOLD):
-                self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {namespace}")
         return self._warehouse
 
     @property
@@ -192,6 +188,7 @@ class QueryEngine:
         namespace, name = identifier.split(".", 1)
         hidden = f"__{namespace}__{name}"
         self.con.register(hidden, table_dataset(table, self.filesystem, tasks))
+        self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {namespace}")
         # Names matched \w+ and exist in the catalog: nothing of the user's is spliced in.
         view = f'CREATE OR REPLACE VIEW {namespace}."{name}" AS SELECT * FROM "{hidden}"'  # noqa: S608
         self.con.execute(view)
