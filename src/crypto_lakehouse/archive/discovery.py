@@ -2,17 +2,21 @@
 
 Binance publishes no symbol list for the archive, and delisted contracts (including the
 renamed `...SETTLED` ones) exist only as folders, so the listing is the source of truth.
-All listing goes through `storage.S3Storage` (ListObjectsV2, 1000 keys a page, unsigned
-requests for the public bucket).
+Folders (symbols, interval folders) come from delimiter listings; files from paged
+ListObjectsV2 listings of each symbol's folder through boto3 (`archive.listing`). Inside a
+leaf folder keys sort by date, so a date range, or "after what the lake already holds",
+is a key range: listing starts just before its first period and stops past its last.
+Files stream out page by page, so memory stays bounded however many keys are listed.
 """
 
 from __future__ import annotations
 
 import calendar
 import fnmatch
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 
 from crypto_lakehouse.archive.catalog import (
     DataType,
@@ -24,20 +28,31 @@ from crypto_lakehouse.archive.catalog import (
     parse_frequency,
     parse_market,
 )
+from crypto_lakehouse.archive.listing import (
+    PAGE_KEYS,
+    KeyRange,
+    LeafFolder,
+    Series,
+    in_order,
+    list_range,
+    next_period,
+    with_sidecars,
+)
 from crypto_lakehouse.archive.paths import (
-    CHECKSUM_SUFFIX,
     ROOT,
     ArchiveFile,
     dataset_prefix,
-    is_checksum_key,
+    month_start,
     parse_key,
     validate_symbol,
 )
 from crypto_lakehouse.errors import ArchiveError, ConfigError
 from crypto_lakehouse.storage import Endpoint, S3Storage
+from crypto_lakehouse.storage.client import ObjectInfo
 
 BINANCE_BUCKET = "data.binance.vision"
 BINANCE_REGION = "ap-northeast-1"
+LISTING_THREADS = 8  # symbol folders listed at once: hides round trips to a far source
 SETTLED_SUFFIX = "SETTLED"
 # Longest first, so `BTCUSDT` is USDT rather than USD.
 KNOWN_QUOTES: tuple[str, ...] = tuple(
@@ -185,6 +200,28 @@ class ArchiveQuery:
             return False
         return not (self.end is not None and first > self.end)
 
+    @property
+    def ranged(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def first_period(self, frequency: Frequency) -> date | None:
+        """The first day (or month) whose file the query covers, None when unbounded."""
+        if self.start is None:
+            return None
+        return self.start if frequency is Frequency.DAILY else month_start(self.start)
+
+    def last_period(self, frequency: Frequency) -> date | None:
+        """The last day (or month) whose file the query covers, None when unbounded."""
+        if self.end is None:
+            return None
+        return self.end if frequency is Frequency.DAILY else month_start(self.end)
+
+    def exact_symbols(self) -> tuple[str, ...] | None:
+        """The named symbols when every one is a plain name (no `*`/`?`/`[`), else None."""
+        if not self.symbols or any(set(s) & set("*?[") for s in self.symbols):
+            return None
+        return tuple(sorted({validate_symbol(s.upper()) for s in self.symbols}))
+
     def wants_symbol(self, symbol: str) -> bool:
         return symbol_matches(
             symbol, quote=self.quote, patterns=self.symbols, include_settled=self.include_settled
@@ -197,13 +234,18 @@ def _month_end(first: date) -> date:
 
 # -- listing -----------------------------------------------------------------------------------
 
+# The newest period the lake already holds for a series, or None: listing starts after it.
+Resume = Callable[[Series], date | None]
+
 
 @dataclass
 class ArchiveLister:
-    """Lists one archive source. `skipped` collects keys that are not archive files."""
+    """Lists one archive source. `skipped` collects keys and folders that are not archive
+    files (strays); `threads` symbol folders are listed at once."""
 
     source: ArchiveSource
     storage: S3Storage | None = None
+    threads: int = LISTING_THREADS
     skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -241,51 +283,126 @@ class ArchiveLister:
                 found.append(name)
         return sorted(found)
 
-    def files(self, query: ArchiveQuery) -> Iterator[ArchiveFile]:
+    def files(self, query: ArchiveQuery, *, resume: Resume | None = None) -> Iterator[ArchiveFile]:
         """Every data file the query covers, with size, ETag and LastModified from the listing.
 
-        `.CHECKSUM` sidecars are not yielded: a file's `checksum_etag` is its listed sidecar's
-        ETag, or None when the sidecar is missing.
+        `.CHECKSUM` sidecars are not yielded: a file's `checksum_etag`/`checksum_size` are its
+        listed sidecar's, or None when the sidecar is missing. Files come folder by folder,
+        each folder in key order (so one series' files are together). With `resume`, each
+        leaf folder is listed only after the period it names for the folder's series.
         """
-        for market, frequency, data_type, intervals in query.plan():
-            for symbol in self.symbols(
-                market,
-                frequency,
-                data_type,
-                quote=query.quote,
-                patterns=query.symbols,
-                include_settled=query.include_settled,
-            ):
-                base = f"{dataset_prefix(market, frequency, data_type, self.source.root)}{symbol}/"
-                every = intervals_for(market, frequency)
-                if data_type.has_interval and set(intervals) != set(every):
-                    prefixes = [f"{base}{interval}/" for interval in intervals]
-                else:
-                    prefixes = [base]
-                for prefix in prefixes:
-                    yield from self._files_under(prefix, query, intervals)
+        for page in self.pages(query, resume=resume):
+            yield from page
 
-    def _files_under(
-        self, prefix: str, query: ArchiveQuery, intervals: tuple[str, ...]
-    ) -> Iterator[ArchiveFile]:
-        listed = list(self._s3.list_objects(self.source.bucket, prefix))
-        sidecars = {info.key: info for info in listed if is_checksum_key(info.key)}
-        for info in listed:
-            if is_checksum_key(info.key):
-                continue
+    def pages(
+        self, query: ArchiveQuery, *, resume: Resume | None = None
+    ) -> Iterator[list[ArchiveFile]]:
+        """`files()` in pages of at most 1000 files, as the listing delivers them."""
+        return in_order(self._jobs(query, resume), self.threads)
+
+    # -- one job per symbol folder ---------------------------------------------------------
+
+    def _jobs(
+        self, query: ArchiveQuery, resume: Resume | None
+    ) -> Iterator[Callable[[], Iterator[list[ArchiveFile]]]]:
+        for market, frequency, data_type, intervals in query.plan():
+            exact = query.exact_symbols()
+            if exact is not None:  # named: no need to list the dataset's symbol folders
+                symbols = [s for s in exact if query.wants_symbol(s)]
+            else:
+                symbols = self.symbols(
+                    market,
+                    frequency,
+                    data_type,
+                    quote=query.quote,
+                    patterns=query.symbols,
+                    include_settled=query.include_settled,
+                )
+            base = dataset_prefix(market, frequency, data_type, self.source.root)
+            for symbol in symbols:
+                leaf = LeafFolder(market, frequency, data_type, symbol, None, f"{base}{symbol}/")
+                yield partial(self._symbol_folder, query, resume, leaf, intervals)
+
+    def _symbol_folder(
+        self,
+        query: ArchiveQuery,
+        resume: Resume | None,
+        leaf: LeafFolder,
+        intervals: tuple[str, ...],
+    ) -> Iterator[list[ArchiveFile]]:
+        """One symbol's files: its folder listed whole when everything in it is wanted,
+        else each wanted leaf folder listed over the wanted key range."""
+        if not leaf.data_type.has_interval:
+            yield from self._leaf(query, resume, leaf)
+            return
+        every = intervals_for(leaf.market, leaf.frequency)
+        if not query.ranged and resume is None and set(intervals) == set(every):
+            yield from self._parsed(list_range(self._s3, self.source.bucket, KeyRange(leaf.folder)))
+            return
+        for interval in self._interval_folders(leaf, intervals):
+            folder = f"{leaf.folder}{interval}/"
+            yield from self._leaf(query, resume, LeafFolder(*leaf.series[:4], interval, folder))
+
+    def _interval_folders(self, leaf: LeafFolder, wanted: tuple[str, ...]) -> list[str]:
+        """The wanted interval folders that exist (one delimiter listing), or the only one."""
+        if len(wanted) == 1:
+            return list(wanted)  # one request either way: list it directly
+        found = []
+        for prefix in self._s3.list_prefixes(self.source.bucket, leaf.folder):
+            name = prefix[len(leaf.folder) :].rstrip("/")
+            if name in wanted:
+                found.append(name)
+            elif name not in intervals_for(leaf.market, leaf.frequency):
+                self.skipped.append(prefix)
+        return found
+
+    def _leaf(
+        self, query: ArchiveQuery, resume: Resume | None, leaf: LeafFolder
+    ) -> Iterator[list[ArchiveFile]]:
+        """One leaf folder over the query's periods (after `resume`'s, if later): listing
+        starts just before the first period's keys and stops past the last period's."""
+        first = query.first_period(leaf.frequency)
+        known = resume(leaf.series) if resume is not None else None
+        if known is not None:
+            after_known = next_period(known, leaf.frequency)
+            first = after_known if first is None else max(first, after_known)
+        keys = leaf.key_range(first, query.last_period(leaf.frequency))
+        if keys is None:
+            return
+        pages = list_range(self._s3, self.source.bucket, keys)
+        yield from self._parsed(pages, query, leaf.interval)
+
+    def _parsed(
+        self,
+        pages: Iterable[list[ObjectInfo]],
+        query: ArchiveQuery | None = None,
+        interval: str | None = None,
+    ) -> Iterator[list[ArchiveFile]]:
+        """Listed objects as archive files (with their sidecars), up to 1000 per page;
+        with `query`, only the periods it covers (the key range may hold a few more)."""
+        page: list[ArchiveFile] = []
+        for info, sidecar in with_sidecars(pages):
             try:
                 file = parse_key(info.key, self.source.root)
             except ArchiveError:
                 self.skipped.append(info.key)
                 continue
-            if intervals and file.interval not in intervals:
+            if interval is not None and file.interval != interval:
+                self.skipped.append(info.key)
                 continue
-            if query.covers(file):
-                sidecar = sidecars.get(info.key + CHECKSUM_SUFFIX)
-                yield file.with_listing(
+            if query is not None and not query.covers(file):
+                continue
+            page.append(
+                file.with_listing(
                     info.size,
                     info.etag,
                     info.last_modified,
                     sidecar.etag if sidecar else None,
                     sidecar.size if sidecar else None,
                 )
+            )
+            if len(page) >= PAGE_KEYS:
+                yield page
+                page = []
+        if page:
+            yield page
