@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,6 +37,36 @@ def _settings() -> Settings:
         return use_stack_environment()
     except ConfigError:
         return load_settings()  # no Prefect needed for queries and reports
+
+
+def _read_settings() -> tuple[Settings, Any]:
+    """Settings for a read, filled from the local stack like `_settings`, but without first
+    health-checking every service (about a second): (settings, the stack or None)."""
+    from crypto_lakehouse.stack.manager import LocalStack
+
+    stack = LocalStack.from_settings(load_settings())
+    if not stack.initialised:
+        return load_settings(), None
+    for key, value in stack.env().items():
+        os.environ.setdefault(key, value)
+    return load_settings(), stack
+
+
+def _warehouse_opener(settings: Settings, stack: Any) -> Callable[[], Any]:
+    """Opens the catalog read-only when called, that is only when the SQL names a table."""
+
+    def open_warehouse() -> Any:
+        from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+
+        config = LakeConfig.from_settings(settings)
+        try:
+            return Warehouse(config, read_only=True)
+        except Exception:
+            if stack is not None:
+                stack.require_running()  # StackError naming the service that is down
+            raise
+
+    return open_warehouse
 
 
 def run_silver_flow(parallel: int = 2, **choice: Any) -> tuple[str, Any]:
@@ -126,14 +158,7 @@ def query(
 
     if output_format is Format.parquet and output is None:
         raise fail("--format parquet needs --output FILE", ExitCode.BAD_INPUT)
-    settings = _settings()
-
-    def open_warehouse() -> Any:  # only when the SQL names a table: SELECT 1 needs none
-        from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
-
-        return Warehouse(LakeConfig.from_settings(settings), read_only=True)
-
-    with QueryEngine(open_warehouse) as engine:
+    with QueryEngine(_warehouse_opener(*_read_settings())) as engine:
         if sql.strip().upper() in {"SHOW", "SHOW TABLES"}:
             for name in engine.tables():
                 typer.echo(name)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 import pyarrow as pa
 
-from crypto_lakehouse.errors import CatalogUnavailable, ConfigError
+from crypto_lakehouse.errors import ConfigError, EndpointUnreachable
 from crypto_lakehouse.lake.pushdown import TRUE, Filter, SqlReads, bind, qualified_names, to_iceberg
 
 if TYPE_CHECKING:
@@ -241,7 +241,7 @@ class QueryEngine:
 
 
 def _catalog_call(call: Callable[[], T], empty: Any = _RAISE) -> T:
-    """Run a catalog request. A database that does not answer is CatalogUnavailable; one
+    """Run a catalog request. A database that does not answer is EndpointUnreachable; one
     whose catalog tables do not exist yet (nothing was ever built) gives `empty`."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -252,6 +252,6 @@ def _catalog_call(call: Callable[[], T], empty: Any = _RAISE) -> T:
             raise
         return empty
     except OperationalError as exc:
-        raise CatalogUnavailable(
+        raise EndpointUnreachable(
             "the Iceberg catalog database does not answer (is the stack up?)"
         ) from exc
