@@ -32,11 +32,11 @@ class Lake:
         """Write a zip holding `text` at `key` in bronze; return it as the manifest would."""
         data = make_zip(key.rsplit("/", 1)[-1].replace(".zip", ".csv"), text)
         self.storage.put_bytes(self.config.bronze_bucket, key, data)
-        return BronzeFile(key, hashlib.sha256(data).hexdigest())
+        return BronzeFile(key, hashlib.sha256(data).hexdigest(), size=len(data))
 
     def put_bytes(self, key: str, data: bytes) -> BronzeFile:
         self.storage.put_bytes(self.config.bronze_bucket, key, data)
-        return BronzeFile(key, hashlib.sha256(data).hexdigest())
+        return BronzeFile(key, hashlib.sha256(data).hexdigest(), size=len(data))
 
     def settings_env(self) -> dict[str, str]:
         """The environment variables that point the CLI and the flows at this lake."""

@@ -130,16 +130,28 @@ def test_bytes_not_matching_the_manifest_are_corrupt_and_leave_no_files(lake: La
     assert lake.builder.transform(bronze).status == "transformed"  # the true SHA-256 goes in
 
 
-def test_duplicates_within_and_across_files_are_dropped(lake: Lake) -> None:
+def test_duplicates_within_a_file_are_dropped_and_a_monthly_file_supersedes_its_days(
+    lake: Lake,
+) -> None:
     # Within one file: rows 40..59 appear twice (out of order).
     text = _trades(range(1, 101)) + _trades(range(40, 60))
-    outcome = lake.builder.transform(lake.put(TRADES_KEY, text))
+    daily = lake.put(TRADES_KEY, text)
+    outcome = lake.builder.transform(daily)
     assert (outcome.rows, outcome.duplicates) == (100, 20)
 
-    # Across files: a monthly file covering the same day adds only the new ids.
+    # The monthly file of the same month takes the daily file's place: its rows replace the
+    # day's (decided from the ledger in planning, no anti-join against the table).
     monthly_key = "data/futures/um/monthly/trades/ETHUSDT/ETHUSDT-trades-2024-03.zip"
     monthly = lake.builder.transform(lake.put(monthly_key, _trades(range(1, 151))))
-    assert (monthly.rows, monthly.duplicates) == (50, 100)
+    assert (monthly.status, monthly.rows, monthly.duplicates) == ("transformed", 150, 0)
     table = lake.rows("silver.futures_um_trades")
     assert table.num_rows == 150
     assert pc.count_distinct(table.column("id")).as_py() == 150
+    assert set(table.column("source_file").to_pylist()) == {monthly_key}
+    assert lake.ledger.get(TRADES_KEY).status is Status.SUPERSEDED
+
+    # A daily file of that month arriving later (or republished) adds nothing.
+    next_day = TRADES_KEY.replace("2024-03-01", "2024-03-02")
+    late = lake.builder.transform(lake.put(next_day, _trades(range(151, 200), day=1)))
+    assert late.status == "superseded"
+    assert lake.rows("silver.futures_um_trades").num_rows == 150

@@ -102,16 +102,30 @@ def silver(
     market: Annotated[list[str] | None, typer.Option(help="Only this market (repeat).")] = None,
     data_type: Annotated[list[str] | None, typer.Option(help="Only this data type.")] = None,
     symbol: Annotated[list[str] | None, typer.Option(help="Only this symbol.")] = None,
-    parallel: Annotated[int, typer.Option(min=1, max=32, help="Partitions in flight.")] = 2,
+    parallel: Annotated[
+        int, typer.Option(min=1, max=32, help="Batches in flight (each up to 5,000 files).")
+    ] = 2,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="Drop every silver table and the ledger, then rebuild them from bronze "
+            "(bronze is the source of truth; the way to a new table layout).",
+        ),
+    ] = False,
 ) -> None:
-    """Bring verified bronze files into the silver Iceberg tables (flow build-silver)."""
+    """Bring verified bronze files into the silver Iceberg tables (flow build-silver).
+
+    Files go in batches of many source files per Parquet data file, one commit per batch;
+    a second run over the same bronze adds nothing.
+    """
     from crypto_lakehouse.cli.ingest import quiet_prefect
 
     quiet_prefect(verbose=False)
     _settings()
     with console.status("building silver..."):
         state, summary = run_silver_flow(
-            parallel, markets=market, data_types=data_type, symbols=symbol
+            parallel, markets=market, data_types=data_type, symbols=symbol, rebuild=rebuild
         )
     console.print(f"build-silver ended {state}")
     print_silver(summary)
@@ -120,14 +134,23 @@ def silver(
 
 
 @handle_errors
-def gold() -> None:
-    """Recompute gold (resampled klines + checks, funding, trade stats) and coverage."""
+def gold(
+    full: Annotated[
+        bool, typer.Option("--full", help="Recompute every partition, not only changed ones.")
+    ] = False,
+) -> None:
+    """Bring gold up to date (resampled klines + checks, funding, trade stats) and coverage.
+
+    Only the (market, symbol, month) partitions whose silver files changed since the last
+    build are recomputed; exits 3 while any resampled bar differs from Binance's.
+    """
     from crypto_lakehouse.flows.silver import gold_and_coverage
 
     with console.status("building gold..."):
-        result = gold_and_coverage(_settings())
+        result = gold_and_coverage(_settings(), full=full)
     for table, rows in sorted(result["rows"].items()):
-        console.print(f"  {table:<28} {rows:,} rows")
+        redone = result["recomputed"].get(table, 0)
+        console.print(f"  {table:<28} {rows:,} rows, {redone:,} partitions recomputed")
     console.print(
         f"  resampled bars checked against Binance's: {result['checked']}, "
         f"mismatched: {len(result['mismatches'])}"
@@ -257,6 +280,7 @@ def print_coverage(summaries: list, attention: list) -> None:
     """Attention lists first, then one line per dataset; 80 columns unless on a terminal."""
     from rich.console import Console
     from rich.markup import escape
+    from rich.padding import Padding
 
     from crypto_lakehouse.lake.coverage import PROBLEMS
     from crypto_lakehouse.lake.report import HEADINGS
@@ -268,7 +292,7 @@ def print_coverage(summaries: list, attention: list) -> None:
     for found in lists:
         out.print(f"  {HEADINGS[found.kind]}: {found.headline()}")
         for problem in found.items[:COVERAGE_LINES]:
-            out.print(f"    {escape(problem.text())}")
+            out.print(Padding(escape(problem.text()), (0, 0, 0, 4), expand=False))
         if found.groups > COVERAGE_LINES:
             out.print(f"    and {found.groups - min(COVERAGE_LINES, len(found.items)):,} more")
     table = Table("dataset", "sym", "periods", "present", "rows", "needs attention",

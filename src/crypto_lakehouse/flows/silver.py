@@ -1,10 +1,9 @@
 """Flows `build-silver` and `build-gold`: bronze -> silver Iceberg tables -> gold answers.
 
-    build-silver  verified bronze files (manifest) not yet in silver at their SHA-256
-                  -> one task per partition (dataset + day or month, all symbols) reads
-                  the zips and writes data files -> one commit per table per wave
-                  (daily files first, then monthly ones, so a monthly file can drop the
-                  rows its daily files already brought) -> summary artifact.
+    build-silver  verified bronze files (manifest) not yet in silver at their SHA-256,
+                  streamed from one SQL query in planning order -> one task per batch
+                  (up to 5,000 files of one table) reads the zips, writes a few data files
+                  and commits one snapshot -> summary artifact.
                   Ends Failed while any file is flagged for schema drift or corrupt.
     build-gold    resampled klines (+ check against Binance's), funding, trade stats,
                   coverage; ends Failed when the resampling check finds a mismatch.
@@ -16,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from typing import Any
 
 import anyio
@@ -24,15 +22,13 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from crypto_lakehouse.archive.catalog import Frequency
-from crypto_lakehouse.archive.paths import Partition
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.flows.tasks import transient_only
 from crypto_lakehouse.lake.coverage import Coverage, build_coverage
 from crypto_lakehouse.lake.gold import build_gold
-from crypto_lakehouse.lake.ledger import Ledger
-from crypto_lakehouse.lake.silver import BronzeFile, FileOutcome, Pending, SilverBuilder
+from crypto_lakehouse.lake.ledger import Ledger, Status
+from crypto_lakehouse.lake.silver import BronzeFile, SilverBuilder, batches, drop_silver
 from crypto_lakehouse.lake.summary import SilverSummary
 from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
 from crypto_lakehouse.observability.push import push_at_end
@@ -43,42 +39,22 @@ GOLD_FLOW = "build-gold"
 
 
 @task(
-    name="silver-partition",
+    name="silver-batch",
     task_run_name="silver {label}",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=transient_only,
     cache_policy=NO_CACHE,
 )
-async def prepare_partition(
-    builder: SilverBuilder, label: str, files: list[BronzeFile]
-) -> list[FileOutcome | Pending]:
-    """Read one partition's files and write their data files (visible after the commit)."""
-    return await anyio.to_thread.run_sync(lambda: [builder.prepare(f) for f in files])
+async def build_batch(builder: SilverBuilder, label: str, files: list[BronzeFile]) -> list:
+    """Read one batch of one table's files, write its data files, commit it (one snapshot)."""
+    return await anyio.to_thread.run_sync(builder.build_batch, files)
 
 
-@task(name="silver-commit", task_run_name="commit {wave}", cache_policy=NO_CACHE)
-async def commit_wave(builder: SilverBuilder, wave: str, pending: list[Pending]) -> list:
-    """One snapshot per table for everything this wave prepared, then the ledger."""
-    return await anyio.to_thread.run_sync(builder.commit, pending)
-
-
-def _filters(markets: list[str] | None, data_types: list[str] | None, symbols: list[str] | None):
-    return [
-        {"market": m, "data_type": d, "symbol": s}
-        for m in (markets or [None])
-        for d in (data_types or [None])
-        for s in (symbols or [None])
-    ]
-
-
-def verified_bronze(manifest: Manifest, **choice: list[str] | None) -> list[BronzeFile]:
-    """Verified bronze files matching the choice (lists of markets, data types, symbols)."""
-    found: dict[str, BronzeFile] = {}
-    for f in _filters(choice.get("markets"), choice.get("data_types"), choice.get("symbols")):
-        for entry in manifest.verified_files(**{k: v for k, v in f.items() if v is not None}):
-            found[entry.path] = BronzeFile.from_entry(entry)
-    return [found[k] for k in sorted(found)]
+def _label(files: list[BronzeFile]) -> str:
+    first, last = files[0].archive, files[-1].archive
+    dataset = f"{first.market.value} {first.data_type.value}"
+    return f"{dataset} {first.period}..{last.period} ({len(files)} files)"
 
 
 async def run_silver(
@@ -88,61 +64,66 @@ async def run_silver(
     data_types: list[str] | None = None,
     symbols: list[str] | None = None,
     parallel: int = 2,
+    rebuild: bool = False,
 ) -> SilverSummary:
-    """The flow's body: every verified file not yet in silver, partition by partition."""
+    """The flow's body: verified files not yet in silver, batch by batch, streamed.
+
+    Pending work is one SQL query over manifest and ledger, read as it goes; at most
+    `parallel` batches are in flight, so memory is bounded by the batch size, not the lake.
+    A complete unfiltered run moves the cursor, so the next one reads only newer files.
+    """
     started = time.monotonic()
     config = LakeConfig.from_settings(settings)
+    if rebuild:
+        await anyio.to_thread.run_sync(drop_silver, config)
     manifest = Manifest(config.catalog_url)
+    await anyio.to_thread.run_sync(manifest.ensure_schema)
+    manifest.close()
     warehouse = await anyio.to_thread.run_sync(Warehouse, config)
     ledger = await anyio.to_thread.run_sync(Ledger, config.sqlalchemy_url)
     builder = SilverBuilder(warehouse, ledger, S3Storage(config.endpoint), config.bronze_bucket)
     summary = SilverSummary()
+    unfiltered = not (markets or data_types or symbols)
     try:
-        await anyio.to_thread.run_sync(manifest.ensure_schema)
-        files = await anyio.to_thread.run_sync(
-            lambda: verified_bronze(
-                manifest, markets=markets, data_types=data_types, symbols=symbols
+        summary.recovered = await anyio.to_thread.run_sync(builder.recover)
+        since = await anyio.to_thread.run_sync(ledger.cursor) if unfiltered else None
+        began = await anyio.to_thread.run_sync(ledger.database_now)
+        pending = (
+            BronzeFile.from_pending(p)
+            for p in ledger.pending(
+                markets=markets, data_types=data_types, symbols=symbols, since=since
             )
         )
-        known = {r.key: r for r in await anyio.to_thread.run_sync(ledger.all)}
-        todo = []
-        for bronze in files:  # files already in silver need no task at all
-            skipped = builder.already_in(bronze, known.get(bronze.key))
-            if skipped is None:
-                todo.append(bronze)
-            else:
-                summary.add(skipped)
-        for frequency in (Frequency.DAILY, Frequency.MONTHLY):
-            wave = [f for f in todo if f.archive.frequency is frequency]
-            for outcome in await _run_wave(builder, frequency.value, wave, parallel):
-                summary.add(outcome)
-        summary.note_outstanding(await anyio.to_thread.run_sync(ledger.all))
+        work = batches(pending)
+        gate = asyncio.Semaphore(max(1, parallel))
+        running: set[asyncio.Task] = set()
+
+        async def one(files: list[BronzeFile]) -> None:
+            try:
+                for outcome in await build_batch(builder, _label(files), files):
+                    summary.add(outcome)
+            finally:
+                gate.release()
+
+        while True:
+            await gate.acquire()
+            files = await anyio.to_thread.run_sync(next, work, None)
+            if files is None:
+                gate.release()
+                break
+            running.add(asyncio.create_task(one(files)))
+            done = {t for t in running if t.done()}
+            running -= done
+            for finished in done:
+                finished.result()  # a failed batch fails the run (its files stay pending)
+        await asyncio.gather(*running)
+        if unfiltered:
+            await anyio.to_thread.run_sync(ledger.advance_cursor, began)
+        summary.note_outstanding(await anyio.to_thread.run_sync(ledger.outstanding, Status.DRIFT))
     finally:
-        manifest.close()
         ledger.dispose()
     summary.seconds = time.monotonic() - started
     return summary
-
-
-async def _run_wave(
-    builder: SilverBuilder, wave: str, files: list[BronzeFile], parallel: int
-) -> list[FileOutcome]:
-    partitions: dict[Partition, list[BronzeFile]] = defaultdict(list)
-    for bronze in files:
-        partitions[bronze.archive.partition].append(bronze)
-    gate = asyncio.Semaphore(parallel)
-
-    async def one(partition: Partition, members: list[BronzeFile]) -> list:
-        async with gate:
-            return await prepare_partition(builder, partition.label, members)
-
-    results = await asyncio.gather(*(one(p, m) for p, m in sorted(partitions.items())))
-    prepared = [item for part in results for item in part]
-    done = [p for p in prepared if isinstance(p, FileOutcome)]
-    pending = [p for p in prepared if isinstance(p, Pending)]
-    if pending:
-        done += await commit_wave(builder, wave, pending)
-    return done
 
 
 @flow(name=SILVER_FLOW, persist_result=False, validate_parameters=True)
@@ -151,8 +132,12 @@ async def build_silver(
     data_types: list[str] | None = None,
     symbols: list[str] | None = None,
     parallel: int = 2,
+    rebuild: bool = False,
 ) -> Any:
     """Bring every verified bronze file into silver (idempotent; replaced files replace rows).
+
+    `rebuild` drops every silver table and the ledger first and rebuilds them from bronze
+    (the way to a new table layout).
 
     Ends Failed, with the files listed in the `silver-summary` artifact, while any file is
     flagged for schema drift or found corrupt.
@@ -160,7 +145,8 @@ async def build_silver(
     from prefect.artifacts import acreate_markdown_artifact
 
     summary = await run_silver(
-        Settings(), markets=markets, data_types=data_types, symbols=symbols, parallel=parallel
+        Settings(), markets=markets, data_types=data_types, symbols=symbols,
+        parallel=parallel, rebuild=rebuild,
     )
     await push_at_end(Settings().pushgateway_url)  # counters outlive the flow-run pod
     await acreate_markdown_artifact(
@@ -171,11 +157,11 @@ async def build_silver(
     return summary.as_dict()
 
 
-def gold_and_coverage(settings: Settings) -> dict[str, Any]:
-    """Gold tables and coverage from the current silver, manifest and ledger."""
+def gold_and_coverage(settings: Settings, *, full: bool = False) -> dict[str, Any]:
+    """Gold tables (only partitions changed in silver, or all with `full`) and coverage."""
     config = LakeConfig.from_settings(settings)
     warehouse = Warehouse(config)
-    result = build_gold(warehouse)
+    result = build_gold(warehouse, full=full)
     coverage = Coverage(config.sqlalchemy_url)
     try:
         counts = build_coverage(warehouse, coverage)  # SQL in the catalog database
@@ -183,6 +169,8 @@ def gold_and_coverage(settings: Settings) -> dict[str, Any]:
         coverage.close()
     return {
         "rows": result.rows,
+        "recomputed": result.recomputed,
+        "commits": result.commits,
         "checked": result.checked,
         "mismatches": [{**m, "open_time": str(m["open_time"])} for m in result.mismatches],
         "coverage": counts,
@@ -190,14 +178,18 @@ def gold_and_coverage(settings: Settings) -> dict[str, Any]:
 
 
 @flow(name=GOLD_FLOW, persist_result=False)
-async def build_gold_flow() -> Any:
-    """Recompute gold and coverage; Failed when resampled klines disagree with Binance's."""
+async def build_gold_flow(full: bool = False) -> Any:
+    """Bring gold up to date and rebuild coverage; Failed when resampled klines disagree
+    with Binance's. `full` recomputes every gold partition instead of the changed ones."""
     from prefect.artifacts import acreate_markdown_artifact
 
-    result = await anyio.to_thread.run_sync(gold_and_coverage, Settings())
+    result = await anyio.to_thread.run_sync(lambda: gold_and_coverage(Settings(), full=full))
     await push_at_end(Settings().pushgateway_url, coverage=True)
-    lines = ["# build-gold", "", "| table | rows |", "|---|---|"]
-    lines += [f"| {t} | {n:,} |" for t, n in sorted(result["rows"].items())]
+    lines = ["# build-gold", "", "| table | rows | partitions recomputed |", "|---|---|---|"]
+    lines += [
+        f"| {t} | {n:,} | {result['recomputed'].get(t, 0):,} |"
+        for t, n in sorted(result["rows"].items())
+    ]
     lines += ["", f"Resampled bars checked against Binance's: {result['checked']}, "
               f"mismatched: {len(result['mismatches'])}"]  # fmt: skip
     await acreate_markdown_artifact(markdown="\n".join(lines), key="gold-summary")

@@ -20,7 +20,6 @@ snapshot reads only snapshots newer than the batch (snapshot expiry keeps the li
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -102,13 +101,13 @@ class Journal:
 
     def add_files(self, batch_id: str, files: Sequence[DataFile]) -> None:
         """Note data files the moment they exist, so a crash cannot orphan them."""
-        paths = json.dumps([f.file_path for f in files])
+        paths = sa.literal([f.file_path for f in files], JSONB)
         with self.engine.begin() as conn:
             conn.execute(
                 BATCHES.update()
                 .where(BATCHES.c.batch_id == batch_id)
                 .values(
-                    data_files=BATCHES.c.data_files.op("||")(sa.cast(paths, JSONB)),
+                    data_files=BATCHES.c.data_files.op("||")(paths),
                     updated_at=datetime.now(UTC),
                 )
             )
@@ -246,3 +245,9 @@ def delete_written(table: Table, files: list[DataFile]) -> None:
 def _json_row(record: FileRecord) -> dict[str, Any]:
     row = record.as_row()
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in row.items()}
+
+
+def drop_journal(engine: sa.Engine) -> None:
+    """Remove the journal (a rebuild from bronze starts with no batches)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {BATCHES.name}"))

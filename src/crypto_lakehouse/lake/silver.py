@@ -21,6 +21,7 @@ Outcomes per file: transformed, skipped (this SHA-256 is already in), superseded
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,13 +44,13 @@ from crypto_lakehouse.errors import (
     SchemaDrift,
     ZipFormatError,
 )
-from crypto_lakehouse.lake.committer import BatchChange, Journal
-from crypto_lakehouse.lake.ledger import FileRecord, Ledger, PendingFile, Status
+from crypto_lakehouse.lake.committer import BatchChange, Journal, drop_journal
+from crypto_lakehouse.lake.ledger import FileRecord, Ledger, PendingFile, Status, drop_ledger
 from crypto_lakehouse.lake.parser import Layout
 from crypto_lakehouse.lake.reading import FileRows, read_streaming, read_whole
 from crypto_lakehouse.lake.source import ResumableBody
 from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
-from crypto_lakehouse.lake.warehouse import Warehouse
+from crypto_lakehouse.lake.warehouse import SILVER, LakeConfig, Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
 from crypto_lakehouse.observability.metrics import (
@@ -203,6 +204,12 @@ class SilverBuilder:
         """Finish or undo what a crashed run left (see lake/committer.py)."""
         return self.journal.recover(self.warehouse)
 
+    def ledger_record_for(self, bronze: BronzeFile, status: Status, **counts: object) -> FileRecord:
+        """The ledger row a build writes for `bronze` (for tools and tests that seed a ledger)."""
+        first = bronze.archive
+        layout = SilverTable.of(first.market, first.data_type)
+        return _record(bronze, layout, schema_fingerprint(layout), status, "", **counts)
+
     def table_for(self, layout: SilverTable) -> Table:
         return self.warehouse.ensure_table(
             layout.identifier,
@@ -287,9 +294,11 @@ class SilverBuilder:
         change: BatchChange,
     ) -> list[FileOutcome]:
         on_files = lambda written: self.journal.add_files(batch_id, written)  # noqa: E731
+        names = itertools.count(0)  # file names are unique per batch: uuid + this counter
         shared = DataFileWriter(
-            table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), on_files=on_files
-        )
+            table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
+            on_files=on_files,
+        )  # fmt: skip
         outcomes: list[FileOutcome] = []
         small = [f for f in files if not self._is_large(f)]
         large = [f for f in files if self._is_large(f)]
@@ -309,8 +318,9 @@ class SilverBuilder:
             shared.flush()
             for bronze in large:
                 own = DataFileWriter(
-                    table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), on_files=on_files
-                )
+                    table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
+                    on_files=on_files,
+                )  # fmt: skip
                 outcome = self._take(
                     bronze,
                     layout,
@@ -448,7 +458,7 @@ class _AdvisoryLock:
 
     def __init__(self, engine: sa.Engine, name: str) -> None:
         self.engine = engine
-        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big")
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
 
     def __enter__(self) -> None:
         self.conn = self.engine.connect()
@@ -552,3 +562,19 @@ def _rejects_table(bad: pa.Table | None, bronze: BronzeFile, layout: SilverTable
         {"line": bad.column("line"), "text": bad.column("text"), "reason": bad.column("reason")}
     )
     return pa.table(columns).cast(schema)
+
+
+def drop_silver(config: LakeConfig) -> list[str]:
+    """Purge every silver table (data files too), the ledger and the journal: the way to a
+    new table layout, rebuilt from bronze, which stays the source of truth."""
+    engine = sa.create_engine(config.sqlalchemy_url)
+    try:
+        drop_ledger(engine)
+        drop_journal(engine)
+    finally:
+        engine.dispose()
+    warehouse = Warehouse(config)
+    dropped = warehouse.tables(SILVER)
+    for identifier in dropped:
+        warehouse.catalog.purge_table(identifier)
+    return dropped

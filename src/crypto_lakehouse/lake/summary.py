@@ -15,6 +15,7 @@ class SilverSummary:
     files: int = 0
     transformed: int = 0
     skipped: int = 0
+    superseded: int = 0  # daily files whose month came in through the monthly file
     replaced: int = 0
     rows: int = 0
     rejects: int = 0
@@ -25,11 +26,15 @@ class SilverSummary:
     corrupt: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)  # unexpected errors per file
     seconds: float = 0.0
+    recovered: dict[str, int] = field(default_factory=dict)  # batches a crash left open
 
     def add(self, outcome: Any) -> None:  # silver.FileOutcome
         self.files += 1
         if outcome.status == "skipped":
             self.skipped += 1
+            return
+        if outcome.status == "superseded":
+            self.superseded += 1
             return
         if outcome.status == "transformed":
             self.transformed += 1
@@ -43,9 +48,9 @@ class SilverSummary:
             self.corrupt.append({"file": outcome.key, "detail": outcome.message or ""})
 
     def note_outstanding(self, records: list[FileRecord]) -> None:
-        """Every file the ledger holds as drifted (flagged in this run or before)."""
+        """Files the ledger holds as drifted (flagged in this run or before)."""
         self.drift = [
-            {"file": r.key, "detail": r.message or ""} for r in records if r.status is Status.DRIFT
+            {"file": r.path, "detail": r.message or ""} for r in records if r.status is Status.DRIFT
         ]
 
     @property
@@ -55,7 +60,8 @@ class SilverSummary:
     def message(self) -> str:
         text = (
             f"{self.transformed} file(s) transformed ({self.rows:,} rows, {self.replaced} "
-            f"replaced), {self.skipped} already in silver, {self.rejects} rejected line(s), "
+            f"replaced), {self.skipped} already in silver, {self.superseded} superseded by "
+            f"their monthly file, {self.rejects} rejected line(s), "
             f"{self.duplicates} duplicate row(s) dropped"
         )
         if self.drift:

@@ -41,6 +41,7 @@ class DataFileWriter:
         chunk_rows: int,
         *,
         write_uuid: uuid.UUID | None = None,
+        counter: itertools.count | None = None,
         on_files: Callable[[list[DataFile]], None] | None = None,
     ) -> None:
         self.table = table
@@ -51,7 +52,8 @@ class DataFileWriter:
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
         self._uuid = write_uuid or uuid.uuid4()
-        self._counter = itertools.count(0)
+        # Writers sharing a write uuid must share the counter too: it numbers the file names.
+        self._counter = counter if counter is not None else itertools.count(0)
         self._on_files = on_files  # told of each flush's files (a journal of what exists)
 
     def add(self, rows: pa.Table) -> None:
