@@ -56,6 +56,35 @@ resource "helm_release" "istiod" {
   depends_on = [helm_release.istio_cni]
 }
 
+# The ingress gateway that deploy/k8s/base/istio/gateway.yaml binds to: a LoadBalancer
+# (an NLB) in istio-system, labelled istio=ingressgateway like istioctl's default one.
+resource "helm_release" "istio_ingressgateway" {
+  name       = "istio-ingressgateway"
+  repository = "https://istio-release.storage.googleapis.com/charts"
+  chart      = "gateway"
+  version    = "1.24.2"
+  namespace  = "istio-system"
+  values = [yamlencode({
+    labels = { app = "istio-ingressgateway", istio = "ingressgateway" }
+    service = {
+      type        = "LoadBalancer"
+      annotations = { "service.beta.kubernetes.io/aws-load-balancer-type" = "nlb" }
+    }
+  })]
+  depends_on = [helm_release.istiod]
+}
+
+# The resource metrics API (CPU, memory) that both HorizontalPodAutoscalers read: EKS does
+# not install it, and without it the HPAs never scale.
+resource "helm_release" "metrics_server" {
+  name       = "metrics-server"
+  repository = "https://kubernetes-sigs.github.io/metrics-server"
+  chart      = "metrics-server"
+  version    = "3.12.2"
+  namespace  = "kube-system"
+  values     = [yamlencode(local.system_placement)]
+}
+
 resource "helm_release" "cloudnative_pg" {
   name             = "cnpg"
   repository       = "https://cloudnative-pg.github.io/charts"
@@ -106,5 +135,21 @@ resource "helm_release" "argocd" {
   create_namespace = true
   values = [yamlencode({
     global = local.system_placement
+    # Argo CD knows no health for CloudNativePG clusters: without one a Cluster counts as
+    # healthy at once, and sync wave 1 (the migration Job) starts before PostgreSQL runs.
+    configs = {
+      cm = {
+        "resource.customizations.health.postgresql.cnpg.io_Cluster" = <<-EOT
+          hs = { status = "Progressing", message = "waiting for the first status" }
+          if obj.status ~= nil and obj.status.phase ~= nil then
+            hs.message = obj.status.phase
+            if obj.status.phase == "Cluster in healthy state" then
+              hs.status = "Healthy"
+            end
+          end
+          return hs
+        EOT
+      }
+    }
   })]
 }

@@ -46,6 +46,9 @@ module "eks" {
   cluster_version                = var.kubernetes_version
   cluster_endpoint_public_access = true
   enable_irsa                    = true
+  # v20 manages access through EKS access entries: without this, the identity running
+  # Terraform is not a cluster admin and every helm_release below is Unauthorized.
+  enable_cluster_creator_admin_permissions = true
 
   vpc_id     = module.vpc.vpc_id
   subnet_ids = module.vpc.private_subnets
@@ -67,8 +70,17 @@ module "eks" {
     }
   }
 
+  # The module gives each node group its own launch template, and EKS ignores `disk_size`
+  # when one is used: root volumes are sized through block_device_mappings instead
+  # (otherwise 20 GiB, and the executor's 100 Gi ephemeral request never schedules).
   eks_managed_node_group_defaults = {
     ami_type = "AL2023_x86_64_STANDARD"
+    block_device_mappings = {
+      root = {
+        device_name = "/dev/xvda"
+        ebs         = { volume_size = 100, volume_type = "gp3", encrypted = true, delete_on_termination = true }
+      }
+    }
   }
 
   eks_managed_node_groups = {
@@ -78,6 +90,12 @@ module "eks" {
       max_size       = 3
       desired_size   = 2
       labels         = { workload = "system" }
+      block_device_mappings = {
+        root = {
+          device_name = "/dev/xvda"
+          ebs         = { volume_size = 50, volume_type = "gp3", encrypted = true, delete_on_termination = true }
+        }
+      }
       taints = {
         critical = { key = "CriticalAddonsOnly", value = "true", effect = "NO_SCHEDULE" }
       }
@@ -96,8 +114,14 @@ module "eks" {
       min_size       = 2
       max_size       = 8
       desired_size   = 2
-      disk_size      = 500
       labels         = { workload = "data-intensive" }
+      # Staging emptyDirs (100 Gi per executor) live on the root volume.
+      block_device_mappings = {
+        root = {
+          device_name = "/dev/xvda"
+          ebs         = { volume_size = 500, volume_type = "gp3", encrypted = true, delete_on_termination = true }
+        }
+      }
       taints = {
         workload = { key = "workload", value = "data-intensive", effect = "NO_SCHEDULE" }
       }
@@ -112,11 +136,20 @@ module "eks" {
       taints = {
         workload = { key = "workload", value = "storage", effect = "NO_SCHEDULE" }
       }
-      # The NVMe instance store becomes the LVM volume group OpenEBS provisions from.
-      pre_bootstrap_user_data = <<-EOT
-        dnf install -y lvm2
-        vgs minio-nvme || (pvcreate /dev/nvme0n1 && vgcreate minio-nvme /dev/nvme0n1)
-      EOT
+      block_device_mappings = {
+        root = {
+          device_name = "/dev/xvda"
+          ebs         = { volume_size = 50, volume_type = "gp3", encrypted = true, delete_on_termination = true }
+        }
+      }
+      # The NVMe instance store becomes the LVM volume group OpenEBS provisions from. AL2023
+      # nodes boot with nodeadm, which ignores pre_bootstrap_user_data: the script is a
+      # cloud-init part that runs before nodeadm. It picks instance-store disks by their
+      # NVMe model, never by name (on Nitro types the EBS root is /dev/nvme0n1).
+      cloudinit_pre_nodeadm = [{
+        content_type = "text/x-shellscript; charset=\"us-ascii\""
+        content      = file("${path.module}/files/minio-nvme-vg.sh")
+      }]
     }
   }
 

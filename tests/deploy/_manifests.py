@@ -12,7 +12,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("local", "production")
-WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet"}
+WORKLOADS = {"Deployment", "StatefulSet", "Job", "DaemonSet", "CronJob"}
+
+
+def template_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """A workload's pod template (a CronJob's sits inside its job template)."""
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]
+    return doc["spec"]["template"]
 
 
 def build(kubectl: str, path: Path) -> list[dict[str, Any]]:
@@ -34,7 +41,7 @@ def pod_specs(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     specs = {}
     for doc in docs:
         if doc["kind"] in WORKLOADS:
-            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = doc["spec"]["template"]["spec"]
+            specs[f"{doc['kind']}/{doc['metadata']['name']}"] = template_of(doc)["spec"]
         name = doc["metadata"]["name"]
         if doc["kind"] == "ConfigMap" and name.startswith("prefect-job-templates"):
             for key, text in doc["data"].items():
@@ -55,8 +62,9 @@ def pod_templates(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for doc in docs:
         kind, meta = doc["kind"], doc["metadata"]
         if kind in WORKLOADS:
-            template = doc["spec"]["template"]
-            out.append(_pod(f"{kind}/{meta['name']}", kind, meta.get("namespace"), template))
+            template = template_of(doc)
+            runs_as = "Job" if kind == "CronJob" else kind
+            out.append(_pod(f"{kind}/{meta['name']}", runs_as, meta.get("namespace"), template))
         if kind == "ConfigMap" and meta["name"].startswith("prefect-job-templates"):
             for key, text in doc["data"].items():
                 template = json.loads(text)

@@ -53,3 +53,17 @@ def rendered(kubectl: str) -> dict[str, list[dict[str, Any]]]:
 @pytest.fixture(scope="session")
 def production(rendered: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return rendered["production"]
+
+
+@pytest.fixture(scope="session")
+def terraform_releases() -> set[str]:
+    """`helm_release.<name>` of every chart Terraform installs (deploy/terraform/*.tf)."""
+    import hcl2
+
+    releases: set[str] = set()
+    for path in sorted((K8S.parent / "terraform").glob("*.tf")):
+        with path.open() as handle:
+            for block in hcl2.load(handle).get("resource", []):
+                for name in block.get('"helm_release"', block.get("helm_release", {})):
+                    releases.add(f"helm_release.{name.strip(chr(34))}")
+    return releases

@@ -300,3 +300,82 @@ def test_dockerfile_pins_bases_and_runs_as_non_root(dockerfile: Path) -> None:
     assert users, "no USER"
     uid = users[-1].split(":")[0]
     assert uid.isdigit() and int(uid) != 0
+
+
+# -- Terraform: what the EKS module v20 actually reads --------------------------------------
+
+
+def _gib(quantity: str) -> float:
+    units = {"Gi": 1, "Ti": 1024, "Mi": 1 / 1024}
+    return float(quantity[:-2]) * units[quantity[-2:]]
+
+
+def test_terraform_creator_is_cluster_admin(terraform) -> None:
+    """Module v20 uses EKS access entries; without this the Helm releases are Unauthorized."""
+    assert _eks_module(terraform)["enable_cluster_creator_admin_permissions"] is True
+
+
+def test_terraform_root_volumes_fit_the_pods(terraform, production) -> None:
+    """Each node group has a launch template, so EKS ignores `disk_size`: root volumes
+    come from block_device_mappings, and the data-intensive nodes' must hold the
+    executor's ephemeral-storage request."""
+    module = _eks_module(terraform)
+    groups = module["eks_managed_node_groups"]
+    for name, group in groups.items():
+        assert "disk_size" not in group, f"{name}: disk_size is ignored with a launch template"
+        assert "pre_bootstrap_user_data" not in group, f"{name}: ignored on AL2023 (nodeadm)"
+    default = module["eks_managed_node_group_defaults"]
+    assert default["ami_type"].startswith("AL2023")
+
+    def root_gib(group: dict[str, Any]) -> int:
+        mappings = group.get("block_device_mappings") or default["block_device_mappings"]
+        (root,) = mappings.values()
+        assert root["device_name"] == "/dev/xvda"
+        return root["ebs"]["volume_size"]
+
+    executor = find(production, "Deployment", "s5cmd-executor")
+    requests = executor["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert root_gib(groups["data_intensive"]) >= 3 * _gib(requests["ephemeral-storage"])
+    assert all(root_gib(g) >= 20 for g in groups.values())
+
+
+def test_storage_nodes_build_their_volume_group_from_instance_store_only(terraform) -> None:
+    storage = _eks_module(terraform)["eks_managed_node_groups"]["storage_nodes"]
+    (part,) = storage["cloudinit_pre_nodeadm"]
+    assert part["content_type"].startswith("text/x-shellscript")
+    script = (DEPLOY / "terraform" / "files" / "minio-nvme-vg.sh").read_text()
+    assert "${path.module}/files/minio-nvme-vg.sh" in part["content"]
+    assert "Instance Storage" in script and "/dev/nvme0n1" not in script
+    assert "vgcreate minio-nvme" in script
+    result = subprocess.run(
+        ["bash", "-n", str(DEPLOY / "terraform" / "files" / "minio-nvme-vg.sh")]
+    )
+    assert result.returncode == 0
+    (eks_config,) = load(DEPLOY / "eks" / "cluster.yaml")
+    (group,) = [g for g in eks_config["managedNodeGroups"] if g["name"] == "storage-nodes"]
+    commands = " ".join(group["preBootstrapCommands"])
+    assert "Instance Storage" in commands and "/dev/nvme0n1" not in commands
+    result = subprocess.run(["bash", "-n", "-c", commands])
+    assert result.returncode == 0
+
+
+def test_terraform_installs_what_the_manifests_rely_on(terraform_releases) -> None:
+    """The ingress gateway the Gateway binds to, metrics-server for the HPAs."""
+    assert {"helm_release.istio_ingressgateway", "helm_release.metrics_server"} <= (
+        terraform_releases
+    )
+
+
+# -- Argo CD: what a sync does -----------------------------------------------------------
+
+
+def test_argocd_respects_ignored_replicas_and_knows_cnpg_health(terraform) -> None:
+    (app,) = [
+        d for d in load(DEPLOY / "argocd" / "crypto-lakehouse.yaml") if d["kind"] == "Application"
+    ]
+    if app["spec"].get("ignoreDifferences"):
+        assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
+    argocd = _blocks(terraform, "resource")["helm_release.argocd"]
+    values = str(argocd["values"])
+    assert "resource.customizations.health.postgresql.cnpg.io_Cluster" in values
+    assert "Cluster in healthy state" in values

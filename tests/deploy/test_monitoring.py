@@ -25,6 +25,8 @@ EXTERNAL_SERIES = {
     "minio_cluster_capacity_usable_free_bytes": "MinIO, /minio/v2/metrics/cluster",
     "minio_cluster_capacity_usable_total_bytes": "MinIO, /minio/v2/metrics/cluster",
     "kube_node_status_condition": "kube-state-metrics",
+    "cnpg_collector_up": "CloudNativePG's instance exporter, :9187/metrics",
+    "redis_up": "redis_exporter beside Prefect's Redis, :9121/metrics",
 }
 
 

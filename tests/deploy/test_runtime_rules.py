@@ -138,3 +138,155 @@ def test_cloudnativepg_operator_reaches_status_and_postgres_ports(production) ->
         for port in rule["ports"]
     }
     assert from_operator == {8000, 5432}
+
+
+# -- Argo CD hooks -----------------------------------------------------------------------
+
+HOOK = "argocd.argoproj.io/hook"
+WAVE = "argocd.argoproj.io/sync-wave"
+PHASES = {"PreSync": 0, "Sync": 1, "PostSync": 2}
+
+
+def _order(doc: dict[str, Any]) -> tuple[int, int]:
+    """When Argo CD applies an object: (phase, wave). Plain objects are in the Sync phase."""
+    annotations = doc["metadata"].get("annotations", {})
+    return PHASES[annotations.get(HOOK, "Sync")], int(annotations.get(WAVE, "0"))
+
+
+def _references(spec: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret a pod spec needs to start."""
+    refs: set[tuple[str, str]] = set()
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            refs.add(("ConfigMap", volume["configMap"]["name"]))
+        if "secret" in volume:
+            refs.add(("Secret", volume["secret"]["secretName"]))
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                refs.add(("ConfigMap", source["configMapRef"]["name"]))
+            if "secretRef" in source:
+                refs.add(("Secret", source["secretRef"]["name"]))
+        for var in container.get("env", []):
+            ref = var.get("valueFrom", {})
+            if "configMapKeyRef" in ref:
+                refs.add(("ConfigMap", ref["configMapKeyRef"]["name"]))
+            if "secretKeyRef" in ref:
+                refs.add(("Secret", ref["secretKeyRef"]["name"]))
+    return refs
+
+
+def _makers(docs: list[dict[str, Any]], namespace: str) -> dict[tuple[str, str], dict]:
+    """The object in the overlay that brings each ConfigMap or Secret into being: itself,
+    an ExternalSecret that writes it, or the CloudNativePG Cluster that owns `<name>-app`."""
+    makers: dict[tuple[str, str], dict] = {}
+    for doc in docs:
+        if doc["metadata"].get("namespace") != namespace:
+            continue
+        name = doc["metadata"]["name"]
+        if doc["kind"] in {"ConfigMap", "Secret"}:
+            makers[(doc["kind"], name)] = doc
+        if doc["kind"] == "ExternalSecret":
+            target = doc["spec"].get("target", {}).get("name", name)
+            makers[("Secret", target)] = doc
+        if doc["kind"] == "Cluster":
+            makers[("Secret", f"{name}-app")] = doc
+            makers[("Secret", f"{name}-superuser")] = doc
+    return makers
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_hook_job_has_a_deadline_and_needs_nothing_created_later(
+    rendered, overlay: str
+) -> None:
+    """A hook Job that waits for a ConfigMap or Secret Argo CD creates after it never
+    starts, and without activeDeadlineSeconds it holds the sync forever."""
+    docs = rendered[overlay]
+    hooks = [d for d in docs if d["kind"] == "Job" and HOOK in d["metadata"].get("annotations", {})]
+    assert {h["metadata"]["name"] for h in hooks} >= {"prefect-db-migrate", "minio-setup"}
+    for job in hooks:
+        name = job["metadata"]["name"]
+        assert job["spec"].get("activeDeadlineSeconds", 0) > 0, f"{name}: no deadline"
+        makers = _makers(docs, job["metadata"]["namespace"])
+        for ref in _references(job["spec"]["template"]["spec"]):
+            maker = makers.get(ref)
+            if maker is None:
+                continue  # made outside this overlay (deploy/README.md lists them)
+            assert _order(maker) < _order(job), f"{name} needs {ref}, created later"
+
+
+def test_migration_runs_before_the_prefect_servers(production) -> None:
+    """The API servers start on a migrated database: their wave comes after the Job's."""
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in production}
+    job = _order(docs[("Job", "prefect-db-migrate")])
+    for name in ("prefect-server", "prefect-background-services"):
+        assert _order(docs[("Deployment", name)]) > job, name
+
+
+# -- autoscaling ---------------------------------------------------------------------------
+
+
+def test_every_hpa_metric_has_a_source(rendered, terraform_releases) -> None:
+    """An HPA whose metrics API has no provider never scales. Resource metrics come from
+    metrics-server, which EKS does not install: Terraform does (and deploy/README.md says
+    how for eksctl and kind). Pods/Object/External metrics would need an adapter."""
+    providers = {"Resource": "helm_release.metrics_server"}
+    for overlay, docs in rendered.items():
+        hpas = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+        assert hpas
+        for hpa in hpas:
+            metrics = hpa["spec"].get("metrics", [])
+            assert metrics, f"{overlay} {hpa['metadata']['name']}: no metrics"
+            for metric in metrics:
+                provider = providers.get(metric["type"])
+                assert provider, f"{hpa['metadata']['name']}: no source for {metric['type']}"
+                assert provider in terraform_releases
+
+
+# -- MinIO on instance-store NVMe ------------------------------------------------------------
+
+
+def test_a_replaced_storage_node_gets_new_minio_volumes(production) -> None:
+    """Claims pinned to a dead node are released (the reclaimer) and their volumes go
+    with them (reclaimPolicy Delete): otherwise the MinIO pod stays Pending forever."""
+    classes = {d["metadata"]["name"]: d for d in production if d["kind"] == "StorageClass"}
+    assert classes["local-nvme"]["reclaimPolicy"] == "Delete"
+    (reclaimer,) = [d for d in production if d["kind"] == "CronJob"]
+    pod = reclaimer["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod["metadata"]["labels"]["kube-api-client"] == "true"
+    script = next(
+        d["data"]["reclaim.sh"]
+        for d in production
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("minio-volume-reclaimer")
+    )
+    assert "delete pvc" in script and "get nodes" in script
+    roles = {(d["kind"], d["metadata"]["name"]): d for d in production if "Role" in d["kind"]}
+    verbs = {
+        (resource, verb)
+        for role in roles.values()
+        if "reclaimer" in role["metadata"]["name"]
+        for rule in role.get("rules", [])
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert {("persistentvolumeclaims", "delete"), ("pods", "delete"), ("nodes", "list")} <= verbs
+
+
+def test_minio_setup_grants_the_lake_buckets_the_code_uses(production) -> None:
+    """The s5cmd/flow-run user gets exactly the buckets the settings name by default."""
+    import json
+
+    from crypto_lakehouse.config import Settings
+
+    setup = next(
+        d
+        for d in production
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("minio-setup")
+    )
+    policy = json.loads(setup["data"]["lakehouse-policy.json"])
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    fields = Settings.model_fields
+    buckets = {fields[f"{layer}_bucket"].default for layer in ("bronze", "silver", "gold")}
+    assert resources == {f"arn:aws:s3:::{b}{tail}" for b in buckets for tail in ("", "/*")}
+    for bucket in buckets:
+        assert f"lake/{bucket}" in setup["data"]["setup.sh"]
