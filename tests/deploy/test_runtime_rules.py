@@ -4,6 +4,7 @@ that wait for objects created after them. Each test reads the rendered overlays.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -290,3 +291,63 @@ def test_minio_setup_grants_the_lake_buckets_the_code_uses(production) -> None:
     assert resources == {f"arn:aws:s3:::{b}{tail}" for b in buckets for tail in ("", "/*")}
     for bucket in buckets:
         assert f"lake/{bucket}" in setup["data"]["setup.sh"]
+
+
+# -- Redis: the password stays out of the process table --------------------------------------
+
+
+def test_redis_reads_its_password_from_stdin_not_argv(production, tmp_path) -> None:
+    """Run the manifest's own start command with Debian's redis-server (on 127.0.0.1 and a
+    free port): clients need the password, and /proc/PID/cmdline does not show it."""
+    import os
+    import shutil
+    import subprocess
+    import time
+
+    from crypto_lakehouse.stack.process import free_port
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not server or not cli:
+        pytest.fail("redis-server not found: run `make setup` (Debian package redis-server)")
+    redis = next(
+        c
+        for d in production
+        if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "prefect-redis"
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "redis"
+    )
+    env = {e["name"]: e for e in redis["env"]}
+    assert "secretKeyRef" in env["REDIS_PASSWORD"]["valueFrom"]
+    assert redis["command"] == ["sh", "-c"]
+    (script,) = redis["args"]
+    port = free_port()
+    local = f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
+    password = "s3cret" + os.urandom(4).hex()
+    proc = subprocess.Popen(
+        ["sh", "-c", script + local],
+        env={**os.environ, "REDIS_PASSWORD": password},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def ping(*auth: str) -> str:
+            done = subprocess.run(
+                [cli, "-p", str(port), "--no-auth-warning", *auth, "ping"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            return done.stdout.strip()
+
+        deadline = time.monotonic() + 10
+        while ping("-a", password) != "PONG":
+            assert time.monotonic() < deadline and proc.poll() is None, "redis did not start"
+            time.sleep(0.1)
+        assert "NOAUTH" in ping()
+        # `exec` made redis-server the shell's own PID: its arguments are what ps shows.
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        assert "redis-server" in cmdline and password not in cmdline
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
