@@ -56,6 +56,7 @@ from crypto_lakehouse.observability.metrics import (
     S5CMD_STAGING_CAP_BYTES,
     component_registry,
 )
+from crypto_lakehouse.observability.tracing import RequestTracing, request_tracing
 from crypto_lakehouse.transfer import TransferEngine
 
 log = logging.getLogger("crypto_lakehouse.executor")
@@ -135,6 +136,10 @@ def create_app(
     app.add_middleware(BearerAuth, guard=service.guard, open_paths=open_paths)
     app.add_middleware(RequestMetrics)
     app.hot = RequestMetrics(BearerAuth(hot, guard=service.guard, open_paths=open_paths))
+    tracing = request_tracing()  # None unless an OTLP endpoint is configured
+    if tracing is not None:
+        app.add_middleware(RequestTracing, **tracing)
+        app.hot = RequestTracing(app.hot, **tracing)
     app.hot_routes = {r.path: r for r in operations.routes if getattr(r, "path", None) in _HOT}
     return app
 
