@@ -114,6 +114,8 @@ class Run:
         large, noop = self.step("silver-large"), self.step("silver-noop")
         if not (large and noop and large.rows and large.seconds and noop.seconds is not None):
             return None
+        if large.exit_code != 0 or noop.exit_code != 0:
+            return None
         return large.rows / max(1e-3, large.seconds - noop.seconds)
 
     @property
@@ -165,6 +167,7 @@ class ChildRunner:
         with self.log.open("ab") as out:
             out.write(f"\n$ crypto-lakehouse {' '.join(args)}\n".encode())
             out.flush()
+            offset = out.tell()
             started = time.perf_counter()
             proc = subprocess.Popen(
                 command, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out
@@ -172,7 +175,12 @@ class ChildRunner:
             _, status, usage = os.wait4(proc.pid, 0)
             seconds = time.perf_counter() - started
         proc.returncode = code = os.waitstatus_to_exitcode(status)
-        return Step(name, ["crypto-lakehouse", *args], seconds, usage.ru_maxrss / 1024, code, files)
+        step = Step(name, ["crypto-lakehouse", *args], seconds, usage.ru_maxrss / 1024, code, files)
+        if code != 0:
+            with self.log.open("rb") as log:
+                log.seek(max(offset, log.seek(0, os.SEEK_END) - 800))
+                step.note = log.read().decode(errors="replace").strip()
+        return step
 
     def has_command(self, name: str) -> bool:
         """True when `crypto-lakehouse NAME --help` works (the command exists)."""
