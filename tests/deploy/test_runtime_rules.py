@@ -351,3 +351,37 @@ def test_redis_reads_its_password_from_stdin_not_argv(production, tmp_path) -> N
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_executor_traces_reach_jaeger(production) -> None:
+    """The executor's OTLP endpoint is Jaeger's OTLP/HTTP port, and policies allow it."""
+    from urllib.parse import urlsplit
+
+    config = next(
+        d
+        for d in production
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("s5cmd-executor-env")
+    )
+    url = urlsplit(config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    service, namespace = url.hostname.split(".")[:2]
+    (jaeger,) = [
+        d
+        for d in production
+        if d["kind"] == "Service"
+        and d["metadata"]["name"] == service
+        and d["metadata"]["namespace"] == namespace
+    ]
+    ports = {p["port"]: p["name"] for p in jaeger["spec"]["ports"]}
+    assert ports[url.port] == "http-otlp"
+    egress = [
+        rule
+        for p in _policies(production, "s5cmd-prod")
+        if p["metadata"]["name"] == "s5cmd-executor"
+        for rule in p["spec"]["egress"]
+        if any(
+            peer.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name")
+            == "jaeger"
+            for peer in rule["to"]
+        )
+    ]
+    assert [port["port"] for rule in egress for port in rule["ports"]] == [url.port]
