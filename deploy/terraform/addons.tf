@@ -153,3 +153,44 @@ resource "helm_release" "argocd" {
     }
   })]
 }
+
+# External Secrets Operator: fills every Secret in deploy/k8s/components/external-secrets
+# from AWS Secrets Manager. Its controller's service account assumes an IAM role (IRSA)
+# that may read only the entries under `crypto-lakehouse/`.
+module "external_secrets_irsa" {
+  source  = "terraform-aws-modules/iam/aws//modules/iam-role-for-service-accounts-eks"
+  version = "~> 5.48"
+
+  role_name                      = "${local.name}-external-secrets"
+  attach_external_secrets_policy = true
+  external_secrets_secrets_manager_arns = [
+    "arn:aws:secretsmanager:${var.region}:${data.aws_caller_identity.current.account_id}:secret:crypto-lakehouse/*",
+  ]
+
+  oidc_providers = {
+    main = {
+      provider_arn               = module.eks.oidc_provider_arn
+      namespace_service_accounts = ["external-secrets:external-secrets"]
+    }
+  }
+
+  tags = local.common_tags
+}
+
+data "aws_caller_identity" "current" {}
+
+resource "helm_release" "external_secrets" {
+  name             = "external-secrets"
+  repository       = "https://charts.external-secrets.io"
+  chart            = "external-secrets"
+  version          = "0.10.7"
+  namespace        = "external-secrets"
+  create_namespace = true
+  values = [yamlencode(merge(local.system_placement, {
+    installCRDs = true
+    serviceAccount = {
+      name        = "external-secrets"
+      annotations = { "eks.amazonaws.com/role-arn" = module.external_secrets_irsa.iam_role_arn }
+    }
+  }))]
+}

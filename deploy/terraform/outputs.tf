@@ -17,3 +17,8 @@ output "backup_bucket" {
   description = "S3 bucket for PostgreSQL backups."
   value       = aws_s3_bucket.backups.bucket
 }
+
+output "external_secrets_role_arn" {
+  description = "IAM role the External Secrets Operator assumes to read crypto-lakehouse/* in Secrets Manager."
+  value       = module.external_secrets_irsa.iam_role_arn
+}

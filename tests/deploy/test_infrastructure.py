@@ -225,7 +225,7 @@ def test_argocd_objects_use_valid_fields_and_point_at_a_real_overlay() -> None:
         "namespaceResourceWhitelist", "namespaceResourceBlacklist", "roles",
     }  # fmt: skip
     allowed = {d["namespace"] for d in project["spec"]["destinations"]}
-    assert allowed == {"prefect-prod", "minio-prod", "s5cmd-prod", "monitoring"}
+    assert allowed == {"prefect-prod", "minio-prod", "s5cmd-prod", "monitoring", "istio-system"}
 
 
 def test_argocd_project_allows_every_cluster_scoped_kind(production) -> None:
