@@ -27,13 +27,13 @@ import duckdb
 import pyarrow as pa
 
 from crypto_lakehouse.errors import ConfigError, EndpointUnreachable
-from crypto_lakehouse.lake.pushdown import TRUE, Filter, SqlReads, bind, qualified_names, to_iceberg
 
 if TYPE_CHECKING:
     import pyarrow.dataset as ds
     from pyarrow import fs as pafs
     from pyiceberg.table import Table
 
+    from crypto_lakehouse.lake.pushdown import Filter
     from crypto_lakehouse.lake.warehouse import Warehouse
 
 T = TypeVar("T")
@@ -79,6 +79,8 @@ def plan_table(table: Table, row_filter: Filter | None = None) -> list[Any]:
 
     `row_filter` must already be bound to the table's schema (`pushdown.bind`).
     """
+    from crypto_lakehouse.lake.pushdown import to_iceberg
+
     tasks = list(table.scan(row_filter=to_iceberg(row_filter)).plan_files())
     if any(task.delete_files for task in tasks):
         raise ConfigError(f"{table.name()} has delete files; read it with an Iceberg engine")
@@ -164,16 +166,18 @@ class QueryEngine:
             self._tables[identifier] = _catalog_call(lambda: warehouse.table(identifier), None)
         return self._tables[identifier]
 
-    def register(self, identifier: str, row_filter: Filter = TRUE) -> TablePlan | None:
+    def register(self, identifier: str, row_filter: Filter | None = None) -> TablePlan | None:
         """Make `namespace.name` queryable as the files that can hold rows passing the filter.
 
         The view is planned again only when the filter differs from the last one.
         """
+        from crypto_lakehouse.lake.pushdown import TRUE, bind
+
         identifier = identifier.lower()
         table = self.table(identifier)
         if table is None:
             return None  # DuckDB will say the table does not exist
-        bound = bind(row_filter, table.schema())
+        bound = bind(row_filter or TRUE, table.schema())
         pushed = str(bound) if bound is not None else str(TRUE)
         if self._views.get(identifier) == pushed:
             return self.plans[identifier]
@@ -198,8 +202,12 @@ class QueryEngine:
 
     def prepare(self, query: str) -> list[TablePlan]:
         """Plan every lake table `query` names, with the filters the SQL puts on it."""
+        if "." not in query:
+            return []  # no namespace.name: no lake table, no catalog, not even the parser
+        from crypto_lakehouse.lake.pushdown import SqlReads, qualified_names
+
         if not qualified_names(query):
-            return []  # nothing of the form namespace.name: no lake table, no catalog
+            return []
         from crypto_lakehouse.lake.warehouse import GOLD, SILVER
 
         namespaces = (SILVER, GOLD)
@@ -210,7 +218,7 @@ class QueryEngine:
         if not named:
             return []
         filters = reads.filters(self._columns) if reads.parsed else {}
-        plans = [self.register(name, filters.get(name, TRUE)) for name in named]
+        plans = [self.register(name, filters.get(name)) for name in named]
         return [plan for plan in plans if plan is not None]
 
     def _columns(self, identifier: str) -> list[str] | None:
