@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 APT_PACKAGES := postgresql prometheus prometheus-alertmanager prometheus-pushgateway rclone redis-server
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast bench bench-all lint format lock clean
+.PHONY: setup demo test test-fast bench bench-all lint format lock images clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ lock: setup
 	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	  --constraint requirements.lock --custom-compile-command "make lock" --no-annotate -o requirements.lock.new
 	mv requirements.lock.new requirements.lock
+
+# The three container images, with podman or docker (exit 2, one line, when neither can
+# build). Not part of `make test`: CI machines without an engine never call it.
+images:
+	bash deploy/docker/build-images.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
