@@ -70,13 +70,15 @@ def warehouse(lake_config: LakeConfig) -> Iterator[Warehouse]:
     warehouse.catalog.engine.dispose()
 
 
-def _batch(commit: int, rng: random.Random) -> pa.Table:
+def _batch(commit: int, rng: random.Random, hours: int = 4) -> pa.Table:
     """One small commit's rows: every symbol, both months, in shuffled order."""
     rows = []
     for month in MONTHS:
         for symbol in SYMBOLS:
-            for hour in range(4):
-                start = datetime(month.year, month.month, 1 + commit, hour, tzinfo=UTC)
+            for hour in range(hours):
+                start = datetime(month.year, month.month, 1, tzinfo=UTC) + timedelta(
+                    days=commit, hours=hour
+                )
                 rows.append((symbol, "1h", start, rng.random(), month, f"data/{commit}.zip"))
     rng.shuffle(rows)
     names = ["symbol", "interval", "open_time", "close", "month", "source_file"]
@@ -85,16 +87,18 @@ def _batch(commit: int, rng: random.Random) -> pa.Table:
     )
 
 
-def _build(warehouse: Warehouse, commits: int = 8) -> Table:
+def _build(
+    warehouse: Warehouse, commits: int = 8, hours: int = 4, properties: dict | None = None
+) -> Table:
     """A silver-like table written by `commits` small appends (two files each)."""
     warehouse.catalog.create_table(
         TABLE, schema=SCHEMA, partition_spec=SPEC, sort_order=ORDER,
-        properties={"format-version": "2"},
+        properties={"format-version": "2", **(properties or {})},
     )  # fmt: skip
     rng = random.Random(7)
     for commit in range(commits):
         table = warehouse.catalog.load_table(TABLE)
-        table.append(_batch(commit, rng))
+        table.append(_batch(commit, rng, hours))
     return warehouse.catalog.load_table(TABLE)
 
 
@@ -142,6 +146,39 @@ def test_compaction_keeps_every_row_sorts_and_a_second_run_is_a_no_op(
         0, 0, 0, [],
     )  # fmt: skip
     assert table.current_snapshot().snapshot_id == current.snapshot_id
+
+
+@pytest.mark.slow
+def test_outputs_roll_over_at_the_target_size_and_stay_sorted_across_files(
+    warehouse: Warehouse,
+) -> None:
+    target = 16 * 1024
+    table = _build(
+        warehouse, commits=10, hours=80, properties={"write.target-file-size-bytes": str(target)}
+    )
+    before = _rows(table)
+    assert all(f.file_size_in_bytes < 0.75 * target for f in current_files(table).data)
+
+    report = maintain(warehouse, KEEP_ALL).tables[0]
+    table = warehouse.catalog.load_table(TABLE)
+    assert report.files_rewritten == report.files_before
+    assert 2 < report.files_written < report.files_before
+    assert _rows(table) == before
+    filesystem = _filesystem(warehouse)
+    by_month: dict = {}
+    for data_file in current_files(table).data:
+        by_month.setdefault(data_file.partition[1], []).append(data_file)
+    for outputs in by_month.values():
+        outputs.sort(key=lambda f: f.file_path)  # the order they were written in
+        assert sum(f.file_size_in_bytes < target for f in outputs) <= 1  # only the last
+        keys = []
+        for data_file in outputs:
+            rows = pq.read_table("/".join(split_uri(data_file.file_path)), filesystem=filesystem)
+            keys += [_key(r) for r in rows.to_pylist()]
+        assert keys == sorted(keys)  # one sorted run across the partition's files
+
+    again = maintain(warehouse, KEEP_ALL).tables[0]
+    assert again.jobs == 0 and again.files_rewritten == 0
 
 
 @pytest.mark.slow

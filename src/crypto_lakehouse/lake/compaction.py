@@ -298,19 +298,21 @@ def rewrite(table: Table, job: RewriteJob, target: int) -> list[DataFile]:
 
     Memory stays bounded whatever the partition's size: inputs stream in batches, DuckDB
     sorts within SORT_MEMORY_LIMIT (spilling to a temporary folder), and the writer holds
-    one CHUNK_BYTES chunk. Raises whatever reading or writing raised, after deleting what
+    one chunk of at most CHUNK_BYTES (or the target, when smaller: a file can only roll
+    over between chunks). Raises whatever reading or writing raised, after deleting what
     it wrote.
     """
     schema = table.schema().as_arrow()
+    chunk_bytes = min(CHUNK_BYTES, target)
     writer = _RollingWriter(table, job, target)
     try:
         with _sorted_stream(table, job, schema) as reader:
             pending: list[pa.RecordBatch] = []
             size = 0
-            for batch in reader:
+            for batch in _sliced(reader, chunk_bytes):
                 pending.append(batch)
                 size += batch.nbytes
-                if size >= CHUNK_BYTES:
+                if size >= chunk_bytes:
                     writer.write(pa.Table.from_batches(pending, schema=schema))
                     pending, size = [], 0
             if pending:
@@ -320,6 +322,16 @@ def rewrite(table: Table, job: RewriteJob, target: int) -> list[DataFile]:
         writer.discard()
         raise
     return writer.files
+
+
+def _sliced(batches: Iterable[pa.RecordBatch], max_bytes: int) -> Iterator[pa.RecordBatch]:
+    """The batches, each cut into pieces of about `max_bytes` (zero-copy slices)."""
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        rows = max(1, int(max_bytes * batch.num_rows / max(batch.nbytes, 1)))
+        for start in range(0, batch.num_rows, rows):
+            yield batch.slice(start, rows)
 
 
 @contextlib.contextmanager
