@@ -12,7 +12,9 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
 DEFAULT_HOME = Path("~/.crypto-lakehouse")
 
 

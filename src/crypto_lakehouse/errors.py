@@ -6,7 +6,10 @@
     │   ├── EndpointUnreachable    nothing answers (transient)
     │   ├── AccessDenied           credentials rejected (terminal)
     │   └── BucketNotFound         (terminal)
-    ├── TransferError          s5cmd could not run a batch
+    ├── TransferError          a batch cannot run: over the staging cap, listing out of
+    │                          order, binary not executable (terminal)
+    │   └── TransferInterrupted    s5cmd could not start for lack of resources, or died
+    │                              without a per-object error (transient)
     ├── ChecksumMismatch       bytes do not match their published SHA-256 (terminal)
     ├── ArchiveError           a path or combination Binance does not publish (terminal)
     │   └── ZipFormatError         a bronze object is not a single-member archive zip
@@ -55,7 +58,16 @@ class BucketNotFound(StorageError):
 
 
 class TransferError(LakehouseError):
-    """s5cmd could not run a batch at all (not: some objects failed)."""
+    """A batch cannot run at all (not: some objects failed).
+
+    Terminal: what raises it (a chunk above the staging cap, a listing out of key order,
+    a binary that cannot be executed) fails the same way on every retry.
+    """
+
+
+class TransferInterrupted(TransferError):
+    """s5cmd could not start for lack of resources (processes, memory, file descriptors),
+    or exited non-zero without naming any object: a later try may get through."""
 
     transient = True
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crypto_lakehouse.bench.report import TARGETS, BenchResult, Measurement
+from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement
 from crypto_lakehouse.bench.transfer import _Env
 from crypto_lakehouse.transfer import EngineOptions
+from crypto_lakehouse.validation.targets import TRANSFER_TARGETS
 
 MIB = 1024 * 1024
 
 
-def _m(workload: str, method: str, seconds: float) -> Measurement:
-    return Measurement(workload, method, seconds, [seconds], 10, 10 * 4096)
+def _m(workload: str, method: str, seconds: float) -> TransferMeasurement:
+    return TransferMeasurement(workload, method, seconds, [seconds], 10, 10 * 4096)
 
 
 def test_a_target_with_a_missing_measurement_is_not_measured() -> None:
@@ -20,7 +21,7 @@ def test_a_target_with_a_missing_measurement_is_not_measured() -> None:
     result.add(_m("small", "engine-staged", 2.0))
     result.add(_m("small", "rclone", 3.0))
     rows = result.targets()
-    assert len(rows) == len(TARGETS)
+    assert len(rows) == len(TRANSFER_TARGETS)
     (rclone,) = [r for r in rows if r["workload"] == "small" and r["target"].endswith("rclone")]
     assert rclone["ratio"] == 1.5 and rclone["met"] is True
     boto = next(r for r in rows if "naive-boto3" in r["target"])

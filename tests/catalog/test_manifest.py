@@ -15,7 +15,7 @@ from crypto_lakehouse.catalog import (
     FileStatus,
     ListedFile,
     Manifest,
-    Outcome,
+    ManifestOutcome,
     RunStatus,
 )
 from crypto_lakehouse.errors import CatalogError, CatalogUnavailable
@@ -41,7 +41,9 @@ def listed(day: int, etag: str = "e1", size: int = 100, symbol: str = "BTCUSDT")
     return ListedFile(base.with_listing(size, etag, T0), source_key="mirror/" + base.key)
 
 
-def ingest(m: Manifest, run: str, items: list[ListedFile], **kw: object) -> dict[str, Outcome]:
+def ingest(
+    m: Manifest, run: str, items: list[ListedFile], **kw: object
+) -> dict[str, ManifestOutcome]:
     m.mark_started(run, items, source_url="s3://src/mirror/", bronze_bucket="bronze")
     sha = kw.get("sha", SHA_A)
     return m.record(run, [FileResult(i, ok=True, sha256=sha) for i in items])  # type: ignore[arg-type]
@@ -53,7 +55,7 @@ def test_new_files_are_planned_then_verified_and_skipped_next_time(manifest: Man
     assert [d for _, d in plan.transfer] == [Decision.NEW, Decision.NEW]
 
     outcomes = ingest(manifest, "run-1", files)
-    assert set(outcomes.values()) == {Outcome.VERIFIED}
+    assert set(outcomes.values()) == {ManifestOutcome.VERIFIED}
     entry = manifest.get(files[0].path)
     assert entry is not None
     assert entry.status is FileStatus.VERIFIED
@@ -78,7 +80,7 @@ def test_replaced_file_keeps_the_old_version_in_history(manifest: Manifest) -> N
     assert plan.transfer == [(changed, Decision.CHANGED)]
 
     outcomes = ingest(manifest, "run-2", [changed], sha=SHA_B)
-    assert outcomes == {changed.path: Outcome.REPLACED}
+    assert outcomes == {changed.path: ManifestOutcome.REPLACED}
     now = manifest.get(changed.path)
     assert now is not None and (now.sha256, now.version, now.size) == (SHA_B, 2, 120)
     [old] = manifest.history(changed.path)
@@ -89,7 +91,7 @@ def test_replaced_file_keeps_the_old_version_in_history(manifest: Manifest) -> N
 def test_same_bytes_under_a_new_etag_are_reverified_without_history(manifest: Manifest) -> None:
     ingest(manifest, "run-1", [listed(4)])
     outcomes = ingest(manifest, "run-2", [listed(4, etag="e9")])
-    assert outcomes == {listed(4).path: Outcome.REVERIFIED}
+    assert outcomes == {listed(4).path: ManifestOutcome.REVERIFIED}
     assert manifest.history(listed(4).path) == []
     assert manifest.get(listed(4).path).version == 1  # type: ignore[union-attr]
 
@@ -100,7 +102,7 @@ def test_corrupt_is_not_verified_and_not_retried_until_the_source_changes(
     bad = listed(5)
     manifest.mark_started("run-1", [bad], source_url="s3://src/", bronze_bucket="bronze")
     outcome = manifest.record("run-1", [FileResult(bad, ok=False, corrupt=True, error="sha256 x")])
-    assert outcome == {bad.path: Outcome.CORRUPT}
+    assert outcome == {bad.path: ManifestOutcome.CORRUPT}
     assert manifest.verified_files() == []
     assert manifest.plan([bad]).known_corrupt == [bad]
     fixed = listed(5, etag="e2")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crypto_lakehouse.errors import OperationNotFound, QueueFull
-from crypto_lakehouse.executor.store import Claim, OperationStore, Outcome, open_store
+from crypto_lakehouse.executor.store import Claim, OperationOutcome, OperationStore, open_store
 from crypto_lakehouse.stack.postgres import PostgresServer
 
 
@@ -70,9 +70,11 @@ def test_an_expired_lease_is_claimed_again_and_the_old_owner_is_fenced(
 
     stale = store.heartbeat(claim_of(first), 30, (1, 1, 1, 1))
     assert stale.owned is False
-    assert store.finish(claim_of(first), Outcome(status="completed")) is False
+    assert store.finish(claim_of(first), OperationOutcome(status="completed")) is False
     assert store.heartbeat(claim_of(second), 30, (3, 30, 5, 50)).owned is True
-    assert store.finish(claim_of(second), Outcome(status="completed", summary={"copied": 5}))
+    assert store.finish(
+        claim_of(second), OperationOutcome(status="completed", summary={"copied": 5})
+    )
     final = store.get(op)
     assert (final.status, final.owner, final.objects_done, final.summary) == (
         "completed",

@@ -8,7 +8,12 @@ import pytest
 
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import ListedFile
-from crypto_lakehouse.errors import ChecksumMismatch, EndpointUnreachable, TransferError
+from crypto_lakehouse.errors import (
+    ChecksumMismatch,
+    EndpointUnreachable,
+    TransferError,
+    TransferInterrupted,
+)
 from crypto_lakehouse.flows.batches import MIN_BATCH_FILES, in_flight, make_batches, size_batches
 from crypto_lakehouse.flows.tasks import transient_only
 
@@ -59,7 +64,8 @@ class _State:
     ("error", "retry"),
     [
         (EndpointUnreachable("down"), True),
-        (TransferError("s5cmd could not start"), True),
+        (TransferInterrupted("s5cmd could not start: out of memory"), True),
+        (TransferError("the source listing is not in key order"), False),
         (ChecksumMismatch("bad bytes"), False),
         (ValueError("bug"), False),
         (None, False),

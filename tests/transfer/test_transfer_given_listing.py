@@ -12,7 +12,7 @@ from transfer_helpers import Sides, contents, seed, sha256, small_objects, stage
 import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.stack.seaweed import SeaweedServer
-from crypto_lakehouse.transfer import ListingScope, Outcome, TransferEngine
+from crypto_lakehouse.transfer import ListingScope, TransferEngine, TransferOutcome
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import CommandFile
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
@@ -105,7 +105,7 @@ def test_a_given_listing_replaces_the_source_listing(
 
     assert listed_buckets == [lake_bucket]  # the source was not listed again
     outcomes = {r.source_key: r.outcome for r in report.results}
-    assert outcomes["in/c/bad.zip"] is Outcome.CORRUPT
+    assert outcomes["in/c/bad.zip"] is TransferOutcome.CORRUPT
     assert report.summary.copied == len(keys) - 1
     expected = {"out/" + k.removeprefix("in/"): objects[k] for k in keys if k != "in/c/bad.zip"}
     assert contents(lake_server.endpoint(), lake_bucket, "out/") == expected

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from crypto_lakehouse.transfer.lines import plan_lines
@@ -39,18 +42,49 @@ def test_chunks_respect_count_and_bytes() -> None:
 def test_public_surface_is_what_other_parts_code_against() -> None:
     import crypto_lakehouse.transfer as transfer
 
-    assert sorted(transfer.__all__) == [
+    assert transfer.__all__ == sorted(transfer.__all__, key=lambda n: (not n.isupper(), n))
+    assert set(transfer.__all__) == {
         "EngineOptions",
+        "Invocation",
+        "ListedObject",
+        "Listing",
         "ListingScope",
         "Mode",
         "ObjectResult",
-        "Outcome",
+        "StagingArea",
         "TransferEngine",
+        "TransferOutcome",
         "TransferProgress",
         "TransferReport",
         "TransferRequest",
         "TransferSummary",
-    ]
+        "check_reachable",
+        "folder_of",
+        "has_glob",
+        "listed_stamp",
+        "memory_tier_dir",
+        "s5cmd_binary",
+        "upload_tree",
+    }
+    for name in transfer.__all__:
+        assert getattr(transfer, name) is not None
+
+
+# Modules outside transfer/ that still import its modules directly (being rewritten).
+_NOT_YET_ON_THE_SURFACE = {"flows/discovery.py"}
+
+
+def test_other_parts_use_only_the_public_surface() -> None:
+    """Outside transfer/ (and its own tests), code imports `crypto_lakehouse.transfer`."""
+    package = Path(__file__).resolve().parents[2] / "src" / "crypto_lakehouse"
+    offenders = []
+    for path in package.rglob("*.py"):
+        relative = path.relative_to(package).as_posix()
+        if relative.startswith("transfer/") or relative in _NOT_YET_ON_THE_SURFACE:
+            continue
+        if re.search(r"crypto_lakehouse\.transfer\.\w+ import", path.read_text()):
+            offenders.append(relative)
+    assert offenders == []
 
 
 def _listed(keys: list[str], wanted: set[str]) -> list[PlanItem]:

@@ -26,9 +26,10 @@ from crypto_lakehouse.archive.catalog import (
 )
 from crypto_lakehouse.archive.schemas import CsvSchema, schema_for
 from crypto_lakehouse.errors import ArchiveError
+from crypto_lakehouse.storage.urls import SIDECAR_SUFFIX
 
 ROOT = "data/"
-CHECKSUM_SUFFIX = ".CHECKSUM"
+CHECKSUM_SUFFIX = SIDECAR_SUFFIX  # the engine verifies against the same sidecars
 ZIP_SUFFIX = ".zip"
 # Upper-case letters, digits and `_` (delivery contracts `BTCUSD_220930`, `..._PERP`).
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")

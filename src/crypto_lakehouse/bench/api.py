@@ -28,9 +28,9 @@ from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.launcher import ExecutorProcess
 from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.process import free_port
+from crypto_lakehouse.validation.targets import EXECUTOR_API_P95_MS, TARGETS
 
-TARGET_P95_MS = 20.0
-DESIGN_P95_MS = 200.0
+DESIGN_P95_MS = TARGETS["api_p95"].threshold
 
 
 @dataclass
@@ -71,18 +71,18 @@ class ApiBenchReport:
             f"executor API, {self.clients} concurrent clients, loopback, store {self.store}, "
             f"{self.workers} worker process(es)",
             f"{'request':<26}{'n':>7}{'err':>5}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}"
-            f"{'p99 ms':>9}{'max ms':>9}{'cpu ms':>8}  p95 vs target {TARGET_P95_MS:.0f} ms",
+            f"{'p99 ms':>9}{'max ms':>9}{'cpu ms':>8}  p95 vs target {EXECUTOR_API_P95_MS:.0f} ms",
         ]
         for p in self.phases:
-            verdict = "ok" if p.p95 < TARGET_P95_MS and p.errors == 0 else "MISSED"
+            verdict = "ok" if p.p95 < EXECUTOR_API_P95_MS and p.errors == 0 else "MISSED"
             cpu = f"{p.server_cpu_ms:.2f}" if p.server_cpu_ms is not None else "-"
             lines.append(
                 f"{p.name:<26}{p.requests:>7}{p.errors:>5}{p.per_second:>8.0f}{p.p50:>9.2f}"
-                f"{p.p95:>9.2f}{p.p99:>9.2f}{p.max:>9.2f}{cpu:>8}  x{p.p95 / TARGET_P95_MS:.2f} "
-                f"{verdict}"
+                f"{p.p95:>9.2f}{p.p99:>9.2f}{p.max:>9.2f}{cpu:>8}  "
+                f"x{p.p95 / EXECUTOR_API_P95_MS:.2f} {verdict}"
             )
         lines.append(
-            f"(design target: p95 < {DESIGN_P95_MS:.0f} ms; ours: < {TARGET_P95_MS:.0f} ms; "
+            f"(design target: p95 < {DESIGN_P95_MS:.0f} ms; ours: < {EXECUTOR_API_P95_MS:.0f} ms; "
             "cpu ms = the replica's CPU time per request)"
         )
         return "\n".join(lines)

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from crypto_lakehouse.storage import Endpoint, S3Storage
-from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer import Invocation
 
 RCLONE_FLAGS = [
     "--transfers",

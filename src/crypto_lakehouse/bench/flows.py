@@ -23,7 +23,11 @@ from typing import Any
 from prefect import flow, tags, task
 from prefect.cache_policies import NO_CACHE
 
-TARGET_RUNS = 500
+from crypto_lakehouse.validation.targets import TARGETS
+
+# The design's "100+ concurrent workflows": met when every run completed, none failed, and
+# the server saw at least this many open at one instant.
+CONCURRENT_TARGET = int(TARGETS["workflow_capacity"].threshold)
 
 
 @task(name="bench-hold", cache_policy=NO_CACHE)
@@ -57,12 +61,16 @@ class FlowBenchResult:
 
     @property
     def target_met(self) -> bool:
-        return self.runs >= TARGET_RUNS and self.completed == self.runs and self.failed == 0
+        return (
+            self.completed == self.runs
+            and self.failed == 0
+            and self.peak_concurrent >= CONCURRENT_TARGET
+        )
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["runs_per_second"] = round(self.runs_per_second, 2)
-        data["target"] = f"{TARGET_RUNS} concurrent, all completed, none failed"
+        data["target"] = f"{CONCURRENT_TARGET}+ concurrent, all completed, none failed"
         data["target_met"] = self.target_met
         return data
 

@@ -30,8 +30,7 @@ from crypto_lakehouse.errors import IngestFailed
 from crypto_lakehouse.stack.manager import LocalStack
 from crypto_lakehouse.storage import S3Storage, S3Url
 from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
-
-OVERHEAD_TARGET = 0.20
+from crypto_lakehouse.validation.targets import INGEST_OVERHEAD
 
 
 @dataclass
@@ -75,8 +74,8 @@ class IngestBenchResult:
             "files_per_second": {k: self.files / self.median(k) for k in self.seconds},
             "prefect_overhead": self.overhead,
             "prefect_overhead_seconds": self.overhead_seconds,
-            "target": OVERHEAD_TARGET,
-            "target_met": self.overhead <= OVERHEAD_TARGET,
+            "target": INGEST_OVERHEAD,
+            "target_met": self.overhead <= INGEST_OVERHEAD,
         }
 
 

@@ -19,8 +19,13 @@ from pydantic import SecretStr
 
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.storage.urls import S3Url
-from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
-from crypto_lakehouse.transfer.staging import memory_tier_dir
+from crypto_lakehouse.transfer import (
+    EngineOptions,
+    Mode,
+    TransferEngine,
+    TransferRequest,
+    memory_tier_dir,
+)
 
 
 def _status_kib(field: str) -> int:

@@ -8,9 +8,11 @@ from typing import Any
 from rich.console import Group
 from rich.table import Table
 
+from crypto_lakehouse.validation.targets import TRANSFER_TARGETS
+
 
 @dataclass(frozen=True)
-class Measurement:
+class TransferMeasurement:
     workload: str
     method: str
     seconds: float  # median of the measured runs
@@ -21,70 +23,12 @@ class Measurement:
     server_cpu_seconds: float | None = None  # median CPU of the S3 servers during the run
 
 
-@dataclass(frozen=True)
-class Target:
-    """`numerator / denominator` (both medians of this run) compared with `limit`."""
-
-    text: str
-    workload: str
-    numerator: str
-    denominator: str
-    limit: float
-    at_least: bool  # True: ratio >= limit passes; False: ratio <= limit passes
-
-
-TARGETS = [
-    Target("engine-staged no slower than rclone", "small", "rclone", "engine-staged", 1.0, True),
-    Target("engine-staged >= 0.9x rclone's speed", "large", "rclone", "engine-staged", 0.9, True),
-    Target("engine-staged >= 5x naive-boto3", "small", "naive-boto3", "engine-staged", 5.0, True),
-    Target("engine-direct >= 5x traditional", "small", "traditional", "engine-direct", 5.0, True),
-    Target(
-        "staged overhead over s5cmd-raw <= 15%", "small", "engine-staged", "s5cmd-raw", 1.15, False
-    ),
-    Target(
-        "staged overhead over s5cmd-raw <= 15%", "large", "engine-staged", "s5cmd-raw", 1.15, False
-    ),
-    Target(
-        "direct overhead over s5cmd-raw-direct <= 15%",
-        "small",
-        "engine-direct",
-        "s5cmd-raw-direct",
-        1.15,
-        False,
-    ),
-    Target(
-        "staged re-run <= 10% of first run",
-        "small",
-        "engine-staged-rerun",
-        "engine-staged",
-        0.10,
-        False,
-    ),
-    Target(
-        "staged re-run <= 10% of first run",
-        "large",
-        "engine-staged-rerun",
-        "engine-staged",
-        0.10,
-        False,
-    ),
-    Target(
-        "direct re-run <= 10% of first run",
-        "small",
-        "engine-direct-rerun",
-        "engine-direct",
-        0.10,
-        False,
-    ),
-]
-
-
 @dataclass
 class BenchResult:
-    measurements: list[Measurement] = field(default_factory=list)
+    measurements: list[TransferMeasurement] = field(default_factory=list)
     memory: dict[str, Any] | None = None
 
-    def add(self, measurement: Measurement) -> None:
+    def add(self, measurement: TransferMeasurement) -> None:
         self.measurements.append(measurement)
 
     def seconds(self, workload: str, method: str) -> float | None:
@@ -99,10 +43,10 @@ class BenchResult:
         A run without the comparison's workloads (the memory run) has no target rows.
         """
         measured = {m.workload for m in self.measurements}
-        if not measured & {t.workload for t in TARGETS}:
+        if not measured & {t.workload for t in TRANSFER_TARGETS}:
             return []
         rows = []
-        for t in TARGETS:
+        for t in TRANSFER_TARGETS:
             num, den = (
                 self.seconds(t.workload, t.numerator),
                 self.seconds(t.workload, t.denominator),

@@ -11,7 +11,7 @@ from typing import Any
 
 from crypto_lakehouse.bench.projection import Costs, Projection, archive_size
 from crypto_lakehouse.bench.scale import Run, Step
-from crypto_lakehouse.validation.targets import SCALE_TARGETS, Target
+from crypto_lakehouse.validation.targets import SCALE_TARGETS, PerformanceTarget
 
 SMALL_N, LARGE_N = 5_000, 50_000
 DEFAULT_WORKERS = (10, 50)
@@ -24,7 +24,7 @@ class Verdict:
     note: str = ""
 
     @property
-    def target(self) -> Target:
+    def target(self) -> PerformanceTarget:
         return SCALE_TARGETS[self.key]
 
     @property

@@ -27,15 +27,19 @@ from pathlib import Path
 from crypto_lakehouse.bench import baselines
 from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.bench.proc import cpu_seconds
-from crypto_lakehouse.bench.report import BenchResult, Measurement
-from crypto_lakehouse.config import Settings
+from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement
+from crypto_lakehouse.config import MIB, Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
-from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
-from crypto_lakehouse.transfer.binary import Invocation
-from crypto_lakehouse.transfer.staging import StagingArea
+from crypto_lakehouse.transfer import (
+    EngineOptions,
+    Invocation,
+    Mode,
+    StagingArea,
+    TransferEngine,
+    TransferRequest,
+)
 
-MIB = 1024 * 1024
 SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
 LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
 
@@ -160,7 +164,7 @@ class TransferBench:
                     **{f"{k}-rerun": v for k, v in reruns.items()},
                 }.items():
                     result.add(
-                        Measurement(
+                        TransferMeasurement(
                             workload.name,
                             name,
                             statistics.median(v[0] for v in values),
@@ -276,7 +280,7 @@ class TransferBench:
                 raise baselines.BaselineError(f"memory run copied {data['copied']} of {objects}")
             result.memory = data
             result.add(
-                Measurement(
+                TransferMeasurement(
                     "many",
                     "engine-staged",
                     data["seconds"],
@@ -286,7 +290,7 @@ class TransferBench:
                 )
             )
             result.add(
-                Measurement(
+                TransferMeasurement(
                     "many",
                     "engine-staged-rerun",
                     data["rerun_seconds"],

@@ -34,11 +34,11 @@ import pyarrow.csv as pacsv
 
 from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.validation.targets import TRANSFORM_RATIO
 
 DAY = "2025-03-01"
 DAY_START_US = 1740787200_000000
 KEY = f"data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-{DAY}.zip"
-TARGET_RATIO = 0.5
 _CHUNK = 1_000_000
 
 
@@ -153,7 +153,7 @@ def child_main() -> None:
 
 
 @dataclass
-class Measurement:
+class TransformMeasurement:
     name: str
     rows: int
     seconds: float
@@ -169,9 +169,9 @@ class TransformResult:
     rows: int
     zip_mib: float
     csv_mib: float
-    bare: Measurement
-    silver: Measurement
-    silver_small: Measurement
+    bare: TransformMeasurement
+    silver: TransformMeasurement
+    silver_small: TransformMeasurement
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -189,9 +189,9 @@ class TransformResult:
                 f"{m.name:<34}{m.rows:>12,}{m.seconds:>10.2f}{m.rate:>14,.0f}"
                 f"{m.peak_rss_mib:>14.0f}"
             )
-        verdict = "meets" if self.ratio >= TARGET_RATIO else "misses"
+        verdict = "meets" if self.ratio >= TRANSFORM_RATIO else "misses"
         lines.append(
-            f"silver / bare rate: {self.ratio:.2f} ({verdict} the {TARGET_RATIO:.0%} target); "
+            f"silver / bare rate: {self.ratio:.2f} ({verdict} the {TRANSFORM_RATIO:.0%} target); "
             f"peak RSS {self.silver_small.peak_rss_mib:.0f} MiB at {self.silver_small.rows:,} "
             f"rows vs {self.silver.peak_rss_mib:.0f} MiB at {self.silver.rows:,}"
         )
@@ -275,7 +275,7 @@ class TransformBench:
             rows=self.rows,
             zip_mib=zip_path.stat().st_size / 2**20,
             csv_mib=csv_path.stat().st_size / 2**20,
-            bare=Measurement(
+            bare=TransformMeasurement(
                 "bare pyarrow CSV->Parquet (local)",
                 bare["rows"],
                 bare["seconds"],
@@ -286,8 +286,8 @@ class TransformBench:
         )
 
 
-def _measurement(name: str, data: dict[str, Any]) -> Measurement:
-    return Measurement(name, data["rows"], data["seconds"], data["peak_rss_mib"])
+def _measurement(name: str, data: dict[str, Any]) -> TransformMeasurement:
+    return TransformMeasurement(name, data["rows"], data["seconds"], data["peak_rss_mib"])
 
 
 if __name__ == "__main__":

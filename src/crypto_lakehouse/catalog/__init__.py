@@ -11,8 +11,8 @@ from crypto_lakehouse.catalog.manifest import (
     ListedFile,
     Manifest,
     ManifestEntry,
-    Outcome,
-    Plan,
+    ManifestOutcome,
+    ManifestPlan,
 )
 from crypto_lakehouse.catalog.schema import FileStatus, RunStatus
 
@@ -24,7 +24,7 @@ __all__ = [
     "ListedFile",
     "Manifest",
     "ManifestEntry",
-    "Outcome",
-    "Plan",
+    "ManifestOutcome",
+    "ManifestPlan",
     "RunStatus",
 ]

@@ -91,7 +91,7 @@ class ListedFile:
 
 
 @dataclass
-class Plan:
+class ManifestPlan:
     """`plan()`'s answer: files to transfer (with the reason) and files left alone."""
 
     transfer: list[tuple[ListedFile, Decision]] = field(default_factory=list)
@@ -99,7 +99,7 @@ class Plan:
     known_corrupt: list[ListedFile] = field(default_factory=list)
 
 
-class Outcome(StrEnum):
+class ManifestOutcome(StrEnum):
     """What `record()` made of one file."""
 
     VERIFIED = "verified"  # first verified version
@@ -245,7 +245,7 @@ class Manifest:
 
     # -- the ingest hand-over ------------------------------------------------------------------
 
-    def plan(self, listed: Sequence[ListedFile], bronze_bucket: str | None = None) -> Plan:
+    def plan(self, listed: Sequence[ListedFile], bronze_bucket: str | None = None) -> ManifestPlan:
         """Decide per listed file: transfer it, or leave it (up to date / known corrupt).
 
         A verified file is left alone when the listing's ETag and size equal the ones it was
@@ -254,7 +254,7 @@ class Manifest:
         manifest tracks one bronze location per file).
         """
         rows = self._rows_for([item.path for item in listed])
-        plan = Plan()
+        plan = ManifestPlan()
         for item in listed:
             row = rows.get(item.path)
             decision = _decide(item, row)
@@ -310,14 +310,14 @@ class Manifest:
             for chunk in _chunks(rows):
                 conn.execute(MARK_STARTED, params | arrays(chunk, STARTED_COLUMNS))
 
-    def record(self, run_id: str, results: Sequence[FileResult]) -> dict[str, Outcome]:
+    def record(self, run_id: str, results: Sequence[FileResult]) -> dict[str, ManifestOutcome]:
         """Store the batch's results in one transaction; returns each path's outcome.
 
         The rows are locked and read once, and written back with one statement per chunk
         (plus one for the history of replaced versions), not one per file.
         """
         now = _now()
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, ManifestOutcome] = {}
         with self._tx() as conn:
             paths = [r.listed.path for r in results]
             current = {}
@@ -333,7 +333,7 @@ class Manifest:
                 if row is None:
                     raise CatalogError(f"{result.listed.path}: recorded before mark_started")
                 outcome, values = _apply(row, result, run_id, now)
-                if outcome is Outcome.REPLACED:
+                if outcome is ManifestOutcome.REPLACED:
                     history.append(_superseded(row, run_id, now))
                 updates.append({column: row[column] for column in RECORDED_COLUMNS} | values)
                 outcomes[row["path"]] = outcome
@@ -444,7 +444,7 @@ def _decide(item: ListedFile, row: Any) -> Decision:
 
 def _apply(
     row: Any, result: FileResult, run_id: str, now: datetime
-) -> tuple[Outcome, dict[str, Any]]:
+) -> tuple[ManifestOutcome, dict[str, Any]]:
     """The row's new values for one result, and what that result means."""
     listed = result.listed.file
     values: dict[str, Any] = {
@@ -456,24 +456,24 @@ def _apply(
     if result.ok and result.sha256:
         values |= {"status": FileStatus.VERIFIED.value, "error": None, "size": listed.size}
         if row["sha256"] is None:
-            return Outcome.VERIFIED, values | {
+            return ManifestOutcome.VERIFIED, values | {
                 "sha256": result.sha256,
                 "version": 1,
                 "ingested_at": now,
             }
         if row["sha256"] == result.sha256:
-            return Outcome.REVERIFIED, values
-        return Outcome.REPLACED, values | {
+            return ManifestOutcome.REVERIFIED, values
+        return ManifestOutcome.REPLACED, values | {
             "sha256": result.sha256,
             "version": row["version"] + 1,
             "ingested_at": now,
         }
     if result.corrupt:
-        return Outcome.CORRUPT, values | {
+        return ManifestOutcome.CORRUPT, values | {
             "status": FileStatus.CORRUPT.value,
             "error": result.error or "sha256 does not match the published CHECKSUM",
         }
-    return Outcome.FAILED, values | {
+    return ManifestOutcome.FAILED, values | {
         "status": FileStatus.FAILED.value,
         "error": result.error or "transfer failed",
     }

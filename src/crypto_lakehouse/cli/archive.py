@@ -105,7 +105,7 @@ def sample_archive(
 
     from crypto_lakehouse.archive.catalog import ALL_INTERVALS
     from crypto_lakehouse.errors import ConfigError
-    from crypto_lakehouse.transfer.upload import upload_tree
+    from crypto_lakehouse.transfer import upload_tree
 
     settings = load_settings()
     target = S3Url.parse(dest)

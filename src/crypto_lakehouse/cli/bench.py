@@ -95,10 +95,11 @@ def ingest_bench(
     """Ingest flow end to end vs the engine alone on the same files (target: <= 20% overhead)."""
     from rich.table import Table
 
-    from crypto_lakehouse.bench.ingest import OVERHEAD_TARGET, IngestBench
+    from crypto_lakehouse.bench.ingest import IngestBench
     from crypto_lakehouse.cli.flows import use_stack_environment
     from crypto_lakehouse.cli.ingest import quiet_prefect
     from crypto_lakehouse.stack.manager import LocalStack
+    from crypto_lakehouse.validation.targets import INGEST_OVERHEAD
 
     quiet_prefect(verbose=False)
     settings = use_stack_environment()
@@ -112,10 +113,10 @@ def ingest_bench(
     for name, seconds, rate, ratio in result.rows():
         table.add_row(name, f"{seconds:.2f}", f"{rate:.1f}", ratio)
     console.print(table)
-    verdict = "met" if result.overhead <= OVERHEAD_TARGET else "missed"
+    verdict = "met" if result.overhead <= INGEST_OVERHEAD else "missed"
     console.print(
         f"Prefect overhead: {result.overhead:+.0%}, {result.overhead_seconds:+.2f} s per run "
-        f"of {result.files} files (target <= {OVERHEAD_TARGET:.0%}: {verdict})"
+        f"of {result.files} files (target <= {INGEST_OVERHEAD:.0%}: {verdict})"
     )
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
@@ -138,14 +139,15 @@ def flows_bench(
 
     quiet_prefect(verbose=False)
     use_stack_environment()
-    from crypto_lakehouse.bench.flows import run_flow_bench
+    from crypto_lakehouse.bench.flows import CONCURRENT_TARGET, run_flow_bench
 
     result = run_flow_bench(runs, hold_seconds=hold, processes=processes)
     console.print(
         f"{result.runs} runs: {result.completed} completed, {result.failed} failed "
         f"({result.client_errors} client errors) in {result.seconds:.1f} s = "
         f"{result.runs_per_second:.1f} runs/s; peak concurrent {result.peak_concurrent}; "
-        f"target 500 concurrent, none failed: {'met' if result.target_met else 'missed'}"
+        f"target {CONCURRENT_TARGET}+ concurrent, none failed: "
+        f"{'met' if result.target_met else 'missed'}"
     )
     console.print(f"  server states: {result.server_states}", highlight=False)
     for kind, count in result.error_kinds.items():

@@ -233,14 +233,14 @@ class ReadyView(BaseModel):
     database: str
 
 
-class Problem(BaseModel):
+class FieldProblem(BaseModel):
     field: str
     reason: str
     type: str
 
 
 class ValidationProblems(BaseModel):
-    detail: list[Problem]
+    detail: list[FieldProblem]
 
 
 class ErrorView(BaseModel):

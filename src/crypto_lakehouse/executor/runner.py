@@ -22,7 +22,7 @@ from crypto_lakehouse.errors import ExecutorError, LakehouseError
 from crypto_lakehouse.executor.models import MAX_FAILED_OBJECTS
 from crypto_lakehouse.executor.plan import OperationPlan
 from crypto_lakehouse.executor.redaction import Redactor
-from crypto_lakehouse.executor.store import Claim, OperationRecord, OperationStore, Outcome
+from crypto_lakehouse.executor.store import Claim, OperationOutcome, OperationRecord, OperationStore
 from crypto_lakehouse.observability.metrics import (
     S5CMD_ACTIVE_OPERATIONS,
     S5CMD_OPERATION_DURATION,
@@ -31,11 +31,9 @@ from crypto_lakehouse.observability.metrics import (
 from crypto_lakehouse.transfer import (
     EngineOptions,
     TransferEngine,
+    TransferOutcome,
     TransferProgress,
     TransferReport,
-)
-from crypto_lakehouse.transfer import (
-    Outcome as ObjectOutcome,
 )
 
 log = logging.getLogger("crypto_lakehouse.executor")
@@ -159,7 +157,7 @@ class Runner:
         try:
             if record.cancel_requested:  # cancelled while its last replica was dying
                 running.user_cancelled = True
-                outcome = Outcome(status="cancelled")
+                outcome = OperationOutcome(status="cancelled")
             else:
                 monitor = threading.Thread(
                     target=self._monitor, args=(running,), name=f"executor-beat-{record.id[:8]}"
@@ -188,10 +186,10 @@ class Runner:
                 S5CMD_ACTIVE_OPERATIONS.set(len(self._running))
             self._wake.set()
 
-    def _crashed(self, running: _Running, error: str) -> Outcome:
+    def _crashed(self, running: _Running, error: str) -> OperationOutcome:
         status = "cancelled" if running.user_cancelled else "failed"
         progress = _tuple(running.progress) if running.progress is not None else None
-        return Outcome(status=status, error=error, progress=progress)
+        return OperationOutcome(status=status, error=error, progress=progress)
 
     def _monitor(self, running: _Running) -> None:
         """Renew the lease, write progress, and pick up cancel requests from any replica."""
@@ -219,10 +217,12 @@ class Runner:
                 running.user_cancelled = True
                 running.cancel.set()
 
-    def _outcome(self, report: TransferReport, running: _Running) -> Outcome:
+    def _outcome(self, report: TransferReport, running: _Running) -> OperationOutcome:
         summary = report.summary
         bad = [
-            r for r in report.results if r.outcome in (ObjectOutcome.FAILED, ObjectOutcome.CORRUPT)
+            r
+            for r in report.results
+            if r.outcome in (TransferOutcome.FAILED, TransferOutcome.CORRUPT)
         ]
         failures = [
             {
@@ -245,7 +245,7 @@ class Runner:
         else:
             progress = (summary.copied + summary.skipped, summary.bytes_copied, summary.objects,
                         summary.bytes)  # fmt: skip
-        return Outcome(
+        return OperationOutcome(
             status=status,
             summary=summary.as_dict(),
             failures=failures,
@@ -254,7 +254,7 @@ class Runner:
         )
 
     def _record(
-        self, record: OperationRecord, running: _Running, outcome: Outcome, seconds: float
+        self, record: OperationRecord, running: _Running, outcome: OperationOutcome, seconds: float
     ) -> None:
         op_id, op_type = record.id, record.operation_type
         if running.lost:

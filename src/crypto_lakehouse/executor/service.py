@@ -31,8 +31,7 @@ from crypto_lakehouse.executor.sources import SourcePolicy
 from crypto_lakehouse.executor.store import OperationStore, open_store
 from crypto_lakehouse.storage.client import S3Storage
 from crypto_lakehouse.storage.endpoint import Endpoint
-from crypto_lakehouse.transfer import EngineOptions, TransferEngine
-from crypto_lakehouse.transfer.binary import s5cmd_binary
+from crypto_lakehouse.transfer import EngineOptions, TransferEngine, s5cmd_binary
 
 log = logging.getLogger("crypto_lakehouse.executor")
 READY_CACHE_SECONDS = 2.0

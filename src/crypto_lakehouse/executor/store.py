@@ -155,7 +155,7 @@ class Heartbeat:
 
 
 @dataclass
-class Outcome:
+class OperationOutcome:
     """A run's final write."""
 
     status: str  # completed | failed | cancelled
@@ -369,7 +369,7 @@ class OperationStore(ABC):
             return Heartbeat(owned=False, cancel_requested=False)
         return Heartbeat(owned=True, cancel_requested=bool(rows[0][0]))
 
-    def finish(self, claim: Claim, outcome: Outcome) -> bool:
+    def finish(self, claim: Claim, outcome: OperationOutcome) -> bool:
         """Write the final status; False (nothing written) if the claim was lost."""
         sets = (
             f"status = %s, finished_at = {self.now}, updated_at = {self.now}, "

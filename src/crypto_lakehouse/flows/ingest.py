@@ -25,20 +25,20 @@ from prefect.states import Failed
 
 from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
 from crypto_lakehouse.archive.paths import ROOT
-from crypto_lakehouse.catalog import Manifest, Outcome, Plan, RunStatus
+from crypto_lakehouse.catalog import Manifest, ManifestOutcome, ManifestPlan, RunStatus
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound
 from crypto_lakehouse.flows.batches import Batch, in_flight, size_batches
 from crypto_lakehouse.flows.limits import ensure_transfer_limit
 from crypto_lakehouse.flows.mover import mover_for
 from crypto_lakehouse.flows.progress import IngestEvent, current_listener, emit
-from crypto_lakehouse.flows.summary import IngestSummary, Problem
+from crypto_lakehouse.flows.summary import IngestProblem, IngestSummary
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.flows.tasks import (
     PROBE_SECONDS,
     BatchOutcome,
     Discovery,
-    RunContext,
+    IngestContext,
     batch_failed,
     discover,
     inputs,
@@ -48,14 +48,13 @@ from crypto_lakehouse.flows.tasks import (
 )
 from crypto_lakehouse.observability.push import pushing
 from crypto_lakehouse.storage import S3Storage
-from crypto_lakehouse.transfer.binary import Invocation
-from crypto_lakehouse.transfer.listing import Listing, check_reachable
+from crypto_lakehouse.transfer import Invocation, Listing, check_reachable
 
 FLOW_NAME = "ingest-archive"
 
 
 def _summarise(
-    summary: IngestSummary, discovery: Discovery, work: Plan, batches: list[BatchOutcome]
+    summary: IngestSummary, discovery: Discovery, work: ManifestPlan, batches: list[BatchOutcome]
 ) -> None:
     summary.listed = len(discovery.listed) + len(discovery.without_sidecar)
     summary.listed_bytes = sum(
@@ -67,21 +66,21 @@ def _summarise(
     summary.missing_days = discovery.missing_days
     for item in work.known_corrupt:
         summary.problems.append(
-            Problem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
+            IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
         )
     for batch in batches:
         summary.bytes_copied += batch.bytes_verified
         for result in batch.results:
             outcome = batch.outcomes[result.listed.path]
-            if outcome is Outcome.VERIFIED:
+            if outcome is ManifestOutcome.VERIFIED:
                 summary.verified += 1
-            elif outcome is Outcome.REPLACED:
+            elif outcome is ManifestOutcome.REPLACED:
                 summary.replaced += 1
-            elif outcome is Outcome.REVERIFIED:
+            elif outcome is ManifestOutcome.REVERIFIED:
                 summary.reverified += 1
             else:
                 summary.problems.append(
-                    Problem(result.listed.path, outcome.value, result.error or outcome.value)
+                    IngestProblem(result.listed.path, outcome.value, result.error or outcome.value)
                 )
     summary.corrupt = sum(1 for p in summary.problems if p.kind == "corrupt")
     summary.failed = sum(1 for p in summary.problems if p.kind == "failed")
@@ -92,7 +91,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     started = time.monotonic()
     target = IngestTarget.resolve(request, settings)
     manifest = Manifest.from_settings(settings)
-    ctx = RunContext(
+    ctx = IngestContext(
         run_id,
         target,
         manifest,
@@ -195,7 +194,9 @@ def _create_bucket(target: IngestTarget) -> None:
     S3Storage(target.lake).ensure_bucket(target.bronze_bucket)
 
 
-async def _run_batches(batches: list[Batch], ctx: RunContext, parallel: int) -> list[BatchOutcome]:
+async def _run_batches(
+    batches: list[Batch], ctx: IngestContext, parallel: int
+) -> list[BatchOutcome]:
     """Every batch as its own task run, at most `parallel` in flight in this flow run.
 
     A batch that still fails after its retries does not stop the others: its files are

@@ -27,24 +27,23 @@ from crypto_lakehouse.archive.paths import CHECKSUM_SUFFIX
 from crypto_lakehouse.catalog import FileResult, ListedFile
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ArchiveError, StorageError
-from crypto_lakehouse.flows.discovery import Listings
 from crypto_lakehouse.flows.target import IngestTarget
-from crypto_lakehouse.storage import S3Storage
+from crypto_lakehouse.storage import QUARANTINE_PREFIX, S3Storage
 from crypto_lakehouse.storage.urls import S3Url
 from crypto_lakehouse.transfer import (
     EngineOptions,
+    ListedObject,
     ListingScope,
     Mode,
     ObjectResult,
-    Outcome,
     TransferEngine,
+    TransferOutcome,
     TransferProgress,
     TransferRequest,
+    folder_of,
+    listed_stamp,
 )
-from crypto_lakehouse.transfer.lines import folder_of
-from crypto_lakehouse.transfer.listing import ListedObject, listed_stamp
 
-QUARANTINE_PREFIX = "_quarantine/"
 BytesFn = Callable[[int], None]  # called with the bytes moved since the last call
 
 
@@ -57,7 +56,6 @@ class Mover(Protocol):
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
-        listings: Listings | None = None,
     ) -> list[FileResult]: ...
 
 
@@ -80,13 +78,12 @@ class EngineMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
-        listings: Listings | None = None,
     ) -> list[FileResult]:
         keys: list[str] = []
         for item in files:
             keys += [item.source_key, item.source_key + CHECKSUM_SUFFIX]
         prefix = common_folder(keys, target.source_prefix)
-        given, scope = source_listing_for(prefix, keys, files, listings)
+        given, scope = source_listing_for(files)
         request = TransferRequest(
             source=target.source.endpoint,
             source_url=S3Url(target.source.bucket, prefix),
@@ -133,23 +130,16 @@ def common_folder(keys: Sequence[str], floor: str) -> str:
 
 
 def source_listing_for(
-    prefix: str, keys: Sequence[str], files: Sequence[ListedFile], listings: Listings | None
+    files: Sequence[ListedFile],
 ) -> tuple[list[ListedObject] | None, ListingScope]:
     """What the engine plans the batch from, so that it never lists the archive itself.
 
     A batch spanning folders has a wide prefix (`data/spot/`: millions of keys in the real
-    archive). In order of preference: discovery's complete listing of the prefix
-    (wildcard lines anywhere); its complete listings of the batch's folders (wildcard
-    lines inside each folder); the batch's own objects (one line each). None: discovery
-    kept nothing usable, and the engine lists.
+    archive). Discovery streams its listing and keeps none of it whole, so a batch hands
+    over its own objects as discovery listed them (one line each, nothing listed at the
+    source): bounded by the batch, not by the archive. None when discovery did not record
+    all of it: the engine then lists the prefix.
     """
-    if listings is not None:
-        whole = listings.under(prefix)
-        if whole is not None:
-            return whole, ListingScope.PREFIX
-        folders = listings.folders(keys)
-        if folders is not None:
-            return folders, ListingScope.FOLDERS
     known = known_objects(files)
     if known is not None:
         return known, ListingScope.OBJECTS
@@ -182,11 +172,11 @@ def file_result(item: ListedFile, result: ObjectResult | None) -> FileResult:
     """The manifest's view of one zip's engine result."""
     if result is None:
         return FileResult(item, ok=False, error="the engine reported nothing for this file")
-    if result.outcome is Outcome.CORRUPT:
+    if result.outcome is TransferOutcome.CORRUPT:
         return FileResult(item, ok=False, corrupt=True, error=result.error)
-    if result.outcome is Outcome.COPIED and result.sha256:
+    if result.outcome is TransferOutcome.COPIED and result.sha256:
         return FileResult(item, ok=True, sha256=result.sha256)
-    if result.outcome is Outcome.COPIED:
+    if result.outcome is TransferOutcome.COPIED:
         return FileResult(item, ok=False, error="copied without a checksum check")
     return FileResult(item, ok=False, error=result.error or f"not copied ({result.outcome})")
 
@@ -209,7 +199,6 @@ class ExecutorMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
-        listings: Listings | None = None,
     ) -> list[FileResult]:
         from crypto_lakehouse.executor.client import ExecutorClient
         from crypto_lakehouse.executor.models import OperationMode, OperationType, SyncRequest

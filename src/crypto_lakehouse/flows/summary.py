@@ -12,7 +12,7 @@ from typing import Any
 
 
 @dataclass
-class Problem:
+class IngestProblem:
     """A file that is not verified in bronze after this run."""
 
     path: str
@@ -41,7 +41,7 @@ class IngestSummary:
     missing_days: int = 0  # distinct days (or months) with anything missing
     batches: int = 0
     seconds: float = 0.0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[IngestProblem] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the run
 
     def phase(self, name: str, since: float) -> float:
@@ -80,7 +80,7 @@ class IngestSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IngestSummary:
         values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["problems"] = [Problem(**p) for p in values.get("problems", [])]
+        values["problems"] = [IngestProblem(**p) for p in values.get("problems", [])]
         return cls(**values)
 
     def markdown(self) -> str:

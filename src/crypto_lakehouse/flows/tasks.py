@@ -1,7 +1,7 @@
 """The tasks of `ingest-archive`: discover, plan, transfer one partition batch.
 
 Each is small and typed; retries (with backoff) apply only to errors whose `.transient`
-is true. Task inputs are in-process objects (`RunContext` holds the manifest and the
+is true. Task inputs are in-process objects (`IngestContext` holds the manifest and the
 mover), never credentials in parameters; caching and result persistence are off because
 every call must act and results stay in this process. Callers pass inputs through
 `inputs()` (Prefect's `quote`): otherwise Prefect walks every object of every input
@@ -28,7 +28,7 @@ from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
 from crypto_lakehouse.archive import find_gaps
-from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, Outcome, Plan
+from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, ManifestOutcome, ManifestPlan
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
 from crypto_lakehouse.flows.discovery import Listings, discover_files
@@ -38,7 +38,7 @@ from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.observability.metrics import INGEST_BYTES, INGEST_FILES, INGEST_LAST_VERIFIED
 from crypto_lakehouse.storage import S3Storage
-from crypto_lakehouse.transfer.listing import check_reachable
+from crypto_lakehouse.transfer import check_reachable
 
 PROBE_SECONDS = 5.0
 
@@ -65,7 +65,7 @@ class Discovery:
 
 
 @dataclass
-class RunContext:
+class IngestContext:
     """What every task of one run shares (built once at flow entry, not a parameter)."""
 
     run_id: str
@@ -82,7 +82,7 @@ class RunContext:
 @dataclass
 class BatchOutcome:
     label: str
-    outcomes: dict[str, Outcome]
+    outcomes: dict[str, ManifestOutcome]
     results: list[FileResult]
 
     @property
@@ -94,7 +94,7 @@ class BatchOutcome:
         )
 
 
-VERIFIED = {Outcome.VERIFIED, Outcome.REPLACED, Outcome.REVERIFIED}
+VERIFIED = {ManifestOutcome.VERIFIED, ManifestOutcome.REPLACED, ManifestOutcome.REVERIFIED}
 
 
 @task(
@@ -151,7 +151,7 @@ def _probe(target: IngestTarget) -> None:
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-async def plan(manifest: Manifest, listed: list[ListedFile], bronze_bucket: str) -> Plan:
+async def plan(manifest: Manifest, listed: list[ListedFile], bronze_bucket: str) -> ManifestPlan:
     """Which files need a transfer (new, changed, unfinished) according to the manifest."""
     return await anyio.to_thread.run_sync(manifest.plan, listed, bronze_bucket)
 
@@ -166,7 +166,7 @@ async def plan(manifest: Manifest, listed: list[ListedFile], bronze_bucket: str)
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
+async def transfer_partition(batch: Batch, ctx: IngestContext) -> BatchOutcome:
     """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
     from prefect.concurrency.asyncio import concurrency
 
@@ -180,7 +180,7 @@ async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
     # Two pairs of round trips side by side: rows move to `started` while a slot of the
     # global limit is leased, and the outcomes are recorded while it is given back.
     started = asyncio.ensure_future(_mark_started(batch, ctx))
-    recorded: asyncio.Future[dict[str, Outcome]] | None = None
+    recorded: asyncio.Future[dict[str, ManifestOutcome]] | None = None
     try:
         async with concurrency(TRANSFER_LIMIT, occupy=1):
             await started
@@ -203,7 +203,7 @@ async def transfer_partition(batch: Batch, ctx: RunContext) -> BatchOutcome:
     return BatchOutcome(batch.label, outcomes, results)
 
 
-async def _mark_started(batch: Batch, ctx: RunContext) -> None:
+async def _mark_started(batch: Batch, ctx: IngestContext) -> None:
     """Rows to `started` before the engine runs: the durable hand-over's first half."""
     files = list(batch.files)
     target = ctx.target
@@ -215,7 +215,7 @@ async def _mark_started(batch: Batch, ctx: RunContext) -> None:
 
 
 async def _move(
-    batch: Batch, ctx: RunContext, staging: Path, on_bytes: Callable[[int], None]
+    batch: Batch, ctx: IngestContext, staging: Path, on_bytes: Callable[[int], None]
 ) -> list[FileResult]:
     """The engine (or the executor) moves the batch; one result per file."""
     return await anyio.to_thread.run_sync(
@@ -230,7 +230,7 @@ async def _move(
     )
 
 
-def _count(results: list[FileResult], outcomes: dict[str, Outcome]) -> None:
+def _count(results: list[FileResult], outcomes: dict[str, ManifestOutcome]) -> None:
     verified_any = False
     for result in results:
         file = result.listed.file
@@ -243,7 +243,7 @@ def _count(results: list[FileResult], outcomes: dict[str, Outcome]) -> None:
         INGEST_LAST_VERIFIED.set(time.time())
 
 
-async def record_without_sidecar(ctx: RunContext, items: list[ListedFile]) -> BatchOutcome:
+async def record_without_sidecar(ctx: IngestContext, items: list[ListedFile]) -> BatchOutcome:
     """Files the archive publishes without a CHECKSUM cannot be verified: recorded failed."""
     results = [FileResult(item, ok=False, error="no .CHECKSUM sidecar published") for item in items]
     await anyio.to_thread.run_sync(
@@ -258,11 +258,11 @@ async def record_without_sidecar(ctx: RunContext, items: list[ListedFile]) -> Ba
     return BatchOutcome("without CHECKSUM", outcomes, results)
 
 
-async def batch_failed(batch: Batch, ctx: RunContext, exc: Exception) -> BatchOutcome:
+async def batch_failed(batch: Batch, ctx: IngestContext, exc: Exception) -> BatchOutcome:
     error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     results = [FileResult(item, ok=False, error=error) for item in batch.files]
     try:
         outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
     except LakehouseError:  # the catalog itself is down: the rows stay `started`
-        outcomes = {item.path: Outcome.FAILED for item in batch.files}
+        outcomes = {item.path: ManifestOutcome.FAILED for item in batch.files}
     return BatchOutcome(batch.label, outcomes, results)

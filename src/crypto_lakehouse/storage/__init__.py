@@ -9,12 +9,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from crypto_lakehouse.storage.endpoint import Endpoint
-from crypto_lakehouse.storage.urls import S3Url, validate_bucket_name
+from crypto_lakehouse.storage.urls import (
+    QUARANTINE_PREFIX,
+    SIDECAR_SUFFIX,
+    S3Url,
+    validate_bucket_name,
+)
 
 if TYPE_CHECKING:
     from crypto_lakehouse.storage.client import ObjectInfo, S3Storage
 
-__all__ = ["Endpoint", "ObjectInfo", "S3Storage", "S3Url", "validate_bucket_name"]
+__all__ = [
+    "QUARANTINE_PREFIX",
+    "SIDECAR_SUFFIX",
+    "Endpoint",
+    "ObjectInfo",
+    "S3Storage",
+    "S3Url",
+    "validate_bucket_name",
+]
 _LAZY = {"ObjectInfo", "S3Storage"}
 
 

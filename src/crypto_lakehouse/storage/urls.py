@@ -7,6 +7,13 @@ from dataclasses import dataclass
 
 from crypto_lakehouse.errors import ConfigError
 
+# Key conventions every layer that reads or writes the buckets shares:
+# a file's published SHA-256 sits next to it as `<key>.CHECKSUM` (Binance's convention; any
+# source that follows it is verified the same way) ...
+SIDECAR_SUFFIX = ".CHECKSUM"
+# ... and a corrupt object lands under this prefix of the destination bucket, not its key.
+QUARANTINE_PREFIX = "_quarantine/"
+
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")

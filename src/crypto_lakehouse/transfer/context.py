@@ -5,24 +5,25 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from crypto_lakehouse.storage.urls import SIDECAR_SUFFIX
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import is_clean_path
-from crypto_lakehouse.transfer.ledger import Ledger
+from crypto_lakehouse.transfer.ledger import TransferLedger
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
     ListingScope,
     ObjectResult,
-    Outcome,
+    TransferOutcome,
     TransferRequest,
 )
 from crypto_lakehouse.transfer.planner import PlanItem
 
 
 @dataclass
-class RunContext:
+class TransferContext:
     options: EngineOptions
     request: TransferRequest
-    ledger: Ledger
+    ledger: TransferLedger
     source: Invocation
     dest: Invocation
     sidecars: set[str]
@@ -55,7 +56,9 @@ class RunContext:
     def wildcard_eligible(self, item: PlanItem) -> bool:
         return self.wildcards_allowed and is_clean_path(self.rest(item))
 
-    def fail(self, item: PlanItem, reason: str, outcome: Outcome = Outcome.FAILED) -> None:
+    def fail(
+        self, item: PlanItem, reason: str, outcome: TransferOutcome = TransferOutcome.FAILED
+    ) -> None:
         self.ledger.add(
             ObjectResult(
                 item.key, item.dest_key, item.size, outcome, etag=item.etag or None, error=reason
@@ -68,7 +71,7 @@ class RunContext:
                 item.key,
                 item.dest_key,
                 item.size,
-                Outcome.COPIED,
+                TransferOutcome.COPIED,
                 sha256=sha256,
                 etag=item.etag or None,
             )
@@ -83,5 +86,5 @@ class RunContext:
         """The sibling `.CHECKSUM` key when the source has one and sidecars are honoured."""
         if not self.request.verify_sidecars:
             return None
-        candidate = key + ".CHECKSUM"
+        candidate = key + SIDECAR_SUFFIX
         return candidate if candidate in self.sidecars else None

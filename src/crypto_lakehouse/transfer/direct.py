@@ -12,7 +12,7 @@ staged path instead, over the same endpoint.
 from __future__ import annotations
 
 from crypto_lakehouse.transfer.commands import CommandFile, expected_command, s3_url
-from crypto_lakehouse.transfer.context import RunContext
+from crypto_lakehouse.transfer.context import TransferContext
 from crypto_lakehouse.transfer.lines import plan_lines
 from crypto_lakehouse.transfer.planner import PlanItem
 from crypto_lakehouse.transfer.runner import run_s5cmd
@@ -28,7 +28,7 @@ def needs_staging(item: PlanItem) -> bool:
 class DirectCopier:
     """Server-side copies, chunk by chunk."""
 
-    def __init__(self, ctx: RunContext, staging: StagingArea) -> None:
+    def __init__(self, ctx: TransferContext, staging: StagingArea) -> None:
         self.ctx = ctx
         self.staging = staging
 

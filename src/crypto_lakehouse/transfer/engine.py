@@ -22,9 +22,9 @@ from crypto_lakehouse.observability.metrics import (
 )
 from crypto_lakehouse.storage.urls import validate_prefix
 from crypto_lakehouse.transfer.binary import Invocation
-from crypto_lakehouse.transfer.context import RunContext
+from crypto_lakehouse.transfer.context import TransferContext
 from crypto_lakehouse.transfer.direct import DirectCopier
-from crypto_lakehouse.transfer.ledger import Ledger
+from crypto_lakehouse.transfer.ledger import TransferLedger
 from crypto_lakehouse.transfer.listing import ListedObject, Listing, check_reachable
 from crypto_lakehouse.transfer.models import (
     EngineOptions,
@@ -35,8 +35,8 @@ from crypto_lakehouse.transfer.models import (
     TransferRequest,
 )
 from crypto_lakehouse.transfer.planner import (
-    Plan,
     PlanItem,
+    TransferPlan,
     build_plan,
     chunks,
     listing_scope,
@@ -91,10 +91,12 @@ class TransferEngine:
         _validate(request, mode)
         opts = self.options
         if request.keys is not None and len(request.keys) == 0:
-            return Ledger(progress).report(mode)  # an explicit empty selection: nothing to do
+            return TransferLedger(progress).report(
+                mode
+            )  # an explicit empty selection: nothing to do
         check_reachable(request.source, opts.probe_timeout)
         check_reachable(request.dest, opts.probe_timeout)
-        ledger = Ledger(progress)
+        ledger = TransferLedger(progress)
         staging = StagingArea(
             opts.staging_root,
             opts.staging_cap_bytes,
@@ -103,7 +105,7 @@ class TransferEngine:
         )
         S5CMD_STAGING_CAP_BYTES.set(opts.staging_cap_bytes)
         try:
-            ctx = RunContext(
+            ctx = TransferContext(
                 options=opts,
                 request=request,
                 ledger=ledger,
@@ -147,7 +149,7 @@ class TransferEngine:
             stats=opts.stats,
         )
 
-    def _plan(self, ctx: RunContext, staging: StagingArea) -> Plan:
+    def _plan(self, ctx: TransferContext, staging: StagingArea) -> TransferPlan:
         request = ctx.request
         src_scope, dst_scope = listing_scope(request)
         timeout = self.options.probe_timeout
@@ -173,7 +175,9 @@ class TransferEngine:
                 dest = _preflight_only(listing)
             return build_plan(request, source, dest, ctx.ledger, staging.dir / "plan.jsonl")
 
-    def _execute(self, mode: Mode, ctx: RunContext, plan: Plan, staging: StagingArea) -> None:
+    def _execute(
+        self, mode: Mode, ctx: TransferContext, plan: TransferPlan, staging: StagingArea
+    ) -> None:
         opts = self.options
         items = read_plan(plan.path)
         if mode is Mode.TRADITIONAL:

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from crypto_lakehouse.transfer.models import (
     Mode,
     ObjectResult,
-    Outcome,
+    TransferOutcome,
     TransferProgress,
     TransferReport,
     TransferSummary,
 )
 
 
-class Ledger:
+class TransferLedger:
     """Collects ObjectResults and counts; hands out progress snapshots."""
 
     def __init__(self, progress: Callable[[TransferProgress], None] | None = None) -> None:
@@ -25,7 +25,7 @@ class Ledger:
         self._progress = progress
         self._last_reported: tuple[int, int] | None = None
         self.results: list[ObjectResult] = []
-        self.counts: Counter[Outcome] = Counter()
+        self.counts: Counter[TransferOutcome] = Counter()
         self.objects_total = 0
         self.bytes_total = 0
         self.objects_done = 0
@@ -50,7 +50,7 @@ class Ledger:
             self.counts[result.outcome] += 1
             self.objects_done += 1
             self.bytes_done += result.size
-            if result.outcome is Outcome.COPIED:
+            if result.outcome is TransferOutcome.COPIED:
                 self.bytes_copied += result.size
 
     def snapshot(self) -> TransferProgress:
@@ -77,10 +77,10 @@ class Ledger:
                 mode=mode,
                 objects=len(self.results),
                 bytes=sum(r.size for r in self.results),
-                copied=self.counts[Outcome.COPIED],
-                skipped=self.counts[Outcome.SKIPPED],
-                failed=self.counts[Outcome.FAILED],
-                corrupt=self.counts[Outcome.CORRUPT],
+                copied=self.counts[TransferOutcome.COPIED],
+                skipped=self.counts[TransferOutcome.SKIPPED],
+                failed=self.counts[TransferOutcome.FAILED],
+                corrupt=self.counts[TransferOutcome.CORRUPT],
                 seconds=time.monotonic() - self.started,
                 bytes_copied=self.bytes_copied,
                 staging_peak_bytes=staging_peak,

@@ -12,15 +12,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from crypto_lakehouse.config import GIB, MIB, Settings
 from crypto_lakehouse.storage.endpoint import Endpoint
-from crypto_lakehouse.storage.urls import S3Url
+from crypto_lakehouse.storage.urls import QUARANTINE_PREFIX, S3Url
 
 if TYPE_CHECKING:
-    from crypto_lakehouse.config import Settings
     from crypto_lakehouse.transfer.listing import ListedObject
 
-MIB = 1024**2
-GIB = 1024**3
 MB = 1_000_000
 
 
@@ -51,7 +49,7 @@ class Mode(StrEnum):
     AUTO = "auto"
 
 
-class Outcome(StrEnum):
+class TransferOutcome(StrEnum):
     """What happened to one object."""
 
     COPIED = "copied"
@@ -67,7 +65,7 @@ class ObjectResult:
     source_key: str
     dest_key: str
     size: int
-    outcome: Outcome
+    outcome: TransferOutcome
     sha256: str | None = None  # the verified digest, when the mode verified it
     etag: str | None = None  # the source ETag as listed
     error: str | None = None  # why it failed / was corrupt
@@ -124,7 +122,7 @@ class TransferRequest:
     keys: Sequence[str] | None = None  # explicit full source keys; None = the whole prefix
     expected_sha256: Mapping[str, str] | None = None  # by source key, from the caller
     verify_sidecars: bool = True  # honour sibling `<key>.CHECKSUM` files when present
-    quarantine_prefix: str = "_quarantine/"  # on the destination bucket
+    quarantine_prefix: str = QUARANTINE_PREFIX  # on the destination bucket
     delete_extra: bool = False  # remove destination objects the source does not have
     operation: str = "sync"  # "sync" skips up-to-date objects; "copy" always copies
     # The caller's own listing of source_url.prefix, sorted by key, and complete for that
@@ -210,10 +208,10 @@ class TransferReport:
     results: list[ObjectResult] = field(default_factory=list)
 
     def failures(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.outcome is Outcome.FAILED]
+        return [r for r in self.results if r.outcome is TransferOutcome.FAILED]
 
     def corrupt(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.outcome is Outcome.CORRUPT]
+        return [r for r in self.results if r.outcome is TransferOutcome.CORRUPT]
 
     def copied(self) -> list[ObjectResult]:
-        return [r for r in self.results if r.outcome is Outcome.COPIED]
+        return [r for r in self.results if r.outcome is TransferOutcome.COPIED]

@@ -25,12 +25,16 @@ from pathlib import Path
 import orjson
 
 from crypto_lakehouse.errors import ConfigError, TransferError
+from crypto_lakehouse.storage.urls import SIDECAR_SUFFIX
 from crypto_lakehouse.transfer.commands import unsupported_reason
-from crypto_lakehouse.transfer.ledger import Ledger
+from crypto_lakehouse.transfer.ledger import TransferLedger
 from crypto_lakehouse.transfer.listing import ListedObject
-from crypto_lakehouse.transfer.models import ObjectResult, Outcome, TransferRequest
+from crypto_lakehouse.transfer.models import (
+    ObjectResult,
+    TransferOutcome,
+    TransferRequest,
+)
 
-SIDECAR_SUFFIX = ".CHECKSUM"
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -47,7 +51,7 @@ class PlanItem:
 
 
 @dataclass
-class Plan:
+class TransferPlan:
     path: Path
     copy_objects: int = 0
     copy_bytes: int = 0
@@ -86,14 +90,14 @@ def build_plan(
     request: TransferRequest,
     source: Iterable[ListedObject],
     dest: Iterable[ListedObject],
-    ledger: Ledger,
+    ledger: TransferLedger,
     path: Path,
-) -> Plan:
+) -> TransferPlan:
     """Merge the listings; write objects to copy to `path`; record skips and refusals.
 
     Raises TransferError when a listing is not sorted (the merge would be wrong).
     """
-    plan = Plan(path=path)
+    plan = TransferPlan(path=path)
     wanted = _wanted_keys(request.keys)
     src_prefix, dest_prefix = request.source_url.prefix, request.dest_url.prefix
     quarantine = request.quarantine_prefix
@@ -132,10 +136,10 @@ def build_plan(
             dest_key = dest_prefix + rest
             refusal = unsupported_reason(obj.key) or unsupported_reason(dest_key)
             if refusal:
-                ledger.add(_result(obj, dest_key, Outcome.FAILED, refusal), counted=True)
+                ledger.add(_result(obj, dest_key, TransferOutcome.FAILED, refusal), counted=True)
                 continue
             if match is not None and request.operation == "sync" and is_up_to_date(obj, match):
-                ledger.add(_result(obj, dest_key, Outcome.SKIPPED), counted=True)
+                ledger.add(_result(obj, dest_key, TransferOutcome.SKIPPED), counted=True)
                 continue
             pending = PlanItem(obj.key, dest_key, obj.size, obj.etag, listed_before, None)
             plan.copy_objects += 1
@@ -153,7 +157,7 @@ def build_plan(
                 missing,
                 request.dest_key(missing),
                 0,
-                Outcome.FAILED,
+                TransferOutcome.FAILED,
                 error="not found at the source",
             ),
             counted=True,
@@ -196,7 +200,7 @@ def _write(out: object, item: PlanItem) -> None:
 
 
 def _result(
-    obj: ListedObject, dest_key: str, outcome: Outcome, error: str | None = None
+    obj: ListedObject, dest_key: str, outcome: TransferOutcome, error: str | None = None
 ) -> ObjectResult:
     return ObjectResult(obj.key, dest_key, obj.size, outcome, etag=obj.etag or None, error=error)
 

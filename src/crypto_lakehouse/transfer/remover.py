@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from crypto_lakehouse.transfer.commands import CommandFile, s3_url
-from crypto_lakehouse.transfer.context import RunContext
+from crypto_lakehouse.transfer.context import TransferContext
 from crypto_lakehouse.transfer.runner import run_s5cmd
 from crypto_lakehouse.transfer.staging import StagingArea
 from crypto_lakehouse.transfer.tracker import Tracker
 
 
-def delete_keys(ctx: RunContext, keys: list[str], staging: StagingArea) -> int:
+def delete_keys(ctx: TransferContext, keys: list[str], staging: StagingArea) -> int:
     """Remove `keys` from the destination bucket; returns how many s5cmd confirmed."""
     bucket = ctx.request.dest_url.bucket
     workdir = staging.new_chunk()

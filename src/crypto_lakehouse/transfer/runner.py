@@ -9,6 +9,7 @@ an object without a success line was never half-written at the destination.
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import threading
 import time
@@ -18,12 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from crypto_lakehouse.errors import TransferError
+from crypto_lakehouse.errors import TransferError, TransferInterrupted
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.output import Event, Other, parse_line
 
 Handler = Callable[[Event], None]
 _POLL_SECONDS = 0.05
+# fork/exec failures a later try may not meet again: the machine was briefly out of something.
+_OUT_OF_RESOURCES = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 _GRACE_SECONDS = 3.0
 
 
@@ -54,7 +57,8 @@ def run_s5cmd(
     thread-safe. `tick` runs on the calling thread every 50 ms (progress reports).
     `first_output_timeout` kills a process that prints nothing at all for that long
     (a server that accepts connections but never answers).
-    Raises TransferError when the binary cannot be started.
+    Raises TransferInterrupted when the system lacks the resources to start it (a retry
+    may succeed), TransferError when the binary cannot be executed at all.
     """
     argv = invocation.argv(*command)
     started = time.monotonic()
@@ -69,6 +73,8 @@ def run_s5cmd(
             start_new_session=True,
         )
     except OSError as exc:
+        if exc.errno in _OUT_OF_RESOURCES:
+            raise TransferInterrupted(f"could not start s5cmd: {exc}") from exc
         raise TransferError(f"could not start s5cmd: {exc}") from exc
 
     seen_output = threading.Event()

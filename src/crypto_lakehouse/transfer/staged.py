@@ -24,9 +24,9 @@ from pathlib import Path
 
 from crypto_lakehouse.transfer.checksums import normalise_sha256, parse_sidecar, sha256_file
 from crypto_lakehouse.transfer.commands import CommandFile, expected_command, s3_url
-from crypto_lakehouse.transfer.context import RunContext
+from crypto_lakehouse.transfer.context import TransferContext
 from crypto_lakehouse.transfer.lines import file_dir_conflicts, plan_lines
-from crypto_lakehouse.transfer.models import Outcome
+from crypto_lakehouse.transfer.models import TransferOutcome
 from crypto_lakehouse.transfer.planner import PlanItem
 from crypto_lakehouse.transfer.runner import run_s5cmd
 from crypto_lakehouse.transfer.staging import StagingArea
@@ -72,7 +72,9 @@ class _Prepared:
 class StagedCopier:
     """Copies chunks of plan items through the staging area."""
 
-    def __init__(self, ctx: RunContext, staging: StagingArea, hasher: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, ctx: TransferContext, staging: StagingArea, hasher: ThreadPoolExecutor
+    ) -> None:
         self.ctx = ctx
         self.staging = staging
         self.hasher = hasher
@@ -354,7 +356,7 @@ class StagedCopier:
                         i, returncode=outcome.returncode, cancelled=outcome.cancelled
                     )
                     reason += f"; quarantine upload failed: {why}"
-                ctx.fail(item, reason, Outcome.CORRUPT)
+                ctx.fail(item, reason, TransferOutcome.CORRUPT)
             elif i not in tracker.done:
                 ctx.fail(
                     item,

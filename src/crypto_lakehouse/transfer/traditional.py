@@ -13,17 +13,18 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from crypto_lakehouse.config import MIB
 from crypto_lakehouse.transfer.checksums import normalise_sha256, parse_sidecar
-from crypto_lakehouse.transfer.context import RunContext
-from crypto_lakehouse.transfer.models import Outcome
+from crypto_lakehouse.transfer.context import TransferContext
+from crypto_lakehouse.transfer.models import TransferOutcome
 from crypto_lakehouse.transfer.planner import PlanItem
 from crypto_lakehouse.transfer.staging import StagingArea
 
-_BLOCK = 1024 * 1024
+_BLOCK = MIB
 
 
 class TraditionalCopier:
-    def __init__(self, ctx: RunContext, staging: StagingArea) -> None:
+    def __init__(self, ctx: TransferContext, staging: StagingArea) -> None:
         from crypto_lakehouse.storage.client import S3Storage  # boto3 only for this mode
 
         self.ctx = ctx
@@ -69,12 +70,14 @@ class TraditionalCopier:
         except Exception as exc:
             reason = f"upload failed: {_describe(exc)}"
             if corrupt:
-                ctx.fail(item, f"sha256 mismatch; quarantine {reason}", Outcome.CORRUPT)
+                ctx.fail(item, f"sha256 mismatch; quarantine {reason}", TransferOutcome.CORRUPT)
             else:
                 ctx.fail(item, reason)
             return
         if corrupt:
-            ctx.fail(item, f"sha256 mismatch: expected {expected}, got {digest}", Outcome.CORRUPT)
+            ctx.fail(
+                item, f"sha256 mismatch: expected {expected}, got {digest}", TransferOutcome.CORRUPT
+            )
         else:
             ctx.done(item, digest if expected is not None else None)
 

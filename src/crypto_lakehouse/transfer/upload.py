@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from crypto_lakehouse.errors import TransferError
+from crypto_lakehouse.errors import TransferInterrupted
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import CommandFile, s3_url
@@ -32,7 +32,7 @@ def upload_tree(
     """Copy every file under `folder` to `s3://bucket/prefix<relative path>`; return the count.
 
     Raises the storage error of the first failed object (AccessDenied, BucketNotFound,
-    EndpointUnreachable, StorageError), or TransferError when s5cmd fails without saying
+    EndpointUnreachable, StorageError), or TransferInterrupted when s5cmd fails without saying
     which object; objects already written stay written.
     """
     folder = folder.resolve()
@@ -59,5 +59,5 @@ def upload_tree(
         raise storage_error(failures[0], f"s3://{bucket}/{prefix}")
     if result.returncode != 0:
         tail = short_error(result.stderr_tail) or f"exit code {result.returncode}"
-        raise TransferError(f"s5cmd upload to s3://{bucket}/{prefix} failed: {tail}")
+        raise TransferInterrupted(f"s5cmd upload to s3://{bucket}/{prefix} failed: {tail}")
     return done[0]

@@ -1,6 +1,6 @@
-"""An honest validator for the design's four performance targets: every number is measured."""
+"""The project's performance targets, and an honest validator for the design's four."""
 
-from crypto_lakehouse.validation.targets import TARGETS, Target, TargetResult
+from crypto_lakehouse.validation.targets import TARGETS, PerformanceTarget, TargetResult
 from crypto_lakehouse.validation.validator import ValidationReport, Validator
 
-__all__ = ["TARGETS", "Target", "TargetResult", "ValidationReport", "Validator"]
+__all__ = ["TARGETS", "PerformanceTarget", "TargetResult", "ValidationReport", "Validator"]

@@ -23,14 +23,18 @@ from typing import Any
 
 import httpx
 
+from crypto_lakehouse.config import KIB, MIB
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
-from crypto_lakehouse.transfer import EngineOptions, Mode, TransferEngine, TransferRequest
-from crypto_lakehouse.transfer.binary import Invocation
+from crypto_lakehouse.transfer import (
+    EngineOptions,
+    Invocation,
+    Mode,
+    TransferEngine,
+    TransferRequest,
+)
 from crypto_lakehouse.validation.targets import TARGETS, TargetResult
 
 Log = Callable[[str], None]
-KIB = 1024
-MIB = 1024 * KIB
 
 
 @dataclass
