@@ -13,8 +13,11 @@ scrapes with `honor_labels`. Two kinds of groups:
 - one fixed group, `{job="crypto-lakehouse-coverage"}`, with the coverage gauges: the state
   of the archive as of the last coverage build, whichever process built it.
 
-Groups of processes that stopped pushing more than GROUP_RETENTION_SECONDS ago are deleted
-by the next final push, so the Pushgateway does not grow with every run ever made.
+Groups of processes that stopped pushing more than GROUP_RETENTION_SECONDS (2 days) ago are
+deleted by the end of each ingest and each gold build, so the Pushgateway does not grow
+with every run ever made. Listing the groups returns every pushed series, so the many
+short silver runs do not prune; a day-old timestamp has made IngestStale fire before its
+group goes.
 
 Pushing never fails a flow: an unreachable or refusing Pushgateway is logged (without the
 URL's credentials, if any) and the run goes on.
@@ -54,7 +57,7 @@ FLOWS_JOB = "crypto-lakehouse-flows"
 COVERAGE_JOB = "crypto-lakehouse-coverage"
 PUSH_INTERVAL_SECONDS = 60.0
 PUSH_TIMEOUT_SECONDS = 5.0
-GROUP_RETENTION_SECONDS = 7 * 86400
+GROUP_RETENTION_SECONDS = 2 * 86400
 
 RUN_METRICS = (
     INGEST_FILES,
@@ -186,9 +189,11 @@ async def pushing(
 
 
 async def push_at_end(url: str | None, *, coverage: bool = False) -> bool:
-    """One final push from async code (a flow body's last step), then prune old groups."""
+    """One final push from async code (a flow body's last step). With `coverage` (the gold
+    build, once per pipeline) the coverage group is pushed too and old groups are pruned."""
     if not url:
         return False
     ok = await anyio.to_thread.run_sync(lambda: push_metrics(url, coverage=coverage))
-    await anyio.to_thread.run_sync(prune_groups, url)
+    if coverage:
+        await anyio.to_thread.run_sync(prune_groups, url)
     return ok
