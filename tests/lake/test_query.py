@@ -156,6 +156,9 @@ def test_bind_types_each_literal_for_its_column() -> None:
         "open_time = TIMESTAMP '2024-03-01 10:00:00+02'",  # DuckDB drops this offset
         "open_time > 'yesterday'",
         "nope = 1",  # no such column: DuckDB resolves it elsewhere or fails
+        "date = '2024-02-30'",  # no such day: DuckDB reports it
+        "date = DATE '2024-02-30'",
+        "open_time < '0001-01-01 00:00:00+02'",  # before year 1 in UTC
     ],
 )
 def test_literals_that_do_not_fit_their_column_are_not_pushed(where: str) -> None:
@@ -336,6 +339,8 @@ def test_query_explain_through_the_cli(warehouse: Warehouse, monkeypatch, tmp_pa
     assert "pushed: symbol = 'BTCUSDT' AND month = '2024-03-01'" in result.output
     result = runner.invoke(app, ["query", "SELECT count(*) AS n FROM silver.k WHERE symbol = 'X'"])
     assert result.exit_code == 0 and " 0 " in result.output  # no file can hold it: empty
+    bad = runner.invoke(app, ["query", "SELECT * FROM silver.k WHERE date = '2024-02-30'"])
+    assert bad.exit_code == 2 and "2024-02-30" in bad.output  # DuckDB's word, no traceback
     shown = runner.invoke(app, ["query", "SHOW"])
     assert shown.exit_code == 0 and shown.output.split() == ["silver.k", "gold.d"]
 

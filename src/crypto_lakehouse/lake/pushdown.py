@@ -320,13 +320,23 @@ def _comparison(node: exp.Expression, scope: _Scope) -> tuple[str, Filter] | Non
 
 
 def literal(node: exp.Expression | None) -> Lit | None:
-    """A SQL literal as a typed value, or None when `node` is anything else."""
+    """A SQL literal as a typed value, or None when `node` is anything else.
+
+    An impossible date or time (`DATE '2024-02-30'`) is None too: DuckDB reports it.
+    """
+    try:
+        return _literal(node)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _literal(node: exp.Expression | None) -> Lit | None:
     if isinstance(node, exp.Paren):
-        return literal(node.this)
+        return _literal(node.this)
     if isinstance(node, exp.Boolean):
         return Lit("bool", bool(node.this))
     if isinstance(node, exp.Neg):
-        inner = literal(node.this)
+        inner = _literal(node.this)
         return Lit("number", -inner.value) if inner and inner.kind == "number" else None
     if isinstance(node, exp.Literal):
         if node.is_string:
@@ -381,7 +391,10 @@ def _bind_pred(pred: Pred, schema: Schema) -> Pred | None:
     kind = field.field_type
     if isinstance(kind, t.FloatType | t.DoubleType) and pred.op not in _FLOAT_OPS:
         return None
-    values = [_value(v, kind) for v in pred.values]
+    try:
+        values = [_value(v, kind) for v in pred.values]
+    except (ValueError, OverflowError):  # a date DuckDB will reject, a time out of range
+        return None
     if any(v is None for v in values):
         return None
     return Pred(field.name, pred.op, tuple(values))
