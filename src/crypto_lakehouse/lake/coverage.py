@@ -186,7 +186,9 @@ class Problem:
         if self.kind == "missing":
             return f"{who}: {span} missing ({plural(self.count, unit)})"
         text = f"{who}: {plural(self.count, f'{self.kind} file')}, {span}"
-        return text + (f" ({_short(self.detail)})" if self.detail else "")
+        if self.detail and self.detail != self.kind:
+            text += f" ({_short(self.detail)})"
+        return text
 
 
 @dataclass
@@ -450,15 +452,17 @@ class Coverage:
         names = COVERAGE_SCHEMA.names
         try:
             with self.engine.connect() as conn:
-                result = conn.execution_options(stream_results=True, yield_per=chunk_rows)
-                for part in result.execute(sa.text(sql)).partitions():
+                query = sa.text(sql).execution_options(stream_results=True)
+                for part in conn.execute(query).partitions(chunk_rows):
                     columns = list(zip(*part, strict=True))
                     yield pa.table(dict(zip(names, columns, strict=True)), schema=COVERAGE_SCHEMA)
         except SQLAlchemyError as exc:
             raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
 
 
-def build_coverage(warehouse: Warehouse, coverage: Coverage) -> dict[str, int]:
+def build_coverage(
+    warehouse: Warehouse, coverage: Coverage, *, chunk_rows: int = CHUNK_ROWS
+) -> dict[str, int]:
     """Store coverage as `gold.coverage`, export missing counts as metrics, return totals.
 
     The table is rewritten whole in one snapshot from data files written chunk by chunk
@@ -468,9 +472,9 @@ def build_coverage(warehouse: Warehouse, coverage: Coverage) -> dict[str, int]:
     if existing is not None and existing.schema().as_arrow().names != COVERAGE_SCHEMA.names:
         warehouse.catalog.drop_table(COVERAGE_TABLE)  # derived: rebuilt whole from SQL
     table = warehouse.ensure_table(COVERAGE_TABLE, COVERAGE_SCHEMA, [])
-    writer = DataFileWriter(table, CHUNK_ROWS)
+    writer = DataFileWriter(table, chunk_rows)
     try:
-        for chunk in coverage.stream():
+        for chunk in coverage.stream(chunk_rows):
             writer.add(chunk)
         writer.flush()
 

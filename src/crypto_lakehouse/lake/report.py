@@ -48,14 +48,14 @@ HEADINGS = {
 MAX_DAYS = 100  # day columns per heatmap; longer datasets get month columns
 MAX_SYMBOLS = 60  # symbols per heatmap at most
 CELL_BUDGET = 60_000  # heatmap cells on the whole page (about 55 bytes each)
-LIST_LIMIT = 20  # lines per attention list
+LIST_LIMIT = 10  # lines per attention list
 
 _STYLE = (
     "body{font:13px system-ui,sans-serif;margin:24px;color:#222}"
     "h1{font-size:20px}h2{font-size:15px;margin:28px 0 4px}h3{font-size:13px;margin:14px 0 4px}"
     "p.note{margin:2px 0 6px;color:#555}"
     "table.grid{border-collapse:collapse}"
-    "table.grid td{width:11px;height:13px;padding:0;border:1px solid #fff;background:#fff}"
+    "table.grid td{width:11px;height:13px;padding:0;border:1px solid #fff}"
     "table.gm td{width:15px}"
     "table.grid th{font-weight:normal;text-align:right;padding-right:6px;white-space:nowrap}"
     "table.grid th.hd{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left;"
