@@ -1,9 +1,13 @@
-"""Discovery against a real S3 server (SeaweedFS) playing the public archive, read anonymously."""
+"""Discovery against a real S3 server (SeaweedFS) playing the public archive, read anonymously:
+symbols, files and sidecars, date ranges as key ranges (keys read are counted on the real
+client), resuming after what the lake holds, and the streaming pieces (no server)."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, timedelta
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,10 +25,11 @@ from crypto_lakehouse.archive.discovery import (
     symbol_matches,
 )
 from crypto_lakehouse.archive.gaps import find_gaps
-from crypto_lakehouse.archive.paths import ArchiveFile
+from crypto_lakehouse.archive.listing import KeyRange, LeafFolder, in_order, with_sidecars
+from crypto_lakehouse.archive.paths import ArchiveFile, parse_key
 from crypto_lakehouse.errors import AccessDenied, ArchiveError, ConfigError
 from crypto_lakehouse.stack.seaweed import SeaweedServer
-from crypto_lakehouse.storage import Endpoint, S3Storage
+from crypto_lakehouse.storage import Endpoint, ObjectInfo, S3Storage
 
 DAY = date(2022, 8, 10)
 
@@ -216,3 +221,206 @@ def test_production_source_is_binance_anonymous() -> None:
     source = binance_source()
     assert (source.bucket, source.root) == ("data.binance.vision", "data/")
     assert source.endpoint == Endpoint(url=None, anonymous=True, region="ap-northeast-1")
+
+
+# -- ranged, streaming listings ------------------------------------------------------------------
+
+FIRST = date(2024, 1, 1)
+
+
+class KeysRead:
+    """Counts what S3 itself returned to ListObjectsV2 on the real client (a botocore hook)."""
+
+    def __init__(self, storage: S3Storage) -> None:
+        self.requests = 0
+        self.keys: list[str] = []
+        storage.client.meta.events.register("after-call.s3.ListObjectsV2", self._seen)
+
+    def _seen(self, parsed: dict, **_: object) -> None:
+        self.requests += 1
+        self.keys += [item["Key"] for item in parsed.get("Contents", ())]
+
+
+@pytest.fixture
+def history(source_server: SeaweedServer, source_bucket: str) -> ArchiveSource:
+    """Two symbols with 60 days of 1h and 1m klines, and 3 months of USD-M fundingRate."""
+    files = [
+        ArchiveFile("spot", "daily", "klines", symbol, FIRST + timedelta(n), interval)
+        for symbol in ("BTCUSDT", "ETHUSDT")
+        for interval in ("1h", "1m")
+        for n in range(60)
+    ]
+    files += [
+        ArchiveFile("um", "monthly", "fundingRate", "BTCUSDT", date(2024, m, 1)) for m in (1, 2, 3)
+    ]
+    _put_files(S3Storage(source_server.endpoint()), source_bucket, files)
+    return ArchiveSource(source_server.endpoint(anonymous=True), source_bucket)
+
+
+def _lister(source: ArchiveSource) -> tuple[ArchiveLister, KeysRead]:
+    storage = S3Storage(source.endpoint)
+    return ArchiveLister(source, storage), KeysRead(storage)
+
+
+def test_a_date_range_reads_only_its_keys_and_one_past_it_per_folder(
+    history: ArchiveSource,
+) -> None:
+    lister, read = _lister(history)
+    start, end = FIRST + timedelta(20), FIRST + timedelta(22)
+    query = ArchiveQuery(markets=("spot",), data_types=("klines",), start=start, end=end)
+
+    files = list(lister.files(query))
+
+    wanted = {
+        ArchiveFile("spot", "daily", "klines", s, start + timedelta(n), i).key
+        for s in ("BTCUSDT", "ETHUSDT")
+        for i in ("1h", "1m")
+        for n in range(3)
+    }
+    assert {f.key for f in files} == wanted
+    assert all(f.checksum_etag and f.checksum_size for f in files)
+    in_range = {k for k in read.keys if k.removesuffix(".CHECKSUM") in wanted}
+    assert len(in_range) == 2 * len(wanted)  # each file and its sidecar, read once
+    past = [k for k in read.keys if k not in in_range]
+    assert len(past) <= 4  # at most one key past the range in each of the 4 leaf folders
+    assert all(parse_key(k).period > end for k in past)  # nothing before the range
+    # Requests: symbol folders of spot daily + monthly klines (2), interval folders of
+    # each symbol (2), one page per leaf folder (4).
+    assert read.requests == 8
+
+
+def test_a_later_range_lists_only_new_keys(
+    history: ArchiveSource, source_server: SeaweedServer
+) -> None:
+    one_day = ArchiveQuery(
+        markets=("spot",),
+        data_types=("klines",),
+        frequencies=("daily",),
+        intervals=("1h",),
+        symbols=("BTCUSDT",),
+    )
+    lister, read = _lister(history)
+    first = list(lister.files(replace(one_day, start=FIRST, end=FIRST + timedelta(59))))
+    assert len(first) == 60 and read.requests == 1  # a named leaf: one page of 2 x 60 + 1 keys
+
+    new = [
+        ArchiveFile("spot", "daily", "klines", "BTCUSDT", FIRST + timedelta(n), "1h")
+        for n in (60, 61)
+    ]
+    _put_files(S3Storage(source_server.endpoint()), history.bucket, new)
+    lister, read = _lister(history)
+    later = list(lister.files(replace(one_day, start=FIRST + timedelta(60))))
+    assert later == new
+    assert read.keys == [k for f in new for k in (f.key, f.checksum_key)]
+
+
+def test_resume_lists_each_folder_after_what_the_lake_holds(history: ArchiveSource) -> None:
+    known = {
+        (Market.SPOT, Frequency.DAILY, DataType.KLINES, "BTCUSDT", "1h"): FIRST + timedelta(57),
+        (Market.FUTURES_UM, Frequency.MONTHLY, DataType.FUNDING_RATE, "BTCUSDT", None): date(
+            2024, 2, 1
+        ),
+    }
+    lister, read = _lister(history)
+    query = ArchiveQuery(markets=("spot", "um"), data_types=("klines", "fundingRate"))
+
+    files = list(lister.files(query, resume=known.get))
+
+    btc_1h = [f.period.day for f in files if (f.symbol, f.interval) == ("BTCUSDT", "1h")]
+    assert btc_1h == [28, 29]  # 2024-02-28 and 29: after the 58th day
+    assert [f.period for f in files if f.data_type is DataType.FUNDING_RATE] == [date(2024, 3, 1)]
+    assert len([f for f in files if f.interval == "1m"]) == 120  # nothing known: everything
+    read_btc_1h = [k for k in read.keys if "/BTCUSDT/1h/" in k]
+    assert len(read_btc_1h) == 4  # the two new days' keys only
+
+
+def test_monthly_files_overlapping_a_range_are_found_by_their_month(
+    history: ArchiveSource,
+) -> None:
+    lister, read = _lister(history)
+    query = ArchiveQuery(markets=("um",), frequencies=("monthly",), start=date(2024, 2, 10))
+    assert [f.period for f in lister.files(query)] == [date(2024, 2, 1), date(2024, 3, 1)]
+    assert not any("2024-01" in k for k in read.keys)
+
+
+def test_discovery_memory_is_bounded_by_threads_and_depth_not_by_keys() -> None:
+    """`in_order` runs jobs ahead on threads, but never more than `depth` items per job."""
+    produced: list[int] = []
+    ahead = 0
+
+    def job(n: int):
+        def run():
+            for i in range(200):
+                produced.append(n)
+                yield (n, i)
+
+        return run
+
+    items = in_order((job(n) for n in range(6)), threads=3, depth=2)
+    out = []
+    for consumed, item in enumerate(items, start=1):
+        out.append(item)
+        time.sleep(0.0005)
+        ahead = max(ahead, len(produced) - consumed)
+    assert out == [(n, i) for n in range(6) for i in range(200)]  # job order, each in order
+    assert ahead <= 3 * (2 + 1)  # threads x (depth + the item each holds while waiting)
+
+
+def test_in_order_raises_a_job_error_in_order_and_stops_early() -> None:
+    def good():
+        yield from range(3)
+
+    def bad():
+        yield 10
+        raise ArchiveError("listing failed")
+
+    seen = []
+    with pytest.raises(ArchiveError, match="listing failed"):
+        for item in in_order([good, bad, good], threads=2):
+            seen.append(item)
+    assert seen == [0, 1, 2, 10]
+    stream = in_order([good] * 50, threads=4)
+    assert next(stream) == 0
+    stream.close()  # the workers stop; nothing hangs
+
+
+def _info(key: str) -> ObjectInfo:
+    return ObjectInfo(key, 1, "e-" + key, datetime(2024, 1, 1, tzinfo=UTC))
+
+
+def test_sidecars_pair_with_their_file_across_pages() -> None:
+    pages = [
+        [_info("f/a.zip"), _info("f/a.zip.CHECKSUM"), _info("f/b.zip")],
+        [_info("f/b.zip.CHECKSUM"), _info("f/c.zip"), _info("f/c.zip-old")],
+        [_info("f/c.zip.CHECKSUM"), _info("f/d.zip"), _info("f/orphan.zip.CHECKSUM")],
+    ]
+    pairs = [(i.key, s.key if s else None) for i, s in with_sidecars(pages)]
+    assert pairs == [
+        ("f/a.zip", "f/a.zip.CHECKSUM"),
+        ("f/b.zip", "f/b.zip.CHECKSUM"),
+        ("f/c.zip-old", None),  # a stray between a file and its sidecar
+        ("f/c.zip", "f/c.zip.CHECKSUM"),
+        ("f/d.zip", None),
+    ]
+
+
+def test_a_leaf_folder_key_range_starts_before_the_first_period_and_stops_after_the_last() -> None:
+    leaf = LeafFolder(Market.SPOT, Frequency.DAILY, DataType.KLINES, "BTCUSDT", "1h", "d/")
+    keys = leaf.key_range(date(2024, 1, 5), date(2024, 1, 6))
+    assert keys is not None
+    assert (keys.after, keys.last, keys.page_size) == (
+        "BTCUSDT-1h-2024-01-05",
+        "BTCUSDT-1h-2024-01-06",
+        5,
+    )
+    assert (
+        "d/BTCUSDT-1h-2024-01-04.zip.CHECKSUM" < "d/" + keys.after < "d/BTCUSDT-1h-2024-01-05.zip"
+    )
+    assert not keys.past("d/BTCUSDT-1h-2024-01-06.zip.CHECKSUM")
+    assert keys.past("d/BTCUSDT-1h-2024-01-07.zip")
+    assert leaf.key_range(date(2024, 1, 6), date(2024, 1, 5)) is None
+    assert leaf.key_range(None, None) == KeyRange("d/")
+    monthly = LeafFolder(
+        Market.FUTURES_UM, Frequency.MONTHLY, DataType.FUNDING_RATE, "X", None, "m/"
+    )
+    assert monthly.name(date(2024, 2, 1)) == "X-fundingRate-2024-02"

@@ -1,36 +1,48 @@
-"""Discovery's kept listings and the engine's source prefix for a batch (no servers)."""
+"""What a batch hands the engine instead of a listing (its own objects), and the engine's
+source prefix for a batch (no servers)."""
 
 from __future__ import annotations
 
-from crypto_lakehouse.flows.discovery import Listings
-from crypto_lakehouse.flows.mover import common_folder
-from crypto_lakehouse.transfer.listing import ListedObject
+from datetime import UTC, date, datetime
+
+from crypto_lakehouse.archive import ArchiveFile
+from crypto_lakehouse.catalog import ListedFile
+from crypto_lakehouse.flows.mover import common_folder, source_listing_for
+from crypto_lakehouse.transfer import ListingScope
+
+WHEN = datetime(2026, 5, 9, 12, 0, 1, tzinfo=UTC)
 
 
-def _objects(*keys: str) -> list[ListedObject]:
-    return [ListedObject(key, 1, "etag", "2026-01-01T00:00:00Z") for key in keys]
+def _listed(symbol: str, day: int, *, sidecar: bool = True) -> ListedFile:
+    file = ArchiveFile("spot", "daily", "klines", symbol, date(2026, 5, day), "1h")
+    file = file.with_listing(
+        1000 + day,
+        f"etag-{day}",
+        WHEN,
+        "sidecar-etag" if sidecar else None,
+        90 if sidecar else None,
+    )
+    return ListedFile(file, "mirror/" + file.key)
 
 
-def test_a_kept_listing_answers_for_any_prefix_inside_it() -> None:
-    listings = Listings()
-    keys = ("data/a/1", "data/a/2", "data/ab/1", "data/b/1", "data/b/2/x")
-    listings.keep("data/", _objects(*keys))
+def test_a_batch_hands_over_its_own_objects_in_key_order() -> None:
+    files = [_listed("ETHUSDT", 2), _listed("BTCUSDT", 3), _listed("BTCUSDT", 2)]
+    objects, scope = source_listing_for(files)
+    assert scope is ListingScope.OBJECTS
+    assert objects is not None
+    keys = [o.key for o in objects]
+    assert keys == sorted(keys) and len(keys) == 6  # each zip and its sidecar, nothing else
+    assert keys[:2] == [files[2].source_key, files[2].source_key + ".CHECKSUM"]
+    zip_, sidecar = objects[0], objects[1]
+    assert (zip_.size, zip_.etag, zip_.last_modified) == (1002, "etag-2", "2026-05-09T12:00:01Z")
+    assert (sidecar.size, sidecar.etag) == (90, "sidecar-etag")
 
-    assert [o.key for o in listings.under("data/a/") or []] == ["data/a/1", "data/a/2"]
-    assert [o.key for o in listings.under("data/b/") or []] == ["data/b/1", "data/b/2/x"]
-    assert [o.key for o in listings.under("data/") or []] == list(keys)
-    assert listings.under("data/c/") == []  # listed, and nothing is there
-    assert listings.under("other/") is None  # never listed: the engine must list it
 
-
-def test_listings_past_the_limit_or_out_of_order_are_not_kept() -> None:
-    listings = Listings(limit=3)
-    listings.keep("data/a/", _objects("data/a/1", "data/a/2"))
-    listings.keep("data/b/", _objects("data/b/1", "data/b/2"))  # 4 > 3: not kept
-    listings.keep("data/c/", _objects("data/c/2", "data/c/1"))  # out of order
-    assert listings.under("data/a/") is not None
-    assert listings.under("data/b/") is None
-    assert listings.under("data/c/") is None
+def test_without_the_sidecar_listing_the_engine_lists_itself() -> None:
+    objects, scope = source_listing_for(
+        [_listed("BTCUSDT", 2), _listed("BTCUSDT", 3, sidecar=False)]
+    )
+    assert (objects, scope) == (None, ListingScope.PREFIX)
 
 
 def test_common_folder_is_the_deepest_folder_holding_every_key() -> None:

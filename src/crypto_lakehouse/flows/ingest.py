@@ -1,7 +1,9 @@
 """Flow `ingest-archive`: keep a verified copy of the archive in bronze, incrementally.
 
-    discover  list the archive (symbols, files, sidecars), find missing periods
-    plan      ask the manifest which files need a transfer; cut them into partition batches
+    discover  list the archive (symbols, files, sidecars; only the requested dates) and
+              ask the manifest, chunk by chunk as the listing streams in, which files
+              need a transfer; find missing periods
+    plan      cut the files to transfer into partition batches
     transfer  one task per batch: mark started -> engine (staged, SHA-256 checked against
               the CHECKSUM sidecars) -> record verified / corrupt / failed in the manifest
     report    summary + Markdown artifact; Failed when any file is corrupt or failed
@@ -16,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from concurrent.futures import Future
 from datetime import date
+from functools import partial
 from typing import Any
 
 import anyio
@@ -42,7 +46,6 @@ from crypto_lakehouse.flows.tasks import (
     batch_failed,
     discover,
     inputs,
-    plan,
     record_without_sidecar,
     transfer_partition,
 )
@@ -51,19 +54,18 @@ from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer import Invocation, Listing, check_reachable
 
 FLOW_NAME = "ingest-archive"
+SCHEMA_WAIT_SECONDS = 120.0  # discovery's wait for the catalog's tables before planning
 
 
 def _summarise(
     summary: IngestSummary, discovery: Discovery, work: ManifestPlan, batches: list[BatchOutcome]
 ) -> None:
-    summary.listed = len(discovery.listed) + len(discovery.without_sidecar)
-    summary.listed_bytes = sum(
-        i.file.size or 0 for i in discovery.listed + discovery.without_sidecar
-    )
-    summary.skipped = len(work.up_to_date)
+    summary.listed = discovery.listed
+    summary.listed_bytes = discovery.listed_bytes
+    summary.skipped = discovery.up_to_date
     summary.missing = discovery.gaps
     summary.missing_periods = discovery.missing_periods
-    summary.missing_days = discovery.missing_days
+    summary.missing_days = len(discovery.missing_days)
     for item in work.known_corrupt:
         summary.problems.append(
             IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
@@ -109,19 +111,20 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     # for: the catalog's schema and run row, the transfer limit, whether bronze exists.
     side: list[asyncio.Future[Any]] = []
     try:
-        setup = _start(side, anyio.to_thread.run_sync(_begin, manifest, run_id, request))
+        schema: Future[None] = Future()  # resolved once the catalog's tables exist
+        setup = _start(side, anyio.to_thread.run_sync(_begin, manifest, run_id, request, schema))
         limit = _start(side, ensure_transfer_limit())
         # (a read-only probe: when its answer is not needed it is left to finish on its own)
         bucket = _start(
             side, anyio.to_thread.run_sync(_bucket_exists, target, abandon_on_cancel=True)
         )
-        discovery = await discover(*inputs(target, request))
-        ctx.listings = discovery.listings
+        # Discovery plans each listed chunk against the manifest once its tables exist.
+        wait_schema = partial(schema.result, timeout=SCHEMA_WAIT_SECONDS)
+        discovery = await discover(*inputs(target, request, manifest, wait_schema))
         await setup
-        clock = summary.phase("discover", started)
-        work = await plan(*inputs(manifest, discovery.listed, target.bronze_bucket))
+        work = discovery.work
         await limit
-        clock = summary.phase("plan", clock)
+        clock = summary.phase("discover", started)
         todo = [item for item, _ in work.transfer]
         batches = size_batches(todo, request.batch_files, parallel)
         summary.transferred = len(work.transfer)
@@ -171,8 +174,14 @@ async def _settle(side: list[asyncio.Future[Any]]) -> None:
             await future
 
 
-def _begin(manifest: Manifest, run_id: str, request: IngestRequest) -> None:
-    manifest.ensure_schema()
+def _begin(manifest: Manifest, run_id: str, request: IngestRequest, schema: Future[None]) -> None:
+    """The catalog's tables (then `schema` is resolved: discovery may plan) and the run row."""
+    try:
+        manifest.ensure_schema()
+    except BaseException as exc:
+        schema.set_exception(exc)
+        raise
+    schema.set_result(None)
     manifest.begin_run(run_id, request.model_dump(mode="json"))
 
 

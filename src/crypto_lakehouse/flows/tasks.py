@@ -1,4 +1,4 @@
-"""The tasks of `ingest-archive`: discover, plan, transfer one partition batch.
+"""The tasks of `ingest-archive`: discover (list and plan), transfer one partition batch.
 
 Each is small and typed; retries (with backoff) apply only to errors whose `.transient`
 is true. Task inputs are in-process objects (`IngestContext` holds the manifest and the
@@ -27,11 +27,10 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from crypto_lakehouse.archive import find_gaps
-from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, ManifestOutcome, ManifestPlan
+from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, ManifestOutcome
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
-from crypto_lakehouse.flows.discovery import Listings, discover_files
+from crypto_lakehouse.flows.discovery import Discovery, list_and_plan
 from crypto_lakehouse.flows.limits import TRANSFER_LIMIT
 from crypto_lakehouse.flows.mover import Mover
 from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
@@ -55,16 +54,6 @@ def transient_only(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @dataclass
-class Discovery:
-    listed: list[ListedFile]
-    without_sidecar: list[ListedFile]
-    gaps: list[str]
-    missing_periods: int  # files absent inside their series
-    missing_days: int  # distinct days/months with a gap
-    listings: Listings = field(default_factory=Listings)  # complete, for the engine
-
-
-@dataclass
 class IngestContext:
     """What every task of one run shares (built once at flow entry, not a parameter)."""
 
@@ -74,7 +63,6 @@ class IngestContext:
     mover: Mover
     staging: Path  # each concurrent transfer stages under its own slot folder here
     listener: Listener | None = None
-    listings: Listings | None = None  # discovery's own, so the engine need not list again
     cancel: threading.Event = field(default_factory=threading.Event)
     slots: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
 
@@ -105,26 +93,18 @@ VERIFIED = {ManifestOutcome.VERIFIED, ManifestOutcome.REPLACED, ManifestOutcome.
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-async def discover(target: IngestTarget, request: IngestRequest) -> Discovery:
-    """List the archive: files the request covers, with ETag/LastModified and sidecar presence."""
+async def discover(
+    target: IngestTarget,
+    request: IngestRequest,
+    manifest: Manifest,
+    before_plan: Callable[[], object] | None = None,
+) -> Discovery:
+    """List the archive (files the request covers, with ETag/LastModified and sidecars)
+    and plan it against the manifest as the listing streams in (`list_and_plan`)."""
 
     def work() -> Discovery:
         _probe(target)
-        listings = Listings()
-        files = discover_files(target.source, request.query(), listings=listings)
-        gaps = find_gaps(files)
-        listed, without = [], []
-        for file in files:
-            item = ListedFile(file, file.key_under(target.source.root))
-            (listed if file.checksum_etag else without).append(item)
-        return Discovery(
-            listed,
-            without,
-            [str(g) for g in gaps],
-            sum(len(g.missing) for g in gaps),
-            len({period for g in gaps for period in g.missing}),
-            listings,
-        )
+        return list_and_plan(target, request.query(), manifest, before_plan=before_plan)
 
     return await anyio.to_thread.run_sync(work)
 
@@ -141,19 +121,6 @@ def _probe(target: IngestTarget) -> None:
         check_reachable(source.endpoint, PROBE_SECONDS)
     else:
         S3Storage(source.endpoint, timeout=PROBE_SECONDS, retries=0).probe_bucket(source.bucket)
-
-
-@task(
-    name="plan",
-    retries=2,
-    retry_delay_seconds=[1, 5],
-    retry_condition_fn=transient_only,
-    cache_policy=NO_CACHE,
-    persist_result=False,
-)
-async def plan(manifest: Manifest, listed: list[ListedFile], bronze_bucket: str) -> ManifestPlan:
-    """Which files need a transfer (new, changed, unfinished) according to the manifest."""
-    return await anyio.to_thread.run_sync(manifest.plan, listed, bronze_bucket)
 
 
 @task(
@@ -225,7 +192,6 @@ async def _move(
             staging=staging,
             on_bytes=on_bytes,
             cancel=ctx.cancel,
-            listings=ctx.listings,
         )
     )
 
