@@ -19,6 +19,7 @@ refused rather than read wrong.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from crypto_lakehouse.lake.warehouse import Warehouse
 
 T = TypeVar("T")
+_PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _RAISE = object()
 
 
@@ -193,7 +195,7 @@ class QueryEngine:
         hidden = f"__{namespace}__{name}"
         self.con.register(hidden, table_dataset(table, self.filesystem, tasks))
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {namespace}")
-        # Names matched \w+ and exist in the catalog: nothing of the user's is spliced in.
+        # Names are plain [a-z0-9_] and exist in the catalog: nothing else is spliced in.
         view = f'CREATE OR REPLACE VIEW {namespace}."{name}" AS SELECT * FROM "{hidden}"'  # noqa: S608
         self.con.execute(view)
         self._views[identifier] = pushed
@@ -215,6 +217,7 @@ class QueryEngine:
         named = reads.tables
         if not reads.parsed:  # sqlglot could not follow: plan every named table whole
             named = [n for n in qualified_names(query) if n.split(".", 1)[0] in namespaces]
+        named = [n for n in named if _PLAIN_NAME.match(n)]  # spliced into a view below
         if not named:
             return []
         filters = reads.filters(self._columns) if reads.parsed else {}
