@@ -326,3 +326,56 @@ def _filesystem(warehouse: Warehouse):
     from crypto_lakehouse.lake.query import lake_filesystem
 
     return lake_filesystem(warehouse)
+
+
+def _cli_env(config: LakeConfig, home: str) -> dict[str, str]:
+    endpoint = config.endpoint
+    return {
+        "LAKEHOUSE_HOME": home,
+        "CATALOG_DATABASE_URL": config.catalog_url.get_secret_value(),
+        "MINIO_ENDPOINT": endpoint.url,
+        "MINIO_ACCESS_KEY": endpoint.access_key.get_secret_value(),
+        "MINIO_SECRET_KEY": endpoint.secret_key.get_secret_value(),
+        "BRONZE_BUCKET": config.bronze_bucket,
+        "SILVER_BUCKET": config.silver_bucket,
+        "GOLD_BUCKET": config.gold_bucket,
+    }
+
+
+@pytest.mark.slow
+def test_cli_dry_run_then_maintain_and_bad_input(
+    warehouse: Warehouse, tmp_path, monkeypatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from crypto_lakehouse.cli import app
+
+    _build(warehouse, commits=3)
+    for name, value in _cli_env(warehouse.config, str(tmp_path / "home")).items():
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+
+    dry = runner.invoke(app, ["maintain", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert '"files_rewritten": 6' in dry.output
+    assert len(current_files(warehouse.catalog.load_table(TABLE)).data) == 6  # unchanged
+
+    done = runner.invoke(app, ["maintain", "--table", TABLE, "--retain-last", "2"])
+    assert done.exit_code == 0, done.output
+    assert TABLE in done.output and "6 -> 2" in done.output
+    assert len(current_files(warehouse.catalog.load_table(TABLE)).data) == 2
+
+    unknown = runner.invoke(app, ["maintain", "--table", "silver.nothing"])
+    assert unknown.exit_code == 2 and "no such table" in unknown.output
+    bad = runner.invoke(app, ["maintain", "--expire-older-than", "soon"])
+    assert bad.exit_code == 2 and "not a duration" in bad.output
+
+
+def test_durations_parse() -> None:
+    from crypto_lakehouse.cli.maintain import parse_duration
+
+    assert parse_duration("7d") == timedelta(days=7)
+    assert parse_duration("12h") == timedelta(hours=12)
+    assert parse_duration("0") == timedelta(0)
+    with pytest.raises(ConfigError):
+        parse_duration("7")

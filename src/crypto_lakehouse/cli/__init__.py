@@ -11,6 +11,7 @@ from crypto_lakehouse.cli import executor as executor_cli
 from crypto_lakehouse.cli import flows as flows_cli
 from crypto_lakehouse.cli import ingest as ingest_cli
 from crypto_lakehouse.cli import lake as lake_cli
+from crypto_lakehouse.cli import maintain as maintain_cli
 from crypto_lakehouse.cli.archive import sample_archive
 from crypto_lakehouse.cli.validate import validate
 
@@ -35,6 +36,7 @@ app.command("silver")(lake_cli.silver)
 app.command("gold")(lake_cli.gold)
 app.command("query")(lake_cli.query)
 app.command("coverage")(lake_cli.coverage)
+app.command("maintain")(maintain_cli.maintain)
 app.command("validate")(validate)
 
 

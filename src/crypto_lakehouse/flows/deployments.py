@@ -37,6 +37,7 @@ class DeploymentSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     optional: bool = False  # skipped when its module is not there (a flow still to come)
+    cron: str | None = None  # a schedule (UTC), e.g. "30 3 * * *"; None: runs on demand
 
     def load_flow(self) -> Any:
         module_name, _, attribute = self.flow.partition(":")
@@ -58,6 +59,15 @@ SPECS: list[DeploymentSpec] = [
         description="Turn verified bronze files into silver tables.",
         tags=("lakehouse", "silver"),
         optional=True,
+    ),
+    DeploymentSpec(
+        name="maintain",
+        flow="crypto_lakehouse.flows.maintenance:maintain_lake",
+        pool=GENERAL_POOL,
+        description="Daily table maintenance: compact small files, expire snapshots, "
+        "remove orphan files on every silver and gold table.",
+        tags=("lakehouse", "maintenance"),
+        cron="30 3 * * *",
     ),
 ]
 
@@ -130,6 +140,7 @@ async def deploy_all(
             parameters=spec.parameters or None,
             description=spec.description,
             tags=list(spec.tags),
+            cron=spec.cron,
             entrypoint_type=EntrypointType.MODULE_PATH,
         )
         deployment_id = await deployment.aapply(work_pool_name=spec.pool)
