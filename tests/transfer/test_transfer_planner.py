@@ -70,17 +70,13 @@ def test_public_surface_is_what_other_parts_code_against() -> None:
         assert getattr(transfer, name) is not None
 
 
-# Modules outside transfer/ that still import its modules directly (being rewritten).
-_NOT_YET_ON_THE_SURFACE = {"flows/discovery.py"}
-
-
 def test_other_parts_use_only_the_public_surface() -> None:
     """Outside transfer/ (and its own tests), code imports `crypto_lakehouse.transfer`."""
     package = Path(__file__).resolve().parents[2] / "src" / "crypto_lakehouse"
     offenders = []
     for path in package.rglob("*.py"):
         relative = path.relative_to(package).as_posix()
-        if relative.startswith("transfer/") or relative in _NOT_YET_ON_THE_SURFACE:
+        if relative.startswith("transfer/"):
             continue
         if re.search(r"crypto_lakehouse\.transfer\.\w+ import", path.read_text()):
             offenders.append(relative)
