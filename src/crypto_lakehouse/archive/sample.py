@@ -34,7 +34,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -136,28 +136,28 @@ class SampleSpec:
         base = cls(seed=seed, intervals=ALL_INTERVALS, start=start, defects=defects,
                    large_rows=large_rows)  # fmt: skip
         symbols = _SCALE_SYMBOLS
-        while symbols > 1 and _replace(base, symbols=symbols, days=3).file_count() > files:
+        while symbols > 1 and replace(base, symbols=symbols, days=3).file_count() > files:
             symbols -= 1
-        base = _replace(base, symbols=symbols)
+        base = replace(base, symbols=symbols)
         # Exact counts without planning every candidate: a day adds the same files, and
         # so does a whole month (monthly files do not depend on the month's length).
-        one_day = _replace(base, days=1).file_count()
-        per_day = _replace(base, days=2).file_count() - one_day
+        one_day = replace(base, days=1).file_count()
+        per_day = replace(base, days=2).file_count() - one_day
         month = _next_month(start)
         month_days = (_next_month(month) - month).days
         per_month = sum(
             f.frequency is Frequency.MONTHLY
-            for f in plan_files(_replace(base, start=month, days=month_days))
+            for f in plan_files(replace(base, start=month, days=month_days))
         )
 
         def count(days: int) -> int:
-            months = len(_replace(base, days=days).months(Market.SPOT))
+            months = len(replace(base, days=days).months(Market.SPOT))
             return one_day + (days - 1) * per_day + months * per_month + min(large, days)
 
         guess = max(1, min(MAX_WINDOW_DAYS, round(files / max(1, per_day))))
         candidates = range(max(1, guess - 40), min(MAX_WINDOW_DAYS, guess + 40) + 1)
         days = min(candidates, key=lambda d: (abs(count(d) - files), d))
-        return _replace(base, days=days, large_files=min(large, days))
+        return replace(base, days=days, large_files=min(large, days))
 
     def file_count(self) -> int:
         """Data files (zips) the sample writes: the plan, minus the missing, plus real files."""
@@ -200,17 +200,11 @@ class SampleSpec:
 
     def large(self) -> list[ArchiveFile]:
         """The large trades files: spot BTCUSDT on the window's last `large_files` days."""
-        days = self.window(Market.SPOT)[len(self.window(Market.SPOT)) - self.large_files :]
+        days = self.window(Market.SPOT)[self.days - self.large_files :] if self.large_files else []
         return [
             ArchiveFile(Market.SPOT, Frequency.DAILY, DataType.TRADES, LARGE_SYMBOL, day)
-            for day in (days if self.large_files else [])
+            for day in days
         ]
-
-
-def _replace(spec: SampleSpec, **changes: object) -> SampleSpec:
-    from dataclasses import replace
-
-    return replace(spec, **changes)
 
 
 def _next_month(day: date) -> date:
