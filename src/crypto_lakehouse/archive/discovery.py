@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import calendar
 import fnmatch
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
@@ -296,8 +296,9 @@ class ArchiveLister:
 
     def pages(
         self, query: ArchiveQuery, *, resume: Resume | None = None
-    ) -> Iterator[list[ArchiveFile]]:
-        """`files()` in pages of at most 1000 files, as the listing delivers them."""
+    ) -> Generator[list[ArchiveFile], None, None]:
+        """`files()` in pages of at most 1000 files, as the listing delivers them; `close()`
+        it to stop listing early."""
         return in_order(self._jobs(query, resume), self.threads)
 
     # -- one job per symbol folder ---------------------------------------------------------

@@ -16,8 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Generic, TypeVar
@@ -208,24 +207,24 @@ class _Job(Generic[T]):
 
 def in_order(
     jobs: Iterable[Callable[[], Iterable[T]]], threads: int, depth: int = 2
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """The items of every job, job after job, while up to `threads` jobs run ahead.
 
-    A job runs on a worker thread and may be at most `depth` items ahead of the consumer,
-    so at most threads x depth items wait in memory. The first error a job raises is
-    raised here, in order; closing the iterator early stops the workers.
+    A job runs on a thread of its own and may be at most `depth` items ahead of the
+    consumer, so at most threads x depth items wait in memory. The first error a job
+    raises is raised here, in order; closing the iterator early stops the workers.
     """
     stop = threading.Event()
     pending = iter(jobs)
     running: deque[_Job[T]] = deque()
-    pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="listing")
 
     def start_next() -> bool:
         job = next(pending, None)
         if job is None:
             return False
         runner: _Job[T] = _Job(depth, stop)
-        pool.submit(runner.run, job)
+        # A daemon thread per job: one the consumer abandoned never holds up the exit.
+        threading.Thread(target=runner.run, args=(job,), daemon=True, name="listing").start()
         running.append(runner)
         return True
 
@@ -242,5 +241,4 @@ def in_order(
             else:
                 yield item
     finally:
-        stop.set()
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop.set()  # workers still running give up at their next hand-over

@@ -12,6 +12,7 @@ them (`flows.mover.source_listing_for`), so the engine never lists the archive.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -68,19 +69,20 @@ def list_and_plan(
         found.work.known_corrupt += work.known_corrupt
         found.up_to_date += len(work.up_to_date)
 
-    for page in lister.pages(query, resume=resume):
-        for file in page:
-            series.add(file)
-            found.listed += 1
-            found.listed_bytes += file.size or 0
-            item = ListedFile(file, file.key_under(target.source.root))
-            if file.checksum_etag is None:
-                found.without_sidecar.append(item)
-            else:
-                chunk.append(item)
-        if len(chunk) >= PLAN_CHUNK:
-            plan(chunk)
-            chunk = []
+    with closing(lister.pages(query, resume=resume)) as pages:  # stops listing on error
+        for page in pages:
+            for file in page:
+                series.add(file)
+                found.listed += 1
+                found.listed_bytes += file.size or 0
+                item = ListedFile(file, file.key_under(target.source.root))
+                if file.checksum_etag is None:
+                    found.without_sidecar.append(item)
+                else:
+                    chunk.append(item)
+            if len(chunk) >= PLAN_CHUNK:
+                plan(chunk)
+                chunk = []
     if chunk:
         plan(chunk)
     series.close()
