@@ -8,6 +8,7 @@ whole, unfiltered table.
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -337,6 +338,10 @@ def test_query_explain_through_the_cli(warehouse: Warehouse, monkeypatch, tmp_pa
     assert result.exit_code == 0, result.output
     assert result.output.startswith("silver.k: 1 of 9 data files")
     assert "pushed: symbol = 'BTCUSDT' AND month = '2024-03-01'" in result.output
+    result = runner.invoke(app, ["query", "--explain", "--format", "json", sql])
+    assert result.exit_code == 0, result.output
+    [plan] = json.loads(result.output)
+    assert (plan["table"], plan["files"], plan["total_files"]) == ("silver.k", 1, 9)
     result = runner.invoke(app, ["query", "SELECT count(*) AS n FROM silver.k WHERE symbol = 'X'"])
     assert result.exit_code == 0 and " 0 " in result.output  # no file can hold it: empty
     bad = runner.invoke(app, ["query", "SELECT * FROM silver.k WHERE date = '2024-02-30'"])
