@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from crypto_lakehouse.errors import OperationNotFound, QueueFull
-from crypto_lakehouse.executor.store import Claim, OperationOutcome, OperationStore, open_store
+from crypto_lakehouse.executor.store import Claim, OperationOutcome, OperationStore
+from crypto_lakehouse.executor.stores import open_store
 from crypto_lakehouse.stack.postgres import PostgresServer
 
 

@@ -65,16 +65,8 @@ def main() -> None:
         access_key=SecretStr(spec["dest_access_key"]),
         secret_key=SecretStr(spec["dest_secret_key"]),
     )
-    staging = Path(spec["staging_root"])
-    tmpfs = Path(spec["staging_memory_root"]) if spec.get("staging_memory_root") else None
-    options = EngineOptions(
-        staging_root=staging,
-        staging_cap_bytes=int(spec["staging_cap_bytes"]),
-        max_concurrent=int(spec["max_concurrent"]),
-        staging_memory_root=tmpfs,
-        staging_memory_cap_bytes=int(spec.get("staging_memory_cap_bytes", 0)),
-        chunk_bytes=int(spec["chunk_bytes"]),
-    )
+    options = EngineOptions.from_json(spec["options"])
+    staging, tmpfs = options.staging_root, options.staging_memory_root
     walked_roots = [staging] + ([memory_tier_dir(tmpfs)] if tmpfs is not None else [])
     request = TransferRequest(
         source=source,

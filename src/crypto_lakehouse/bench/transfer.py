@@ -265,12 +265,7 @@ class TransferBench:
                 "dest_url": env.lake.url,
                 "dest_access_key": env.lake.admin.access_key,
                 "dest_secret_key": env.lake.admin.secret_key,
-                "staging_root": str(env.options.staging_root),
-                "staging_cap_bytes": env.options.staging_cap_bytes,
-                "staging_memory_root": str(env.options.staging_memory_root or ""),
-                "staging_memory_cap_bytes": env.options.staging_memory_cap_bytes,
-                "chunk_bytes": env.options.chunk_bytes,
-                "max_concurrent": env.options.max_concurrent,
+                "options": env.options.as_json(),  # every knob, as the comparison runs
                 "source": f"s3://{SOURCE_BUCKET}/{workload.prefix}",
                 "dest": "s3://bench-memory/copy/",
             }

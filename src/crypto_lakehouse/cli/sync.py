@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -39,6 +40,15 @@ from crypto_lakehouse.transfer import (
 _SHOWN_FAILURES = 20
 
 
+class SyncMode(StrEnum):
+    """The engine's modes a user picks from. `traditional` (one object at a time) is the
+    baseline `validate` and `bench transfer` measure against, not a way to copy data."""
+
+    AUTO = Mode.AUTO.value
+    DIRECT = Mode.DIRECT.value
+    STAGED = Mode.STAGED.value
+
+
 @handle_errors
 def sync(
     src: Annotated[str, typer.Argument(help="Source, s3://bucket/prefix/")],
@@ -46,7 +56,8 @@ def sync(
     source_endpoint: Annotated[
         str | None,
         typer.Option(
-            "--source-endpoint", help="Source S3 URL [default: $SOURCE_ENDPOINT, else AWS]."
+            "--source-endpoint",
+            help="Source endpoint URL (default: $SOURCE_ENDPOINT, else AWS S3).",
         ),
     ] = None,
     dest_endpoint: Annotated[
@@ -56,7 +67,7 @@ def sync(
     anonymous_source: Annotated[
         bool, typer.Option("--anonymous-source", help="Read the source unsigned (public buckets).")
     ] = False,
-    mode: Annotated[Mode, typer.Option("--mode", case_sensitive=False)] = Mode.AUTO,
+    mode: Annotated[SyncMode, typer.Option("--mode", case_sensitive=False)] = SyncMode.AUTO,
     copy: Annotated[
         bool, typer.Option("--copy", help="Copy everything, even objects already up to date.")
     ] = False,
@@ -76,7 +87,7 @@ def sync(
         source_url=S3Url.parse(src),
         dest=_dest_endpoint(settings, dest_endpoint),
         dest_url=S3Url.parse(dst),
-        mode=mode,
+        mode=Mode(mode.value),
         operation="copy" if copy else "sync",
         delete_extra=delete,
     )

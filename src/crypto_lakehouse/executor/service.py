@@ -28,7 +28,8 @@ from crypto_lakehouse.executor.plan import OperationPlan
 from crypto_lakehouse.executor.redaction import Redactor
 from crypto_lakehouse.executor.runner import EngineFactory, Runner
 from crypto_lakehouse.executor.sources import SourcePolicy
-from crypto_lakehouse.executor.store import OperationStore, open_store
+from crypto_lakehouse.executor.store import OperationStore
+from crypto_lakehouse.executor.stores import open_store
 from crypto_lakehouse.storage.client import S3Storage
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.transfer import EngineOptions, TransferEngine, s5cmd_binary

@@ -410,19 +410,3 @@ class OperationStore(ABC):
         """Pending operations, from the counter (constant time; for the queue gauge)."""
         with self._transaction() as run:
             return int(run(f"SELECT pending FROM {DEPTH} WHERE id = 1", ())[0][0])
-
-
-def open_store(url: str) -> OperationStore:
-    """`sqlite:///path` or `postgresql://...` (a `+driver` suffix is accepted and ignored)."""
-    from crypto_lakehouse.errors import ConfigError
-
-    scheme = url.split(":", 1)[0].split("+", 1)[0].lower()
-    if scheme == "sqlite":
-        from crypto_lakehouse.executor.store_sqlite import SqliteStore
-
-        return SqliteStore.from_url(url)
-    if scheme in {"postgresql", "postgres"}:
-        from crypto_lakehouse.executor.store_postgres import PostgresStore
-
-        return PostgresStore.from_url(url)
-    raise ConfigError(f"EXECUTOR_DATABASE_URL: unsupported scheme {scheme!r} (sqlite, postgresql)")

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore import UNSIGNED
@@ -132,7 +132,8 @@ class S3Storage:
 
     def get_bytes(self, bucket: str, key: str) -> bytes:
         with translate_errors(self.endpoint, bucket, key):
-            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body: bytes = self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> str:
         """Write one object and return its ETag."""
@@ -178,7 +179,7 @@ class translate_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> Literal[False]:
         if exc is None:
             return False
         if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):

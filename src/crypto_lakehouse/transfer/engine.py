@@ -20,6 +20,7 @@ from crypto_lakehouse.observability.metrics import (
     S5CMD_OBJECTS_TRANSFERRED,
     S5CMD_STAGING_CAP_BYTES,
 )
+from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.storage.urls import validate_prefix
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.context import TransferContext
@@ -139,10 +140,10 @@ class TransferEngine:
         S5CMD_BYTES_TRANSFERRED.inc(report.summary.bytes_copied)
         return report
 
-    def _invocation(self, endpoint: object) -> Invocation:
+    def _invocation(self, endpoint: Endpoint) -> Invocation:
         opts = self.options
         return Invocation(
-            endpoint=endpoint,  # type: ignore[arg-type]
+            endpoint=endpoint,
             numworkers=opts.max_concurrent,
             retry_count=opts.retry_count,
             log_level=opts.log_level,

@@ -7,12 +7,12 @@ and the CLI turn them into pydantic/JSON at their own boundaries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from crypto_lakehouse.config import GIB, MIB, Settings
+from crypto_lakehouse.config import MIB, Settings
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.storage.urls import QUARANTINE_PREFIX, S3Url
 
@@ -71,23 +71,32 @@ class ObjectResult:
     error: str | None = None  # why it failed / was corrupt
 
 
+def _default(setting: str) -> Any:
+    """A knob's default is the one `Settings` declares: one home for each."""
+    return Settings.model_fields[setting].default
+
+
 @dataclass
 class EngineOptions:
-    """Knobs for every run of one engine; built once from Settings at the edge."""
+    """Knobs for every run of one engine; built once from Settings at the edge.
+
+    Defaults are `Settings`' own, except the memory tier: an engine built directly (tests,
+    benchmarks) stages on disk unless it is given a tmpfs; `from_settings` passes it on.
+    """
 
     staging_root: Path
-    max_concurrent: int = 32  # s5cmd --numworkers
-    part_size_mib: int = 50  # s5cmd --part-size (MiB)
-    retry_count: int = 3  # s5cmd --retry-count for the real work (probes use 0)
-    staging_cap_bytes: int = 2 * GIB
+    max_concurrent: int = _default("s5cmd_max_concurrent")  # s5cmd --numworkers
+    part_size_mib: int = _default("s5cmd_part_size") // MIB  # s5cmd --part-size (MiB)
+    retry_count: int = _default("s5cmd_retry_count")  # the real work's; probes use 0
+    staging_cap_bytes: int = _default("staging_cap_bytes")
     staging_memory_root: Path | None = None  # tmpfs for small chunks (STAGING_MEMORY_DIR)
     staging_memory_cap_bytes: int = 0  # of staging_cap_bytes, how much may sit in memory
-    log_level: str = "error"
-    stats: bool = False  # s5cmd --stat (a global flag)
+    log_level: str = _default("s5cmd_log_level")
+    stats: bool = _default("s5cmd_stats")  # s5cmd --stat (a global flag)
     probe_timeout: float = 5.0  # seconds for the pre-flight checks of both sides
     batch_objects: int = 5000  # objects per s5cmd process (bounds memory and staging)
-    chunk_bytes: int = 256 * MIB  # staged: bytes per chunk, so chunks fit the memory tier
-    overlap: bool = False  # staged: download chunk k+1 while chunk k uploads (STAGING_OVERLAP)
+    chunk_bytes: int = _default("staging_chunk_bytes")  # staged: bytes per chunk
+    overlap: bool = _default("staging_overlap")  # staged: download k+1 while k uploads
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -104,6 +113,23 @@ class EngineOptions:
             overlap=settings.staging_overlap,
             chunk_bytes=settings.staging_chunk_bytes,
         )
+
+    def as_json(self) -> dict[str, Any]:
+        """Every knob as JSON values (paths as strings), for a child process."""
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, Path):
+                data[key] = str(value)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EngineOptions:
+        """The inverse of `as_json`."""
+        values = dict(data)
+        for key in ("staging_root", "staging_memory_root"):
+            if values.get(key) is not None:
+                values[key] = Path(values[key])
+        return cls(**values)
 
 
 @dataclass

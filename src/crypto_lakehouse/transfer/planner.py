@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -194,9 +195,9 @@ def _wanted_keys(keys: Sequence[str] | None) -> set[str] | None:
     return set(keys) if keys is not None else None
 
 
-def _write(out: object, item: PlanItem) -> None:
+def _write(out: BinaryIO, item: PlanItem) -> None:
     row = [item.key, item.dest_key, item.size, item.etag, item.prev, item.next]
-    out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))  # type: ignore[attr-defined]
+    out.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def _result(

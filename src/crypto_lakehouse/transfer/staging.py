@@ -111,7 +111,8 @@ class StagingArea:
                 in_memory = held + nbytes <= self.memory_cap_bytes
                 if in_memory:
                     _memory_held[self.memory_root] = held + nbytes
-        path = (self.memory_dir if in_memory else self.dir) / name  # type: ignore[operator]
+        folder = self.memory_dir if in_memory and self.memory_dir is not None else self.dir
+        path = folder / name
         if in_memory:
             self._in_memory[path] = nbytes
         path.mkdir()
