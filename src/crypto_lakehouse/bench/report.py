@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 
@@ -69,30 +70,39 @@ class BenchResult:
             rows.append(row)
         return rows
 
-    def table(self) -> Group:
+    def table(self, *, narrow: bool = False) -> Group:
+        """The results as rich tables; `narrow` fits 80 columns (logs, pipes, CI).
+
+        Narrow drops the list of runs and the ratio column from the wide table, prints
+        each method's runs on its own line, and the targets as one line each.
+        """
         parts: list[Any] = []
         for workload in dict.fromkeys(m.workload for m in self.measurements):
             rows = [m for m in self.measurements if m.workload == workload]
             first = self.seconds(workload, "engine-staged") or rows[0].seconds
-            table = Table(
-                title=f"{workload}: {rows[0].objects} objects, "
+            title = (
+                f"{workload}: {rows[0].objects} objects, "
                 f"{rows[0].bytes / 1e6:.1f} MB (median of {len(rows[0].runs)})"
             )
-            columns = (
-                "method",
-                "median s",
-                "runs",
-                "MB/s",
-                "objects/s",
-                "client CPU s",
-                "servers CPU s",
-                "vs engine-staged",
-            )
+            if narrow:
+                table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
+                columns: tuple[str, ...] = (
+                    "method", "median s", "MB/s", "obj/s", "CPU s", "srv CPU", "x stg"
+                )  # fmt: skip
+            else:
+                table = Table(title=title)
+                columns = (
+                    "method", "median s", "runs", "MB/s", "objects/s", "client CPU s",
+                    "servers CPU s", "vs engine-staged",
+                )  # fmt: skip
             for column in columns:
-                table.add_column(column, justify="left" if column == "method" else "right")
+                if column == "method":
+                    table.add_column(column, no_wrap=True, min_width=22 if narrow else None)
+                else:
+                    table.add_column(column, justify="right")
             for m in rows:
                 moved = 0 if m.method.endswith("-rerun") else m.bytes
-                table.add_row(
+                cells = [
                     m.method,
                     f"{m.seconds:.2f}",
                     " ".join(f"{r:.2f}" for r in m.runs),
@@ -100,11 +110,27 @@ class BenchResult:
                     f"{m.objects / m.seconds:.0f}",
                     _seconds(m.cpu_seconds),
                     _seconds(m.server_cpu_seconds),
-                    f"{m.seconds / first:.2f}x time",
-                )
+                    f"{m.seconds / first:.2f}" + ("" if narrow else "x time"),
+                ]
+                if narrow:
+                    del cells[2]
+                table.add_row(*cells)
             parts.append(table)
+            if narrow:
+                parts.extend(
+                    f"  runs {m.method}: " + " ".join(f"{r:.2f}" for r in m.runs) for m in rows
+                )
         targets = self.targets()
-        if targets:
+        if targets and narrow:
+            parts.append("targets (ratios of medians from this run):")
+            for row in targets:
+                verdict = {None: "not measured", True: "met", False: "MISSED"}[row["met"]]
+                ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+                parts.append(
+                    f"  {verdict:<12} {row['workload']:<5} {ratio:>6} "
+                    f"{row['rule']}{row['limit']:<4} {row['target']}"
+                )
+        elif targets:
             table = Table(title="targets (ratios of medians from this run)")
             for column in ("target", "workload", "ratio", "limit", "met"):
                 table.add_column(column)

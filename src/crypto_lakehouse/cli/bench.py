@@ -38,7 +38,8 @@ def transfer(
 
     bench = TransferBench(load_settings(), quick=quick, repeats=repeats, log=console.print)
     result = bench.run_memory(objects) if objects is not None else bench.run()
-    console.print(result.table(), width=None if console.is_terminal else 150)
+    narrow = not console.is_terminal  # a log or a pipe: a layout that fits 80 columns
+    console.print(result.table(narrow=narrow), width=80 if narrow else None)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")

@@ -1,6 +1,6 @@
 """Reading s5cmd's `--json` output, one line at a time, into typed events.
 
-What s5cmd v2.3 prints (captured from real runs, see tests/transfer/test_output.py):
+What s5cmd v2.3 prints (captured from real runs, see tests/transfer/test_transfer_output.py):
 
 - stdout, per finished object: `{"operation":"cp","success":true,"source":"s3://b/k",
   "destination":"/dir/k","object":{"type":"file","size":4096}}` (s3->s3 copies carry

@@ -7,12 +7,11 @@ folders left by dead processes are removed at the *end* of a later run, not the 
 The folder is built under a hidden name and renamed once its owner file exists, so a
 concurrent run's clean-up never sees (and deletes) a live folder without an owner.
 
-Chunks of small objects are staged in memory when a tmpfs is configured (`/dev/shm` by
-default; the folder is `crypto-lakehouse-<uid>` in it) and the chunk fits the memory
-cap: a download of thousands of small files is bound by file creation, and on tmpfs
-s5cmd spends half the CPU it spends on ext4 for the same 2000 x 4 KiB (measured,
-docs/transfer.md). Large chunks, where bandwidth and not metadata decides, stay on
-disk. Both tiers count toward the overall cap.
+A chunk is staged in memory when a tmpfs is configured (`/dev/shm` by default; the
+folder is `crypto-lakehouse-<uid>` in it) and the chunk fits what is left of the memory
+cap, whatever its objects' sizes: a download of thousands of small files is bound by file
+creation, which tmpfs makes cheap (docs/transfer.md has the numbers). A chunk that does
+not fit goes to disk. Both tiers count toward the overall cap.
 """
 
 from __future__ import annotations
