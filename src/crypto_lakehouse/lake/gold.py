@@ -1,178 +1,408 @@
-"""Gold: answers computed from silver with DuckDB and stored as Iceberg tables.
+"""Gold: the tables of `lake/gold_tables.py`, kept up to date from silver incrementally.
 
-- `gold.klines_1h`, `gold.klines_1d`: OHLCV resampled from the finest kline interval present
-  per (market, symbol) below the target; `bars`/`expected_bars`/`complete` say whether a
-  bucket had a source bar for every slot (Binance omits bars without trades, so sparse
-  markets are never "complete"; the check below does not depend on it).
-- `gold.kline_checks`: every resampled bar that Binance also published at that interval,
-  compared field by field (prices exactly up to float noise, sums to 1e-6);
-  `ok = false` rows are mismatches, which `build_gold` reports.
-- `gold.funding_daily`: per symbol and UTC day, the settlements, summed (the day's cost)
-  and mean/min/max funding rate.
-- `gold.trades_daily`: per symbol and UTC day, trade count, volume, turnover, VWAP, range.
-
-Each build recomputes the tables from silver and replaces them in one snapshot each. SQL
-here is assembled from our own table and column names only, never from user input.
+Every gold table is partitioned by `month` (first day of the UTC month) and sorted by
+symbol. A gold row depends only on silver rows of its own (market, symbol, month), and the
+interval klines are resampled from is chosen per symbol from the ledger, the same way for a
+full and an incremental build. So a build recomputes only the (market, symbol, month)
+partitions whose ledger rows changed since the table's watermark (`lake/gold_state.py`), a
+bounded group of partitions at a time: one silver scan pruned to the group, one commit that
+replaces exactly its rows. No table is ever held whole. A group whose recomputed rows
+equal the stored ones is not written, so a build with nothing new makes no snapshot.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import reduce
 
 import pyarrow as pa
+import pyarrow.compute as pc
+from pyiceberg.expressions import (
+    AlwaysFalse,
+    And,
+    BooleanExpression,
+    EqualTo,
+    GreaterThanOrEqual,
+    In,
+    LessThan,
+    Or,
+)
+from pyiceberg.table import Table
 
-from crypto_lakehouse.archive.catalog import ALL_INTERVALS, DataType, Market
-from crypto_lakehouse.archive.schemas import schema_for
-from crypto_lakehouse.lake.query import QueryEngine
-from crypto_lakehouse.lake.tables import table_slug
+from crypto_lakehouse.archive.catalog import Market
+from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.lake.gold_state import MARGIN, GoldState
+from crypto_lakehouse.lake.gold_tables import (
+    FIXED_INTERVALS,
+    GOLD_TABLES,
+    TARGETS,
+    GoldTable,
+    interval_seconds,
+)
+from crypto_lakehouse.lake.query import QueryEngine, table_dataset
+from crypto_lakehouse.lake.tables import SilverTable
 from crypto_lakehouse.lake.warehouse import GOLD, SILVER, Warehouse
 
-TARGETS = {"1h": 3600, "1d": 86400}
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-PRICE_TOLERANCE = 1e-9
-SUM_TOLERANCE = 1e-6
+__all__ = ["GOLD_TABLES", "GoldResult", "build_gold"]
 
+GROUP_PARTITIONS = 400  # (symbol, month) partitions per silver scan and gold commit
+LAYOUT_VERSION = "month-partitioned/1"  # bump when the SQL changes what a row means
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-def interval_seconds(interval: str) -> int | None:
-    """Seconds in a fixed kline interval; None for `1mo` (months differ in length)."""
-    number, unit = interval[:-1], interval[-1]
-    if interval.endswith("mo") or unit not in _UNIT_SECONDS:
-        return None
-    return int(number) * _UNIT_SECONDS[unit]
+_PROPERTIES = {
+    "commit.manifest-merge.enabled": "true",
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
 
 
 @dataclass
 class GoldResult:
-    """Row counts per gold table and the resampling check's findings."""
+    """What a build did and what the tables hold: rows per table (all of them), partitions
+    recomputed and commits made this run, and the resampling check's mismatches (every
+    one stored; `new_mismatches` counts those in the partitions recomputed now)."""
 
     rows: dict[str, int] = field(default_factory=dict)
+    recomputed: dict[str, int] = field(default_factory=dict)
+    commits: dict[str, int] = field(default_factory=dict)
+    full: dict[str, bool] = field(default_factory=dict)
     checked: int = 0
     mismatches: list[dict] = field(default_factory=list)
+    new_mismatches: int = 0
 
 
-def _intervals_sql() -> str:
-    pairs = [(i, interval_seconds(i)) for i in ALL_INTERVALS if interval_seconds(i)]
-    return ", ".join(f"('{i}', {s})" for i, s in pairs)
+# -- the build --------------------------------------------------------------------------------
 
 
-def _resample_sql(source: str, market: Market, label: str, seconds: int) -> str:
-    names = schema_for(market, DataType.KLINES).names
-    volume, quote, count, taker, taker_quote = names[5], names[7], names[8], names[9], names[10]
-    return f"""
-    WITH intervals(interval, seconds) AS (VALUES {_intervals_sql()}),
-    present AS (
-        SELECT DISTINCT k.symbol, k.interval, i.seconds
-        FROM {source} k JOIN intervals i USING (interval) WHERE i.seconds < {seconds}
-    ),
-    finest AS (
-        SELECT symbol, arg_min(interval, seconds) AS interval, min(seconds) AS seconds
-        FROM present GROUP BY symbol
-    )
-    SELECT
-        '{market.value}' AS market, k.symbol, '{label}' AS interval,
-        f.interval AS source_interval,
-        time_bucket(INTERVAL '{seconds} seconds', k.open_time) AS open_time,
-        arg_min(k.open, k.open_time) AS open, max(k.high) AS high, min(k.low) AS low,
-        arg_max(k.close, k.open_time) AS close,
-        sum(k.{volume}) AS volume, sum(k.{quote}) AS {quote}, sum(k.{count}) AS count,
-        sum(k.{taker}) AS {taker}, sum(k.{taker_quote}) AS {taker_quote},
-        count(*) AS bars, any_value({seconds} // f.seconds) AS expected_bars
-    FROM {source} k JOIN finest f ON k.symbol = f.symbol AND k.interval = f.interval
-    GROUP BY k.symbol, f.interval, time_bucket(INTERVAL '{seconds} seconds', k.open_time)
-    """  # noqa: S608 - table and column names are ours, never user input
+def build_gold(
+    warehouse: Warehouse,
+    *,
+    full: bool = False,
+    margin: timedelta = MARGIN,
+    group_partitions: int = GROUP_PARTITIONS,
+) -> GoldResult:
+    """Bring every gold table up to date with silver; tables without sources are left alone.
 
-
-def _with_flags(sql: str) -> str:
-    return f"""
-    SELECT *, bars = expected_bars AS complete, CAST(open_time AS DATE) AS date
-    FROM ({sql}) ORDER BY symbol, open_time
-    """  # noqa: S608 - table and column names are ours, never user input
-
-
-def _check_sql(resampled: str, source: str, market: Market, label: str) -> str:
-    names = schema_for(market, DataType.KLINES).names
-    prices = ["open", "high", "low", "close"]
-    sums = [names[5], names[7], names[8], names[9], names[10]]
-    cases = [
-        f"CASE WHEN abs(g.{c} - b.{c}) > {PRICE_TOLERANCE} * greatest(abs(b.{c}), 1) THEN '{c}' END"
-        for c in prices
-    ] + [
-        f"CASE WHEN abs(g.{c} - b.{c}) > {SUM_TOLERANCE} * greatest(abs(b.{c}), 1) THEN '{c}' END"
-        for c in sums
-    ]
-    theirs = ", ".join(f"b.{c} AS binance_{c}" for c in prices + sums)
-    return f"""
-    SELECT market, symbol, interval, source_interval, open_time, mismatched,
-           mismatched = '' AS ok, {", ".join(f"ours_{c}" for c in prices + sums)},
-           {", ".join(f"binance_{c}" for c in prices + sums)}
-    FROM (
-        SELECT g.market, g.symbol, g.interval, g.source_interval, g.open_time,
-               concat_ws(',', {", ".join(cases)}) AS mismatched,
-               {", ".join(f"g.{c} AS ours_{c}" for c in prices + sums)}, {theirs}
-        FROM ({resampled}) g
-        JOIN {source} b
-          ON b.symbol = g.symbol AND b.interval = '{label}' AND b.open_time = g.open_time
-    ) ORDER BY symbol, open_time
-    """  # noqa: S608 - table and column names are ours, never user input
-
-
-def _funding_sql(source: str) -> str:
-    return f"""
-    SELECT market, symbol, date, count(*) AS settlements,
-           sum(last_funding_rate) AS daily_rate, avg(last_funding_rate) AS mean_rate,
-           min(last_funding_rate) AS min_rate, max(last_funding_rate) AS max_rate,
-           max(funding_interval_hours) AS funding_interval_hours
-    FROM {source} GROUP BY market, symbol, date
-    """  # noqa: S608 - table and column names are ours, never user input
-
-
-def _trades_sql(source: str, market: Market) -> str:
-    turnover = schema_for(market, DataType.TRADES).names[3]  # quote_qty, or base_qty (COIN-M)
-    return f"""
-    SELECT market, symbol, date, count(*) AS trades, sum(qty) AS volume,
-           sum({turnover}) AS turnover, sum(price * qty) / nullif(sum(qty), 0) AS vwap,
-           arg_min(price, id) AS first_price, arg_max(price, id) AS last_price,
-           min(price) AS low, max(price) AS high,
-           sum(CASE WHEN is_buyer_maker THEN qty ELSE 0 END) AS sell_volume
-    FROM {source} GROUP BY market, symbol, date
-    """  # noqa: S608 - table and column names are ours, never user input
-
-
-def build_gold(warehouse: Warehouse) -> GoldResult:
-    """Recompute every gold table from silver; tables without sources are left alone."""
+    Incremental unless `full` (or the table is new, or its layout changed): only the
+    (market, symbol, month) partitions the silver ledger shows changed are recomputed. A
+    table's watermark advances only after all of its partitions are written, so a build
+    that fails is redone from the same point. Raises StorageError for the catalog database.
+    """
     result = GoldResult()
+    state = GoldState(warehouse.config.sqlalchemy_url, margin)
     silver = set(warehouse.tables(SILVER))
-    with QueryEngine(warehouse) as engine:
-        resampled: dict[str, list[pa.Table]] = {label: [] for label in TARGETS}
-        checks: list[pa.Table] = []
-        funding: list[pa.Table] = []
-        trades: list[pa.Table] = []
-        for market in Market:
-            klines = f"{SILVER}.{table_slug(market, DataType.KLINES)}"
-            if klines in silver:
-                for label, seconds in TARGETS.items():
-                    sql = _resample_sql(klines, market, label, seconds)
-                    resampled[label].append(engine.sql(_with_flags(sql)))
-                    checks.append(engine.sql(_check_sql(_with_flags(sql), klines, market, label)))
-            rates = f"{SILVER}.{table_slug(market, DataType.FUNDING_RATE)}"
-            if rates in silver:
-                funding.append(engine.sql(_funding_sql(rates)))
-            ticks = f"{SILVER}.{table_slug(market, DataType.TRADES)}"
-            if ticks in silver:
-                trades.append(engine.sql(_trades_sql(ticks, market)))
-    outputs = {f"klines_{label}": parts for label, parts in resampled.items()}
-    outputs.update(kline_checks=checks, funding_daily=funding, trades_daily=trades)
-    for name, parts in outputs.items():
-        if not parts:
-            continue
-        data = pa.concat_tables(parts, promote_options="permissive")
-        warehouse.replace_all(f"{GOLD}.{name}", data, [])
-        result.rows[f"{GOLD}.{name}"] = data.num_rows
-    if checks:
-        compared = pa.concat_tables(checks, promote_options="permissive")
-        result.checked = compared.num_rows
-        bad = compared.filter(pa.compute.invert(compared.column("ok")))
-        result.mismatches = bad.select(
-            ["market", "symbol", "interval", "open_time", "mismatched"]
-        ).to_pylist()
+    try:
+        with QueryEngine(warehouse) as engine:
+            for spec in GOLD_TABLES:
+                _Builder(warehouse, engine, state, spec, silver, group_partitions).run(full, result)
+    finally:
+        state.dispose()
+    result.rows = {s.identifier: _total_rows(warehouse.table(s.identifier)) for s in GOLD_TABLES}
+    result.rows = {name: rows for name, rows in result.rows.items() if rows is not None}
+    checks = warehouse.table(f"{GOLD}.kline_checks")
+    if checks is not None:
+        result.checked = result.rows.get(f"{GOLD}.kline_checks", 0)
+        bad = checks.scan(
+            row_filter=EqualTo("ok", False),
+            selected_fields=("market", "symbol", "interval", "open_time", "mismatched"),
+        ).to_arrow()
+        bad = bad.sort_by(
+            [("market", "ascending"), ("symbol", "ascending"), ("open_time", "ascending")]
+        )
+        result.mismatches = bad.to_pylist()
     return result
+
+
+class _Builder:
+    """Brings one gold table up to date."""
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        engine: QueryEngine,
+        state: GoldState,
+        spec: GoldTable,
+        silver: set[str],
+        group_partitions: int,
+    ) -> None:
+        self.warehouse, self.engine, self.state, self.spec = warehouse, engine, state, spec
+        self.group_partitions = group_partitions
+        self.sources = {
+            SilverTable.of(m, spec.data_type).identifier: m
+            for m in spec.markets()
+            if SilverTable.of(m, spec.data_type).identifier in silver
+        }
+        self.schema = _gold_schema(engine, spec)
+        digest = hashlib.sha256(f"{LAYOUT_VERSION}\n{self.schema}".encode()).hexdigest()
+        self.layout = digest[:16]
+
+    def run(self, full: bool, result: GoldResult) -> None:
+        if not self.sources:
+            return
+        name = self.spec.identifier
+        table, created = self._ensure_table()
+        since = None if full or created else self.state.watermark(name, self.layout)
+        if since is None:
+            self.state.forget(name)
+            self.state.set_watermark(name, self.layout, None)
+            touched, newest = self.state.everything(list(self.sources))
+        else:
+            touched, newest = self.state.touched(list(self.sources), since)
+        wanted: dict[Market, set[tuple[date, str]]] = defaultdict(set)
+        for t in touched:
+            wanted[self.sources[t.table_name]].add((t.month, t.symbol))
+        chosen: dict[Market, dict[tuple[str, str], str | None]] = {}
+        for market in list(wanted):
+            chosen[market] = self._finest(market, wanted[market], since is None)
+        recomputed = commits = 0
+        for market, pairs in sorted(wanted.items()):
+            for group in _chunks(sorted(pairs), self.group_partitions):
+                written, new_bad = self._refresh(table, market, group, chosen.get(market, {}))
+                recomputed += len(group)
+                commits += written
+                result.new_mismatches += new_bad
+        if since is None:
+            commits += self._drop_strays(table, wanted)
+        for market, picked in chosen.items():
+            self.state.save_finest(name, market.value, picked)
+        mark = max(m for m in (since, newest, _EPOCH) if m is not None)
+        self.state.set_watermark(name, self.layout, mark)
+        result.recomputed[name], result.commits[name] = recomputed, commits
+        result.full[name] = since is None
+
+    def _ensure_table(self) -> tuple[Table, bool]:
+        """The gold table in this layout; an older layout (or schema) is dropped: gold is
+        derived, and a full build remakes it."""
+        name = self.spec.identifier
+        existing = self.warehouse.table(name)
+        if existing is not None:
+            same = _simple(existing.schema().as_arrow()) == _simple(self.schema)
+            spec_fields = [f.name for f in existing.spec().fields]
+            if same and spec_fields == ["month"]:
+                return existing, False
+            self.warehouse.catalog.drop_table(name)
+        table = self.warehouse.ensure_table(
+            name, self.schema, ["month"], _PROPERTIES, sort_by=list(self.spec.key)
+        )
+        return table, True
+
+    def _finest(
+        self, market: Market, pairs: set[tuple[date, str]], everything: bool
+    ) -> dict[tuple[str, str], str | None]:
+        """The interval each touched symbol resamples from, per target. A symbol whose
+        choice differs from the one its rows were built with (or that was never built) gets
+        all its months recomputed (added to `pairs`)."""
+        if not self.spec.targets:
+            return {}
+        symbols = {s for _, s in pairs}
+        picked: dict[tuple[str, str], str | None] = {}
+        for target in self.spec.targets:
+            found = self.state.finest(
+                market.value, self.spec.data_type.value, symbols, FIXED_INTERVALS, TARGETS[target]
+            )
+            picked.update({(s, target): i for s, i in found.items()})
+        if not everything:
+            stored = self.state.stored_finest(self.spec.identifier, market.value, symbols)
+            changed = {s for (s, t), i in picked.items() if stored.get((s, t), "?") != i}
+            if changed:
+                months = self.state.months(market.value, self.spec.data_type.value, changed)
+                pairs.update((m, s) for s, m in months)
+        return picked
+
+    def _refresh(
+        self,
+        table: Table,
+        market: Market,
+        group: list[tuple[date, str]],
+        picked: dict[tuple[str, str], str | None],
+    ) -> tuple[int, int]:
+        """Recompute one group of partitions and replace their rows when they changed.
+        Returns (commits made, mismatches among the recomputed rows)."""
+        data = self._compute(market, group, picked)
+        target = self.warehouse.table(self.spec.identifier) or table
+        arrow_schema = target.schema().as_arrow()
+        data = _sorted(_conform(data, arrow_schema), self.spec.key)
+        where = _partition_filter(market, group)
+        stored = _sorted(
+            _conform(target.scan(row_filter=where).to_arrow(), arrow_schema), self.spec.key
+        )
+        bad = 0
+        if "ok" in data.column_names:
+            bad = (
+                data.num_rows - pc.sum(data.column("ok").cast(pa.int64())).as_py()
+                if data.num_rows
+                else 0
+            )
+        if stored.equals(data):
+            return 0, 0  # unchanged: nothing written, nothing new to report
+        properties = {"lakehouse.gold-partitions": str(len(group))}
+
+        def replace(t: Table) -> None:
+            if data.num_rows:
+                t.overwrite(data, overwrite_filter=where, snapshot_properties=properties)
+            else:
+                t.delete(where, snapshot_properties=properties)
+
+        self.warehouse.commit(self.spec.identifier, replace)
+        return 1, bad
+
+    def _compute(
+        self,
+        market: Market,
+        group: list[tuple[date, str]],
+        picked: dict[tuple[str, str], str | None],
+    ) -> pa.Table:
+        """The gold rows of one group, from a silver scan pruned to its partitions."""
+        source = SilverTable.of(market, self.spec.data_type).identifier
+        silver = self.engine.table(source)
+        if silver is None:
+            return pa.table({})
+        symbols = sorted({s for _, s in group})
+        months = sorted({m for m, _ in group})
+        parts: list[BooleanExpression] = [
+            In("symbol", symbols),
+            GreaterThanOrEqual("date", months[0]),
+            LessThan("date", _next_month(months[-1])),
+        ]
+        names = {f.name for f in silver.schema().fields}
+        if "month" in names:
+            parts.append(In("month", months))
+        if self.spec.targets and "interval" in names:
+            used = {i for i in picked.values() if i} | set(self.spec.targets)
+            parts.append(In("interval", sorted(used)))
+        tasks = list(silver.scan(row_filter=reduce(And, parts)).plan_files())
+        if any(task.delete_files for task in tasks):
+            raise ConfigError(f"{source} has delete files; gold reads copy-on-write tables only")
+        con = self.engine.con
+        con.register("scan", table_dataset(silver, self.engine.filesystem, tasks))
+        con.register("pairs", _pairs_table(group))
+        for target in self.spec.targets:
+            con.register(f"finest_{target}", _finest_table(picked, target, symbols))
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW src AS SELECT s.* FROM scan s JOIN pairs p "
+            "ON s.symbol = p.symbol AND s.date >= p.first AND s.date < p.next"
+        )
+        return _run_sql(self.engine, self.spec.sql(market))
+
+    def _drop_strays(self, table: Table, wanted: dict[Market, set[tuple[date, str]]]) -> int:
+        """After a full build: delete partitions that silver no longer has (one commit per
+        group)."""
+        current = self.warehouse.table(self.spec.identifier) or table
+        self.engine.con.register("gold_now", table_dataset(current, self.engine.filesystem))
+        present = _run_sql(self.engine, "SELECT DISTINCT market, symbol, month FROM gold_now")
+        strays: dict[Market, list[tuple[date, str]]] = defaultdict(list)
+        for row in present.to_pylist():
+            market = Market(row["market"])
+            if (row["month"], row["symbol"]) not in wanted.get(market, set()):
+                strays[market].append((row["month"], row["symbol"]))
+        commits = 0
+        for market, pairs in sorted(strays.items()):
+            for group in _chunks(sorted(pairs), self.group_partitions):
+                where = _partition_filter(market, group)
+                self.warehouse.commit(self.spec.identifier, lambda t, w=where: t.delete(w))
+                commits += 1
+        return commits
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _gold_schema(engine: QueryEngine, spec: GoldTable) -> pa.Schema:
+    """The table's columns: the SQL's output on empty silver tables of every market, joined
+    by name (COIN-M names some volumes differently), so the layout does not depend on data."""
+    con = engine.con
+    con.register("pairs", _pairs_table([]))
+    for target in spec.targets:
+        con.register(f"finest_{target}", _finest_table({}, target, []))
+    schemas = []
+    for market in spec.markets():
+        con.register("scan", SilverTable.of(market, spec.data_type).arrow_schema().empty_table())
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW src AS SELECT s.* FROM scan s JOIN pairs p "
+            "ON s.symbol = p.symbol AND s.date >= p.first AND s.date < p.next"
+        )
+        schemas.append(_run_sql(engine, spec.sql(market)).schema)
+    return pa.unify_schemas(schemas)
+
+
+def _run_sql(engine: QueryEngine, sql: str) -> pa.Table:
+    """Our own SQL on the engine's connection (a DuckDB error here is a bug, not bad input)."""
+    return engine.con.sql(sql).to_arrow_table()
+
+
+def _pairs_table(group: list[tuple[date, str]]) -> pa.Table:
+    return pa.table(
+        {
+            "symbol": pa.array([s for _, s in group], pa.string()),
+            "first": pa.array([m for m, _ in group], pa.date32()),
+            "next": pa.array([_next_month(m) for m, _ in group], pa.date32()),
+        }
+    )
+
+
+def _finest_table(
+    picked: dict[tuple[str, str], str | None], target: str, symbols: list[str]
+) -> pa.Table:
+    rows = [(s, picked.get((s, target))) for s in symbols]
+    rows = [(s, i) for s, i in rows if i is not None]
+    return pa.table(
+        {
+            "symbol": pa.array([s for s, _ in rows], pa.string()),
+            "interval": pa.array([i for _, i in rows], pa.string()),
+            "seconds": pa.array([interval_seconds(i) for _, i in rows], pa.int64()),
+        }
+    )
+
+
+def _partition_filter(market: Market, group: list[tuple[date, str]]) -> BooleanExpression:
+    """Exactly the group's (market, symbol, month) rows: per month, the symbols in it."""
+    by_month: dict[date, list[str]] = defaultdict(list)
+    for month, symbol in group:
+        by_month[month].append(symbol)
+    ors = [And(EqualTo("month", m), In("symbol", sorted(s))) for m, s in sorted(by_month.items())]
+    if not ors:
+        return AlwaysFalse()
+    return And(EqualTo("market", market.value), reduce(Or, ors))
+
+
+def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`data` with exactly the table's columns (missing ones null: another market's names)."""
+    rows = data.num_rows
+    columns = [
+        data.column(f.name).cast(f.type) if f.name in data.column_names else pa.nulls(rows, f.type)
+        for f in schema
+    ]
+    return pa.Table.from_arrays(columns, schema=schema).combine_chunks()
+
+
+def _sorted(data: pa.Table, key: tuple[str, ...]) -> pa.Table:
+    return data.sort_by([(k, "ascending") for k in key]) if data.num_rows else data
+
+
+def _simple(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    def plain(t: pa.DataType) -> pa.DataType:
+        return pa.string() if t == pa.large_string() else t
+
+    return [(f.name, plain(f.type)) for f in schema]
+
+
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]
+
+
+def _next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def _total_rows(table: Table | None) -> int | None:
+    if table is None:
+        return None
+    snapshot = table.current_snapshot()
+    if snapshot is None or snapshot.summary is None:
+        return 0
+    return int(snapshot.summary["total-records"] or 0)
