@@ -24,6 +24,10 @@ from rich.table import Table
 from crypto_lakehouse.cli._common import ExitCode, console, handle_errors
 from crypto_lakehouse.flows.progress import IngestEvent
 from crypto_lakehouse.flows.summary import IngestSummary
+from crypto_lakehouse.flows.target import IngestRequest
+
+# Defaults live in IngestRequest; the CLI only shows them.
+_DEFAULT = {name: field.default for name, field in IngestRequest.model_fields.items()}
 
 
 def quiet_prefect(verbose: bool) -> None:
@@ -141,13 +145,26 @@ def ingest(
         typer.Option(help="'binance' (the real archive) or an S3 URL; default SOURCE_ENDPOINT."),
     ] = None,
     source_bucket: Annotated[
-        str, typer.Option(help="Bucket holding data/.")
-    ] = "data.binance.vision",
+        str | None,
+        typer.Option(help=f"Bucket holding data/ (default {_DEFAULT['source_bucket']})."),
+    ] = None,
     bronze_bucket: Annotated[
         str | None, typer.Option(help="Default BRONZE_BUCKET (bronze).")
     ] = None,
-    batch_files: Annotated[int, typer.Option(min=1, help="Most files per transfer task.")] = 1000,
-    parallel: Annotated[int, typer.Option(min=1, max=64, help="Transfer tasks in flight.")] = 4,
+    batch_files: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help=f"Most files per transfer task (default {_DEFAULT['batch_files']})."
+        ),
+    ] = None,
+    parallel: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help=f"Transfer tasks in flight (default {_DEFAULT['parallel_batches']}).",
+        ),
+    ] = None,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs.")
     ] = False,

@@ -27,8 +27,6 @@ import anyio
 from prefect import flow
 from prefect.states import Failed
 
-from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
-from crypto_lakehouse.archive.paths import ROOT
 from crypto_lakehouse.catalog import Manifest, ManifestOutcome, ManifestPlan, RunStatus
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound
@@ -256,14 +254,16 @@ async def ingest_archive(
     start: date | None = None,
     end: date | None = None,
     source: str | None = None,
-    source_bucket: str = BINANCE_BUCKET,
-    source_root: str = ROOT,
+    source_bucket: str | None = None,
+    source_root: str | None = None,
     lake_endpoint: str | None = None,
     bronze_bucket: str | None = None,
-    batch_files: int = 1000,
-    parallel_batches: int = 4,
+    batch_files: int | None = None,
+    parallel_batches: int | None = None,
 ) -> Any:
     """Copy the archive files the parameters cover into bronze, verified; skip what is done.
+
+    A parameter left empty takes `IngestRequest`'s default (the one home of each default).
 
     `source` is "binance" (the real archive), an http(s) S3 endpoint URL (read anonymously),
     or empty for SOURCE_ENDPOINT. Ends Failed, listing the files, when any file is corrupt
