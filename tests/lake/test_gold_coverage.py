@@ -19,9 +19,9 @@ from crypto_lakehouse.archive.sample import SampleSpec, build_sample
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.catalog.manifest import FileResult, ListedFile
 from crypto_lakehouse.cli import app
-from crypto_lakehouse.lake.coverage import COVERAGE_TABLE, build_coverage, summarise
+from crypto_lakehouse.lake.coverage import COVERAGE_TABLE, STATUSES, Coverage, build_coverage
 from crypto_lakehouse.lake.gold import build_gold
-from crypto_lakehouse.lake.report import COLOURS, render_html
+from crypto_lakehouse.lake.report import COLOURS, collect, render_html
 from crypto_lakehouse.lake.silver import BronzeFile
 
 
@@ -115,32 +115,40 @@ def test_coverage_counts_and_html(lake: Lake, sample) -> None:
     lake.put_bytes(first.path, sample.objects[first.path])
     assert lake.builder.transform(BronzeFile.from_entry(first)).status == "transformed"
 
-    rows = build_coverage(lake.warehouse, manifest.entries(), lake.ledger.all())
-    manifest.close()
-    status = {(r.dataset, r.symbol, r.period.isoformat()): r for r in rows}
-    missing = [r for r in rows if r.status == "missing"]
+    coverage = Coverage(lake.config.sqlalchemy_url)
+    try:
+        totals = build_coverage(lake.warehouse, coverage)
+        summaries = coverage.summaries()
+        report = collect(coverage)
+    finally:
+        coverage.close()
+        manifest.close()
+    rows = lake.rows(COVERAGE_TABLE).to_pylist()  # what build_coverage stored
+    series = ("market", "frequency", "data_type", "interval", "symbol", "period")
+    status = {tuple(r[k] for k in series): r for r in rows}
+    missing = [r for r in rows if r["status"] == "missing"]
     # The planted missing day: every daily USD-M data set of the first symbol, middle day.
-    assert planted_missing and {(r.symbol, r.period) for r in missing} == planted_missing
+    assert planted_missing and {(r["symbol"], r["period"]) for r in missing} == planted_missing
     assert len(missing) == sum(chosen(k) for k in sample.manifest.missing)
-    assert [r.status for r in rows if r.status == "corrupt"] == ["corrupt"]
-    assert sum(r.replaced for r in rows) == 1
-    assert sum(r.status == "present" for r in rows) == 1
-    assert any(r.rows for r in rows if r.status == "present")
-    assert len(status) == len(rows)
-    delisted = [r for r in rows if r.symbol == "BNXUSDTSETTLED"]
-    assert delisted and all(r.status != "missing" for r in delisted)  # it simply stops
+    assert [r["status"] for r in rows if r["status"] == "corrupt"] == ["corrupt"]
+    assert sum(r["replaced"] for r in rows) == 1
+    assert sum(r["status"] == "present" for r in rows) == 1
+    assert any(r["rows"] for r in rows if r["status"] == "present")
+    assert len(status) == len(rows)  # one row per (series, period)
+    delisted = [r for r in rows if r["symbol"] == "BNXUSDTSETTLED"]
+    assert delisted and all(r["status"] != "missing" for r in delisted)  # it simply stops
 
-    stored = lake.rows(COVERAGE_TABLE)
-    assert stored.num_rows == len(rows)
-    totals = summarise(rows)
-    assert sum(s.counts["missing"] for s in totals) == len(missing)
+    assert totals["missing"] == len(missing) and totals["replaced"] == 1
+    assert sum(totals[s] for s in STATUSES if s in totals) == len(rows)
+    assert sum(s.count("missing") for s in summaries) == len(missing)
 
-    html = render_html(rows)
+    html = render_html(report)
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
     for kind in ("missing", "corrupt", "replaced", "present"):
         assert COLOURS[kind] in html
-    day = missing[0].period.isoformat()
-    assert f"{missing[0].symbol} {day}: missing" in html
+    assert html.index("Needs attention") < html.index("<h2>Datasets")
+    day = missing[0]["period"].isoformat()
+    assert f"{missing[0]['symbol']} {day}: missing" in html
 
 
 def test_query_through_the_cli(lake: Lake, binance_fixtures, tmp_path, monkeypatch) -> None:

@@ -25,6 +25,7 @@ last, count), and every aggregation is a GROUP BY. Python holds only what a repo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -48,6 +49,9 @@ STATUSES = ("present", "pending", "drift", "corrupt", "failed", "missing")
 PROBLEMS = ("missing", "corrupt", "drift", "failed", "pending")  # the attention list, in order
 WORST_FIRST = ("corrupt", "failed", "drift", "missing", "pending", "present")
 CHUNK_ROWS = 100_000  # gold.coverage rows held in memory at once
+# Sorts of the join and of each series' periods stay in memory (PostgreSQL's default 4 MB
+# spills them to disk at a few tens of thousands of files); for this transaction only.
+WORK_MEM = "SET LOCAL work_mem = '64MB'"
 
 COVERAGE_SCHEMA = pa.schema(
     [
@@ -97,8 +101,7 @@ SELECT market, frequency, data_type, "interval", symbol,
             THEN (extract(year FROM period) * 12 + extract(month FROM period)
                   - extract(year FROM prev) * 12 - extract(month FROM prev))::int - 1
             ELSE period - prev - 1 END AS periods
-FROM (SELECT b.market, b.frequency, b.data_type, coalesce(b."interval", '') AS "interval",
-             b.symbol, b.period,
+FROM (SELECT b.market, b.frequency, b.data_type, b."interval", b.symbol, b.period,
              lag(b.period) OVER (PARTITION BY b.market, b.frequency, b.data_type,
                                  b."interval", b.symbol ORDER BY b.period) AS prev
       FROM bronze_files b WHERE {{where}}) s
@@ -106,10 +109,7 @@ WHERE prev IS NOT NULL AND (prev + {_STEP})::date < period
 """
 
 _DATASET = 'market, frequency, data_type, "interval"'
-
-
-def _with(where: str = "TRUE") -> str:
-    return f"WITH f AS ({_FILES.format(where=where)}), g AS ({_GAPS.format(where=where)})\n"
+_GAPS_TABLE = "coverage_gaps"  # a snapshot's gap ranges, computed once (temporary)
 
 
 @dataclass(frozen=True, order=True)
@@ -277,6 +277,7 @@ class Coverage:
 
     def __init__(self, url: str, *, engine: sa.Engine | None = None) -> None:
         self.engine = engine or sa.create_engine(url, pool_pre_ping=True, pool_size=2)
+        self._conn: sa.Connection | None = None  # set inside snapshot()
         try:  # a lake with no ingest yet has neither table: an empty report, not an error
             catalog_metadata.create_all(self.engine, checkfirst=True)
             FILES.create(self.engine, checkfirst=True)
@@ -286,23 +287,76 @@ class Coverage:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _rows(self, sql: str, **params: Any) -> list[Any]:
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run the queries inside on one consistent view of manifest and ledger.
+
+        One REPEATABLE READ transaction: a report's lists, counts and heatmaps agree even
+        while ingest or silver write. The gap ranges (the one sort over every series) are
+        computed once into a temporary table the queries share.
+        """
         try:
             with self.engine.connect() as conn:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    conn.exec_driver_sql(WORK_MEM)
+                    gaps = _GAPS.format(where="TRUE")
+                    conn.exec_driver_sql(
+                        f"CREATE TEMP TABLE {_GAPS_TABLE} ON COMMIT DROP AS {gaps}"
+                    )
+                    self._conn = conn
+                    try:
+                        yield
+                    finally:
+                        self._conn = None
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sa.Connection]:
+        if self._conn is not None:
+            yield self._conn
+            return
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(WORK_MEM)
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
+
+    def _with(self, where: str = "TRUE") -> str:
+        """The CTEs every query starts from: `f` (files with status) and `g` (gap ranges)."""
+        if self._conn is None:
+            gaps = f"({_GAPS.format(where=where)})"
+        else:
+            gaps = f"(SELECT * FROM {_GAPS_TABLE} b WHERE {where})"
+        return (
+            f"WITH f AS ({_FILES.format(where=where)}), g AS ("
+            'SELECT market, frequency, data_type, coalesce("interval", \'\') AS "interval", '
+            f"symbol, gap_first, gap_last, periods FROM {gaps} s)\n"
+        )
+
+    def _rows(self, sql: str, **params: Any) -> list[Any]:
+        try:
+            with self._connection() as conn:
                 return list(conn.execute(sa.text(sql), params))
         except SQLAlchemyError as exc:
             raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
 
     def summaries(self) -> list[DatasetSummary]:
-        """One summary per dataset, sorted by label; two GROUP BYs over the whole manifest."""
+        """One summary per dataset, sorted by label; hashed GROUP BYs over the whole manifest
+        (per dataset and symbol first: cheaper than a sort for count(DISTINCT symbol))."""
         counts = ", ".join(f"count(*) FILTER (WHERE status = '{s}') AS {s}" for s in STATUSES[:-1])
+        sums = ", ".join(f"sum({s})::bigint AS {s}" for s in (*STATUSES[:-1], "replaced", "rows"))
         files = self._rows(
-            _with() + f"SELECT {_DATASET}, count(DISTINCT symbol) AS symbols, {counts}, "
+            self._with() + f"SELECT {_DATASET}, count(*) AS symbols, {sums}, "
+            f"min(first) AS first, max(last) AS last FROM (SELECT {_DATASET}, symbol, {counts}, "
             "count(*) FILTER (WHERE replaced) AS replaced, coalesce(sum(rows), 0) AS rows, "
-            f"min(period) AS first, max(period) AS last FROM f GROUP BY {_DATASET}"
+            f"min(period) AS first, max(period) AS last FROM f GROUP BY {_DATASET}, symbol) s "
+            f"GROUP BY {_DATASET}"
         )
         gaps = self._rows(
-            _with() + f"SELECT {_DATASET}, sum(periods) AS missing FROM g GROUP BY {_DATASET}"
+            self._with() + f"SELECT {_DATASET}, sum(periods) AS missing FROM g GROUP BY {_DATASET}"
         )
         missing = {_dataset(r): int(r.missing) for r in gaps}
         out = []
@@ -326,7 +380,7 @@ class Coverage:
         """
         lists = {kind: ProblemList(kind) for kind in PROBLEMS}
         gaps = self._rows(
-            _with() + f"SELECT *, count(*) OVER () AS groups, sum(periods) OVER () AS total "
+            self._with() + f"SELECT *, count(*) OVER () AS groups, sum(periods) OVER () AS total "
             f"FROM g ORDER BY periods DESC, {_DATASET}, symbol, gap_first LIMIT :limit",
             limit=limit,
         )
@@ -336,7 +390,7 @@ class Coverage:
                 Problem("missing", _dataset(r), r.symbol, r.gap_first, r.gap_last, r.periods)
             )
         grouped = self._rows(
-            _with()
+            self._with()
             + f"""
             SELECT * FROM (
               SELECT *, row_number() OVER (PARTITION BY status ORDER BY files DESC,
@@ -368,7 +422,7 @@ class Coverage:
         assert summary.first is not None and summary.last is not None
         by_month = not summary.dataset.monthly and (summary.last - summary.first).days >= max_days
         picked = self._rows(
-            _with(where)
+            self._with(where)
             + """
             SELECT symbol, problems, pending,
                    count(*) FILTER (WHERE problems > 0) OVER () AS troubled
@@ -394,7 +448,7 @@ class Coverage:
         where += " AND b.symbol = ANY(:symbols)"
         if by_month:
             sql = (
-                _with(where)
+                self._with(where)
                 + """
             SELECT symbol, date_trunc('month', period)::date AS period, status,
                    count(*) AS n, count(*) FILTER (WHERE replaced) AS replaced,
@@ -410,7 +464,7 @@ class Coverage:
             )
         else:
             sql = (
-                _with(where)
+                self._with(where)
                 + f"""
             SELECT symbol, period, status, 1 AS n, replaced::int AS replaced, versions, rows,
                    detail FROM f
@@ -438,7 +492,7 @@ class Coverage:
         A server-side cursor: memory holds one chunk, however large the manifest.
         """
         sql = (
-            _with()
+            self._with()
             + """
             SELECT market, frequency, data_type, symbol, nullif("interval", '') AS "interval",
                    period, status, replaced, versions, rows, detail FROM f
@@ -451,7 +505,7 @@ class Coverage:
         )
         names = COVERAGE_SCHEMA.names
         try:
-            with self.engine.connect() as conn:
+            with self._connection() as conn:
                 query = sa.text(sql).execution_options(stream_results=True)
                 for part in conn.execute(query).partitions(chunk_rows):
                     columns = list(zip(*part, strict=True))
@@ -474,9 +528,11 @@ def build_coverage(
     table = warehouse.ensure_table(COVERAGE_TABLE, COVERAGE_SCHEMA, [])
     writer = DataFileWriter(table, chunk_rows)
     try:
-        for chunk in coverage.stream(chunk_rows):
-            writer.add(chunk)
-        writer.flush()
+        with coverage.snapshot():  # the table and the totals from one consistent view
+            for chunk in coverage.stream(chunk_rows):
+                writer.add(chunk)
+            writer.flush()
+            summaries = coverage.summaries()
 
         def replace(table: Any) -> None:
             with table.transaction() as tx:
@@ -491,7 +547,7 @@ def build_coverage(
         raise
     totals: dict[str, int] = {}
     missing: dict[tuple[str, str], int] = {}
-    for summary in coverage.summaries():
+    for summary in summaries:
         for status, n in summary.counts.items():
             totals[status] = totals.get(status, 0) + n
         totals["replaced"] = totals.get("replaced", 0) + summary.replaced
