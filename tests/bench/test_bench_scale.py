@@ -154,3 +154,15 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "PREFECT_"))}
+
+
+def test_a_failed_step_is_not_measured_rather_than_judged() -> None:
+    run = _run(50_000, silver_s=250.0)
+    run.queries["klines-1m-month"].exit_code = 1
+    next(s for s in run.steps if s.name == "maintain").exit_code = 3
+    next(s for s in run.steps if s.name == "update-silver").exit_code = 3
+    found = {v.key: v for v in verdicts([run])}
+    assert found["query_month"].status == "not measured"
+    assert found["data_files"].status == "not measured"
+    assert found["daily_update"].status == "not measured"
+    assert found["select_1"].status == "met"

@@ -130,6 +130,8 @@ class Run:
         one, month = self.queries.get("select-1"), self.queries.get("klines-1m-month")
         if not (one and month and one.seconds is not None and month.seconds is not None):
             return None
+        if one.exit_code != 0 or month.exit_code != 0:
+            return None
         return month.seconds - one.seconds
 
     @property

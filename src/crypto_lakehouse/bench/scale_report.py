@@ -89,8 +89,9 @@ def _rss_note(run: Run | None) -> str:
 
 
 def _data_files(run: Run) -> Verdict:
-    if not run.after_maintain:
-        return Verdict("data_files", None, "maintain not measured")
+    maintain = run.step("maintain")
+    if not run.after_maintain or maintain is None or maintain.exit_code != 0:
+        return Verdict("data_files", None, "maintain not measured or failed")
     files = sum(t.data_files for t in run.after_maintain.values())
     return Verdict("data_files", files / run.files, f"{files:,} data files, {run.files:,} sources")
 
