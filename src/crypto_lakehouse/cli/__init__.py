@@ -1,43 +1,79 @@
-"""The `crypto-lakehouse` command: thin wrappers that parse, call one part, print."""
+"""The `crypto-lakehouse` command: thin wrappers that parse, call one part, print.
+
+Command modules load on first use (`LazyGroup`): `query "SELECT 1"` must not pay for
+boto3, Prefect, pyiceberg or the transfer engine that other commands need. Root `--help`
+loads every module, to print each command's own help line.
+"""
 
 from __future__ import annotations
 
+import importlib
+
+import click
 import typer
+from typer.core import TyperGroup
 
 from crypto_lakehouse import __version__
-from crypto_lakehouse.cli import bench, exporter, stack, sync
-from crypto_lakehouse.cli import demo as demo_cli
-from crypto_lakehouse.cli import executor as executor_cli
-from crypto_lakehouse.cli import flows as flows_cli
-from crypto_lakehouse.cli import ingest as ingest_cli
-from crypto_lakehouse.cli import lake as lake_cli
-from crypto_lakehouse.cli import maintain as maintain_cli
-from crypto_lakehouse.cli.archive import sample_archive
-from crypto_lakehouse.cli.validate import validate
+
+# name -> (module under crypto_lakehouse.cli, attribute): a function registered as a command
+# or a typer app registered as a group. Commands first, then groups: the root help's order.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "sync": ("sync", "sync"),
+    "sample-archive": ("archive", "sample_archive"),
+    "worker": ("flows", "worker"),
+    "ingest": ("ingest", "ingest"),
+    "demo": ("demo", "demo"),
+    "silver": ("lake", "silver"),
+    "gold": ("lake", "gold"),
+    "query": ("lake", "query"),
+    "coverage": ("lake", "coverage"),
+    "maintain": ("maintain", "maintain"),
+    "validate": ("validate", "validate"),
+}
+_GROUPS: dict[str, str] = {
+    "stack": "stack",
+    "bench": "bench",
+    "exporter": "exporter",
+    "executor": "executor",
+    "flows": "flows",
+}
+RICH_MARKUP = "rich"
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module behind `name` and build its click command as the root would."""
+    holder = typer.Typer(rich_markup_mode=RICH_MARKUP)
+    if name in _GROUPS:
+        module = importlib.import_module(f"crypto_lakehouse.cli.{_GROUPS[name]}")
+        holder.add_typer(module.app, name=name)
+    else:
+        module_name, attribute = _COMMANDS[name]
+        module = importlib.import_module(f"crypto_lakehouse.cli.{module_name}")
+        holder.command(name)(getattr(module, attribute))
+    return typer.main.get_group(holder).commands[name]
+
+
+class LazyGroup(TyperGroup):
+    """The root group: knows every command's name, imports a command's module when asked."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        known = super().list_commands(ctx)
+        return known + [name for name in [*_COMMANDS, *_GROUPS] if name not in known]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and (cmd_name in _COMMANDS or cmd_name in _GROUPS):
+            self.add_command(load_command(cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     name="crypto-lakehouse",
+    cls=LazyGroup,
     help="Keep a private, verified copy of crypto market-data archives and serve it as tables.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=RICH_MARKUP,
 )
-app.add_typer(stack.app, name="stack")
-app.command("sync")(sync.sync)
-app.add_typer(bench.app, name="bench")
-app.command("sample-archive")(sample_archive)
-app.add_typer(exporter.app, name="exporter")
-app.add_typer(executor_cli.app, name="executor")
-app.add_typer(flows_cli.app, name="flows")
-app.command("worker")(flows_cli.worker)
-app.command("ingest")(ingest_cli.ingest)
-app.command("demo")(demo_cli.demo)
-app.command("silver")(lake_cli.silver)
-app.command("gold")(lake_cli.gold)
-app.command("query")(lake_cli.query)
-app.command("coverage")(lake_cli.coverage)
-app.command("maintain")(maintain_cli.maintain)
-app.command("validate")(validate)
 
 
 def _version(value: bool) -> None:
