@@ -26,7 +26,6 @@ from pyiceberg.transforms import IdentityTransform
 
 from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.config import CATALOG_NAME, GOLD, SILVER, LakeConfig  # re-exported
-from crypto_lakehouse.storage import S3Storage
 
 COMMIT_ATTEMPTS = 8
 
@@ -41,6 +40,8 @@ class Warehouse:
         table, which saves a query the requests that check for them."""
         self.config = config
         if not read_only:
+            from crypto_lakehouse.storage import S3Storage  # boto3: writers only
+
             S3Storage(config.endpoint).ensure_bucket(config.silver_bucket)
             S3Storage(config.endpoint).ensure_bucket(config.gold_bucket)
         self.catalog = SqlCatalog(
