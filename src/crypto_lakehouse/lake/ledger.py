@@ -281,7 +281,7 @@ class Ledger:
             # scan of everything: an OR across the two tables could use neither index.
             union = sa.union_all(
                 base.where(bronze.c.ingested_at >= since, not_in),
-                base.where(flagged, bronze.c.ingested_at < since),
+                base.where(flagged, done.c.sha256 == bronze.c.sha256),
             ).subquery("p")
         c = union.c
         query = sa.select(
