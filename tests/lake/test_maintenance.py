@@ -353,6 +353,7 @@ def test_cli_dry_run_then_maintain_and_bad_input(
     _build(warehouse, commits=3)
     for name, value in _cli_env(warehouse.config, str(tmp_path / "home")).items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COLUMNS", "120")
     runner = CliRunner()
 
     dry = runner.invoke(app, ["maintain", "--dry-run", "--json"])
@@ -379,3 +380,32 @@ def test_durations_parse() -> None:
     assert parse_duration("0") == timedelta(0)
     with pytest.raises(ConfigError):
         parse_duration("7")
+
+
+@pytest.mark.slow
+def test_flow_maintains_every_table_and_its_deployment_is_scheduled(
+    warehouse: Warehouse, prefect_server, tmp_path, monkeypatch
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from crypto_lakehouse.flows.deployments import SPECS, deploy_all
+    from crypto_lakehouse.flows.maintenance import MAINTAIN_FLOW, maintain_lake
+
+    _build(warehouse, commits=3)
+    for name, value in _cli_env(warehouse.config, str(tmp_path / "home")).items():
+        monkeypatch.setenv(name, value)
+    state = maintain_lake(return_state=True)
+    result = state.result()
+    assert state.is_completed()
+    [report] = result["tables"]
+    assert report["table"] == TABLE and report["files_before"] == 6 and report["files_after"] == 2
+
+    [spec] = [s for s in SPECS if s.flow.endswith(":maintain_lake")]
+    [registered] = asyncio.run(deploy_all([spec]))
+    deployment = httpx.get(
+        f"{prefect_server.api_url}/deployments/{registered.deployment_id}", timeout=30
+    ).json()
+    assert registered.name == f"{MAINTAIN_FLOW}/{spec.name}"
+    assert [s["schedule"]["cron"] for s in deployment["schedules"]] == [spec.cron]

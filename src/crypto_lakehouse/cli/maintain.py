@@ -105,16 +105,18 @@ def maintain(
 
 def print_report(report: MaintenanceReport) -> None:
     title = "maintenance (dry run: nothing changed)" if report.dry_run else "maintenance"
-    summary = Table("table", "files", "rows", "snapshots expired", "orphans", "metadata.json",
-                    "s", title=title, show_edge=False, pad_edge=False)  # fmt: skip
+    summary = Table(title=title, show_edge=False, pad_edge=False)
+    summary.add_column("table", no_wrap=True)
+    for heading in ("files", "rows", "expired", "orphans", "metadata.json", "s"):
+        summary.add_column(heading, justify="right")
     for t in report.tables:
         summary.add_row(
             t.table,
             f"{t.files_before:,} -> {t.files_after:,}",
             f"{t.rows_after:,}" + ("" if t.rows_after == t.rows_before else " [red]changed[/]"),
             f"{t.snapshots_expired}",
-            f"{len(t.orphans)} ({t.orphan_bytes:,} B)",
-            f"{t.metadata_bytes_before:,} -> {t.metadata_bytes_after:,} B",
+            f"{len(t.orphans)} ({_size(t.orphan_bytes)})",
+            f"{_size(t.metadata_bytes_before)} -> {_size(t.metadata_bytes_after)}",
             f"{t.seconds:.1f}",
         )
     console.print(summary)
@@ -126,3 +128,11 @@ def print_report(report: MaintenanceReport) -> None:
         if report.dry_run:
             for uri in t.orphans:
                 console.print(f"  would delete {uri}", soft_wrap=True, highlight=False)
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} B"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.1f} KiB"
+    return f"{count / 1024 / 1024:,.1f} MiB"
