@@ -168,6 +168,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--days", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=HERE / "results" / "discovery.json")
     args = parser.parse_args(argv)
@@ -195,9 +196,10 @@ def main(argv: list[str]) -> int:
             last_day = FIRST_DAY + timedelta(args.days - 1)
             spec = {"url": server.url, "bucket": bucket, "symbols": symbols}
             spec["last_day"] = last_day.isoformat()
-            rounds: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
+            chosen = [m for m in args.methods.split(",") if m in METHODS]
+            rounds: dict[str, list[dict[str, Any]]] = {m: [] for m in chosen}
             for _ in range(args.repeats):
-                for method in METHODS:  # alternate, so drift in load hits all alike
+                for method in chosen:  # alternate, so drift in load hits all alike
                     rounds[method].append(_run_child(spec | {"method": method}))
         finally:
             server.stop()
