@@ -8,12 +8,15 @@ loads every module, to print each command's own help line.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from crypto_lakehouse import __version__
+
+if TYPE_CHECKING:  # typer's own click (it vendors one)
+    from typer._click import Command, Context
 
 # name -> (module under crypto_lakehouse.cli, attribute): a function registered as a command
 # or a typer app registered as a group. Commands first, then groups: the root help's order.
@@ -37,12 +40,11 @@ _GROUPS: dict[str, str] = {
     "executor": "executor",
     "flows": "flows",
 }
-RICH_MARKUP = "rich"
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str) -> Command:
     """Import the module behind `name` and build its click command as the root would."""
-    holder = typer.Typer(rich_markup_mode=RICH_MARKUP)
+    holder = typer.Typer(rich_markup_mode="rich")  # as the root app
     if name in _GROUPS:
         module = importlib.import_module(f"crypto_lakehouse.cli.{_GROUPS[name]}")
         holder.add_typer(module.app, name=name)
@@ -56,11 +58,11 @@ def load_command(name: str) -> click.Command:
 class LazyGroup(TyperGroup):
     """The root group: knows every command's name, imports a command's module when asked."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         known = super().list_commands(ctx)
         return known + [name for name in [*_COMMANDS, *_GROUPS] if name not in known]
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in self.commands and (cmd_name in _COMMANDS or cmd_name in _GROUPS):
             self.add_command(load_command(cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
@@ -72,7 +74,7 @@ app = typer.Typer(
     help="Keep a private, verified copy of crypto market-data archives and serve it as tables.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=RICH_MARKUP,
+    rich_markup_mode="rich",
 )
 
 
