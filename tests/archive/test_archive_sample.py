@@ -444,3 +444,22 @@ def test_staged_publish_through_s5cmd_writes_exactly_the_planned_files(
         parse_key(key)
     again = write_sample(spec, admin, S3Url(source_bucket), upload=upload)
     assert (again.uploaded, again.unchanged) == (0, manifest.objects)
+
+
+def test_a_refused_staged_upload_is_an_access_error(
+    source_server, source_bucket: str, tmp_path: Path
+) -> None:
+    from pydantic import SecretStr
+
+    from crypto_lakehouse.errors import AccessDenied
+    from crypto_lakehouse.storage import Endpoint
+    from crypto_lakehouse.transfer.upload import upload_tree
+
+    folder = tmp_path / "tree"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "a.zip").write_bytes(b"x")
+    stranger = Endpoint(source_server.url, SecretStr("nobody"), SecretStr("wrong-secret"))
+    with pytest.raises(AccessDenied, match=source_bucket):
+        upload_tree(stranger, folder, source_bucket, retry_count=0)
+    assert not (tmp_path / "tree.upload.run").exists()
+    assert upload_tree(source_server.endpoint(), folder, source_bucket, "p/") == 1
