@@ -92,13 +92,7 @@ class GoldState:
         """(table, symbol, month) with ledger rows updated after `since` minus the margin, and
         the newest `updated_at` among them (the next watermark). Any status counts: a file
         that changed outcome may have changed what silver holds for its month."""
-        query = (
-            sa.select(
-                FILES.c.table_name, FILES.c.symbol, FILES.c.month, sa.func.max(FILES.c.updated_at)
-            )
-            .where(FILES.c.updated_at > since - self.margin, FILES.c.table_name.in_(list(tables)))
-            .group_by(FILES.c.table_name, FILES.c.symbol, FILES.c.month)
-        )
+        query = touched_query(tables, since - self.margin)
         rows = self._run(lambda conn: conn.execute(query).all())
         newest = max((r[3] for r in rows), default=None)
         return sorted(Touched(r[0], r[1], r[2]) for r in rows), newest
@@ -142,33 +136,12 @@ class GoldState:
         """Per symbol, the finest interval shorter than `below` seconds that has files in
         silver, from the ledger (the same answer for a full and an incremental build): one
         index probe per (symbol, interval), finest first."""
-        candidates = sorted((s, i) for i, s in intervals if s < below)
         wanted = sorted(set(symbols))
         if not wanted:
             return {}
-        if not candidates:
+        query = finest_query(market, data_type, wanted, intervals, below)
+        if query is None:
             return dict.fromkeys(wanted)
-        found = sa.values(
-            sa.column("interval", sa.Text), sa.column("seconds", sa.Integer), name="i"
-        ).data([(i, s) for s, i in candidates])
-        listed = sa.func.unnest(sa.cast(sa.literal(wanted), sa.ARRAY(sa.Text)))
-        names = listed.table_valued("symbol").render_derived(name="s")
-        probe = (
-            sa.select(FILES.c.path)
-            .where(FILES.c.market == market, FILES.c.data_type == data_type)
-            .where(FILES.c.symbol == names.c.symbol, FILES.c.interval == found.c.interval)
-            .where(FILES.c.status.in_(_IN_SILVER))
-            .limit(1)
-            .correlate_except(FILES)
-        )
-        pick = (
-            sa.select(found.c.interval)
-            .where(sa.exists(probe))
-            .order_by(found.c.seconds)
-            .limit(1)
-            .scalar_subquery()
-        )
-        query = sa.select(names.c.symbol, pick)
         return self._run(lambda conn: {r[0]: r[1] for r in conn.execute(query)})
 
     def stored_finest(
@@ -219,3 +192,51 @@ class GoldState:
                 return work(conn)
         except SQLAlchemyError as exc:
             raise StorageError(f"catalog database: {exc.__class__.__name__}: {exc}") from exc
+
+
+def touched_query(tables: Sequence[str], after: datetime) -> sa.Select:
+    """(table, symbol, month, newest updated_at) of ledger rows updated after `after`: a
+    range scan of the `updated_at` index, however large the ledger."""
+    return (
+        sa.select(
+            FILES.c.table_name, FILES.c.symbol, FILES.c.month, sa.func.max(FILES.c.updated_at)
+        )
+        .where(FILES.c.updated_at > after, FILES.c.table_name.in_(list(tables)))
+        .group_by(FILES.c.table_name, FILES.c.symbol, FILES.c.month)
+    )
+
+
+def finest_query(
+    market: str,
+    data_type: str,
+    wanted: list[str],
+    intervals: Sequence[tuple[str, int]],
+    below: int,
+) -> sa.Select | None:
+    """Per symbol of `wanted`, the finest interval below `below` seconds with files in
+    silver: EXISTS probes on the series index, finest first. None when no interval is
+    below `below`."""
+    candidates = sorted((s, i) for i, s in intervals if s < below)
+    if not candidates:
+        return None
+    found = sa.values(
+        sa.column("interval", sa.Text), sa.column("seconds", sa.Integer), name="i"
+    ).data([(i, s) for s, i in candidates])
+    listed = sa.func.unnest(sa.cast(sa.literal(wanted), sa.ARRAY(sa.Text)))
+    names = listed.table_valued("symbol").render_derived(name="s")
+    probe = (
+        sa.select(FILES.c.path)
+        .where(FILES.c.market == market, FILES.c.data_type == data_type)
+        .where(FILES.c.symbol == names.c.symbol, FILES.c.interval == found.c.interval)
+        .where(FILES.c.status.in_(_IN_SILVER))
+        .limit(1)
+        .correlate_except(FILES)
+    )
+    pick = (
+        sa.select(found.c.interval)
+        .where(sa.exists(probe))
+        .order_by(found.c.seconds)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return sa.select(names.c.symbol, pick)
