@@ -346,3 +346,75 @@ def test_mismatches_are_kept_and_the_cli_exits_3(lake: Lake, tmp_path, monkeypat
     out = CliRunner().invoke(app, ["gold", "--full"])
     assert out.exit_code == 3, out.output
     assert "mismatch" in out.output and "AAAUSDT" in out.output
+
+
+def _rows_read(conn, statement) -> int:
+    """Rows the plan's scans of lake_silver_files produced or filtered out (EXPLAIN ANALYZE)."""
+    compiled = statement.compile(conn.engine, compile_kwargs={"render_postcompile": True})
+    explain = f"EXPLAIN (ANALYZE, FORMAT JSON) {compiled}"
+    plan = conn.exec_driver_sql(explain, compiled.params).scalar()
+    read = 0
+
+    def walk(node: dict) -> None:
+        nonlocal read
+        if node.get("Relation Name") == "lake_silver_files":
+            rows = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+            read += rows * node.get("Actual Loops", 1)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return read
+
+
+def test_ledger_questions_read_what_changed_not_the_ledger(lake: Lake) -> None:
+    """20,000 older ledger rows: what changed, and each symbol's finest interval, are
+    answered from the indexes, reading a few rows."""
+    import sqlalchemy as sa
+
+    from crypto_lakehouse.lake.gold_state import GoldState, finest_query, touched_query
+    from crypto_lakehouse.lake.gold_tables import FIXED_INTERVALS
+    from crypto_lakehouse.lake.ledger import FILES
+
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for n in range(20_000):
+        symbol, interval = f"S{n % 500:03d}USDT", ("1m", "1h", "1d", "5m")[n // 500 % 4]
+        day = date(2024, 1, 1) + timedelta(days=n // 2000)
+        rows.append(
+            {
+                "path": f"data/spot/daily/klines/{symbol}/{interval}/{n}.zip",
+                "sha256": "0" * 64,
+                "table_name": "silver.spot_klines",
+                "market": "spot",
+                "frequency": "daily",
+                "data_type": "klines",
+                "symbol": symbol,
+                "interval": interval,
+                "period": day,
+                "month": day.replace(day=1),
+                "status": "transformed",
+                "rows": 24,
+                "rejects": 0,
+                "duplicates": 0,
+                "versions": 1,
+                "schema_fingerprint": "test",
+                "updated_at": old + timedelta(seconds=n),
+            }
+        )
+    for n, row in enumerate(rows[:3]):
+        row["updated_at"] = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=n)
+    state = GoldState(lake.config.sqlalchemy_url)
+    with state.engine.begin() as conn:
+        conn.execute(FILES.insert(), rows)
+        conn.execute(sa.text("ANALYZE lake_silver_files"))
+    since = datetime(2026, 2, 1, tzinfo=UTC)
+    touched, newest = state.touched(["silver.spot_klines"], since)
+    assert len(touched) == 3 and newest == datetime(2026, 3, 1, 0, 0, 2, tzinfo=UTC)
+    symbols = [f"S{n:03d}USDT" for n in range(20)]
+    assert set(state.finest("spot", "klines", symbols, FIXED_INTERVALS, 3600).values()) == {"1m"}
+    with state.engine.connect() as conn:
+        assert _rows_read(conn, touched_query(["silver.spot_klines"], since)) <= 10
+        probe = finest_query("spot", "klines", symbols, FIXED_INTERVALS, 86400)
+        assert _rows_read(conn, probe) <= 20 * 8  # at most one row per (symbol, interval)
+    state.dispose()
