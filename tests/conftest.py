@@ -81,7 +81,7 @@ def postgres_server() -> Iterator[PostgresServer]:
     """
     root = Path(tempfile.mkdtemp(prefix="lakehouse-test-pg-"))
     root.chmod(0o755)
-    server = PostgresServer(root / "pg")
+    server = PostgresServer(root / "pg", fast=True)  # throw-away data: no fsync
     server.start()
     yield server
     server.stop()

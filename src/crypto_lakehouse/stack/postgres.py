@@ -50,13 +50,26 @@ class PostgresInfo:
 
 
 class PostgresServer:
-    """One cluster: `root/data` holds it; the superuser password is kept in `root/password`."""
+    """One cluster: `root/data` holds it; the superuser password is kept in `root/password`.
 
-    def __init__(self, root: Path, *, port: int | None = None, user: str = "lakehouse") -> None:
+    Durable by default: the manifest and the catalog live here, and `fsync=off` loses them
+    on a power cut. `fast=True` (tests, benchmarks' throw-away clusters) turns off fsync
+    and synchronous commit, trading durability for speed on data that is thrown away.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        port: int | None = None,
+        user: str = "lakehouse",
+        fast: bool = False,
+    ) -> None:
         self.root = root
         self.data = root / "data"
         self.port = port or free_port()
         self.user = user
+        self.fast = fast
         self.process = ManagedProcess("postgres", root / "postgres.pid", root / "postgres.log")
 
     @property
@@ -160,11 +173,9 @@ class PostgresServer:
             "max_connections=400",
             "-c",
             "shared_buffers=128MB",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
         ]
+        if self.fast:
+            argv += ["-c", "fsync=off", "-c", "synchronous_commit=off"]
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.process.log_file, "ab") as log:
             proc = subprocess.Popen(
