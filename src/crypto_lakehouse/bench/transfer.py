@@ -20,12 +20,13 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from crypto_lakehouse.bench import baselines
 from crypto_lakehouse.bench.child import run_child
+from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
 from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement
 from crypto_lakehouse.config import MIB, Settings
@@ -69,6 +70,7 @@ class _Env:
     options: EngineOptions
     sha256: dict[str, dict[str, str]] = field(default_factory=dict)  # workload -> key -> sha
     staging_areas: list[StagingArea] = field(default_factory=list)  # closed with the servers
+    proxy: NetemProxy | None = None  # latency/fault proxy in front of the source (--rtt)
 
     def raw_staging(self, total: int) -> StagingArea:
         """Where the plain-s5cmd reference stages `total` bytes: on the medium the engine's
@@ -99,6 +101,9 @@ class _Env:
 
     @property
     def public(self) -> Endpoint:
+        """The source as methods that read it see it: through the proxy when one runs."""
+        if self.proxy is not None:
+            return Endpoint(url=self.proxy.url, anonymous=True)
         return self.source.endpoint(anonymous=True)
 
     @property
@@ -114,19 +119,26 @@ class TransferBench:
         quick: bool = False,
         repeats: int = 3,
         log: Callable[[str], None] = print,
+        rtts: Sequence[float] = (),
+        resets: float = 0.0,
     ) -> None:
         self.settings = settings
         self.quick = quick
         self.repeats = max(1, repeats)
         self.log = log
+        self.rtts = list(rtts)  # empty: no proxy, loopback as it is
+        self.resets = resets
+        self.proxy_cpu: dict[str, float] = {}  # case label -> proxy CPU seconds
 
     # -- the comparison ------------------------------------------------------------------
 
     def run(self) -> BenchResult:
         result = BenchResult()
         with self._servers() as env:
-            for workload in workloads(self.quick):
-                self._generate(env, workload)
+            for workload, rtt in self._cases():
+                if workload.name not in env.sha256:
+                    self._generate(env, workload)
+                case = self._use_proxy(env, workload, rtt)
                 methods = self._methods(env, workload)
                 buckets = {name: f"bench-{name}" for name in methods}
                 for bucket in buckets.values():
@@ -153,19 +165,22 @@ class TransferBench:
                         self._clear(env, buckets[name], prefix)
                         label = "warm-up" if round_no == 0 else f"run {round_no}"
                         self.log(
-                            f"{workload.name:5} {name:19} {label:8} {timing[0]:7.2f} s "
+                            f"{case:5} {name:19} {label:8} {timing[0]:7.2f} s "
                             f"(client CPU {timing[1]:.2f} s, servers CPU {timing[2]:.2f} s)"
                         )
                         if round_no:
                             times[name].append(timing)
                     env.lake.vacuum()  # untimed: deleted copies would fill the volumes
+                if env.proxy is not None:
+                    self.proxy_cpu[case] = env.proxy.cpu_seconds()
+                    self.log(f"{case}: proxy CPU {self.proxy_cpu[case]:.2f} s for all its runs")
                 for name, values in {
                     **times,
                     **{f"{k}-rerun": v for k, v in reruns.items()},
                 }.items():
                     result.add(
                         TransferMeasurement(
-                            workload.name,
+                            case,
                             name,
                             statistics.median(v[0] for v in values),
                             [v[0] for v in values],
@@ -176,6 +191,28 @@ class TransferBench:
                         )
                     )
         return result
+
+    def _cases(self) -> list[tuple[Workload, float | None]]:
+        """Each workload, once per round trip asked for (None: no proxy)."""
+        rtts: list[float | None] = list(self.rtts) or [None]
+        return [(w, rtt) for w in workloads(self.quick) for rtt in rtts]
+
+    def _use_proxy(self, env: _Env, w: Workload, rtt: float | None) -> str:
+        """Put a fresh proxy at `rtt` ms in front of the source (or none); the case's label.
+
+        Only methods that read the source go through it; same-endpoint methods
+        (engine-direct, s5cmd-raw-direct, traditional) copy inside the lake and do not.
+        """
+        if env.proxy is not None:
+            env.proxy.stop()
+            env.proxy = None
+        if rtt is None:
+            return w.name
+        config = NetemConfig.in_front_of(env.source.url, rtt_ms=rtt, resets=self.resets)
+        env.proxy = NetemProxy(config).start()
+        faults = f"+{self.resets:.0%}rst" if self.resets else ""
+        self.log(f"proxy {env.proxy.url} -> {env.source.url}: rtt {rtt:g} ms{faults}")
+        return f"{w.name}@{rtt:g}ms{faults}"
 
     def _methods(self, env: _Env, w: Workload) -> dict[str, Callable[[str, str], object]]:
         engine = TransferEngine(env.options)
@@ -383,6 +420,8 @@ class _ServerScope:
         if self.env is not None:
             for area in self.env.staging_areas:
                 area.close()
+            if self.env.proxy is not None:
+                self.env.proxy.stop()
         for server in reversed(self.servers):
             server.stop()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -32,17 +32,43 @@ def transfer(
     repeats: Annotated[
         int, typer.Option("--repeats", min=1, help="Measured runs per method (median).")
     ] = 3,
+    rtt: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--rtt",
+            min=0,
+            max=10_000,
+            help="Put a latency proxy with this round trip (ms) in front of the source; "
+            "repeat for several (e.g. --rtt 0 --rtt 50 --rtt 150).",
+        ),
+    ] = None,
+    resets: Annotated[
+        float,
+        typer.Option("--resets", min=0.0, max=1.0, help="With --rtt: fraction of requests reset."),
+    ] = 0.0,
 ) -> None:
     """engine-direct, engine-staged, traditional, s5cmd-raw, rclone, naive-boto3 side by side."""
     from crypto_lakehouse.bench.transfer import TransferBench
 
-    bench = TransferBench(load_settings(), quick=quick, repeats=repeats, log=console.print)
+    if resets and not rtt:
+        raise typer.BadParameter("--resets needs --rtt", param_hint="--resets")
+    bench = TransferBench(
+        load_settings(),
+        quick=quick,
+        repeats=repeats,
+        log=console.print,
+        rtts=rtt or (),
+        resets=resets,
+    )
     result = bench.run_memory(objects) if objects is not None else bench.run()
     narrow = not console.is_terminal  # a log or a pipe: a layout that fits 80 columns
     console.print(result.table(narrow=narrow), width=80 if narrow else None)
+    for case, seconds in bench.proxy_cpu.items():
+        console.print(f"proxy CPU {case}: {seconds:.2f} s over all its runs", highlight=False)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(result.as_json(), indent=2) + "\n")
+        data = {**result.as_json(), "proxy_cpu_seconds": bench.proxy_cpu}
+        json_file.write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"results written to {json_file}")
 
 
