@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := postgresql prometheus prometheus-alertmanager prometheus-pushgateway rclone redis-server
+APT_PACKAGES := aria2 postgresql prometheus prometheus-alertmanager prometheus-pushgateway rclone redis-server
 STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test test-fast bench bench-all lint format lock images clean

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Debian packages (only the missing ones), the virtualenv, the package.
 set -euo pipefail
-APT_PACKAGES=${APT_PACKAGES:-"postgresql prometheus prometheus-alertmanager prometheus-pushgateway rclone redis-server"}
+APT_PACKAGES=${APT_PACKAGES:-"aria2 postgresql prometheus prometheus-alertmanager prometheus-pushgateway rclone redis-server"}
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 

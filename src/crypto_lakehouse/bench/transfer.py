@@ -267,6 +267,15 @@ class TransferBench:
                 public, (SOURCE_BUCKET, w.prefix), lake, (b, p), env.root
             ),
             "naive-boto3": lambda b, p: naive.copy((SOURCE_BUCKET, w.prefix), (b, p)),
+            **(
+                {
+                    "aria2c": lambda b, p: _aria2c_then_s5cmd(
+                        public, w.prefix, lake, f"s3://{b}/{p}", env.root, workers
+                    )
+                }
+                if shutil.which("aria2c")
+                else {}
+            ),
             **self._overlap_study(w, engine_run, public),
         }
 
@@ -425,6 +434,58 @@ class _ServerScope:
         for server in reversed(self.servers):
             server.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _aria2c_then_s5cmd(
+    source: Endpoint, prefix: str, dest: Endpoint, dst_url: str, workdir: Path, workers: int
+) -> None:
+    """List the source, fetch each object's HTTP URL with aria2c into a folder, upload it.
+
+    How the archive is commonly downloaded (plain HTTPS URLs, parallel connections), then
+    `s5cmd cp 'dir/*'` into the lake; the folder is removed afterwards.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="aria2-", dir=workdir))
+    try:
+        keys = [o.key for o in S3Storage(source).list_objects(SOURCE_BUCKET, prefix)]
+        inputs = folder / "urls.txt"
+        inputs.write_text(
+            "".join(
+                f"{source.url}/{SOURCE_BUCKET}/{k}\n  out={k.rsplit('/', 1)[-1]}\n" for k in keys
+            )
+        )
+        files = folder / "files"
+        proc = subprocess.run(
+            [
+                "aria2c",
+                "-q",
+                "-i",
+                str(inputs),
+                "-d",
+                str(files),
+                f"-j{workers}",
+                "-x1",
+                "--allow-overwrite=true",
+                "--auto-file-renaming=false",
+                "--max-tries=5",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise baselines.BaselineError(f"aria2c failed: {proc.stderr.strip()[-300:]}")
+        up = Invocation(dest, numworkers=workers)
+        proc = subprocess.run(
+            up.argv("cp", f"{files}/*", dst_url),
+            env=up.env(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise baselines.BaselineError(f"s5cmd upload after aria2c failed: {proc.stderr[-300:]}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _cpu() -> float:
