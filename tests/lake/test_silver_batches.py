@@ -72,6 +72,20 @@ def test_many_small_files_share_a_few_data_files_and_sort_by_symbol(lake: Lake) 
     assert len(lake.warehouse.catalog.load_table("silver.spot_klines").snapshots()) == count
 
 
+def test_a_batch_across_partitions_commits_every_row(lake: Lake) -> None:
+    """Two months and two intervals in one batch: one data file per partition, all live."""
+    files = []
+    for interval in ("1h", "4h"):
+        for day in (date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1)):
+            key = f"data/spot/daily/klines/BTCUSDT/{interval}/BTCUSDT-{interval}-{day}.zip"
+            files.append(lake.put(key, _kline_text(day, 6)))
+    outcomes = lake.builder.transform_many(files)
+    assert {o.status for o in outcomes} == {"transformed"}
+    assert lake.rows("silver.spot_klines").num_rows == 36
+    assert len(_live_files(lake, "silver.spot_klines")) == 4  # 2 intervals x 2 months
+    assert set(_data_files(lake)) == _live_files(lake, "silver.spot_klines")
+
+
 def test_batches_bound_each_commit(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     from crypto_lakehouse.lake import silver
 
@@ -197,7 +211,7 @@ def test_pending_work_after_the_cursor_reads_only_new_rows(lake: Lake) -> None:
             f"data/spot/daily/klines/S{n:04d}USDT/1h/S{n:04d}USDT-1h-2024-03-01.zip",
             hashlib.sha256(str(n).encode()).hexdigest(),
             size=1500,
-        )  # fmt: skip
+        )
         for n in range(3000)
     ]
     long_ago = datetime.now(UTC) - timedelta(days=30)

@@ -31,6 +31,7 @@ from functools import cached_property
 
 import pyarrow as pa
 import sqlalchemy as sa
+from pyarrow import fs as pafs
 from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
 from pyiceberg.table import Table
 
@@ -40,6 +41,7 @@ from crypto_lakehouse.catalog.manifest import ManifestEntry
 from crypto_lakehouse.errors import (
     ChecksumMismatch,
     ConfigError,
+    EndpointUnreachable,
     LakehouseError,
     SchemaDrift,
     ZipFormatError,
@@ -303,7 +305,7 @@ class SilverBuilder:
         small = [f for f in files if not self._is_large(f)]
         large = [f for f in files if self._is_large(f)]
         try:
-            for bronze, fetched in self._fetch(small):
+            for bronze, result in self._fetch_and_read(small, layout):
                 outcomes.append(
                     self._take(
                         bronze,
@@ -311,7 +313,7 @@ class SilverBuilder:
                         fingerprint,
                         batch_id,
                         change,
-                        lambda b=bronze, d=fetched: self._read_small(b, d, layout),
+                        lambda r=result: _unwrap(r),
                         shared,
                     )
                 )
@@ -411,18 +413,32 @@ class SilverBuilder:
     def _is_large(self, bronze: BronzeFile) -> bool:
         return bronze.size is None or bronze.size > self.large_file_bytes
 
-    def _fetch(self, files: list[BronzeFile]) -> Iterator[tuple[BronzeFile, bytes]]:
-        """Small zips fetched by a thread pool, in order, a bounded window ahead."""
+    def _fetch_and_read(
+        self, files: list[BronzeFile], layout: SilverTable
+    ) -> Iterator[tuple[BronzeFile, FileRows | LakehouseError]]:
+        """Small zips fetched and parsed by a thread pool (pyarrow's S3 client and CSV
+        parser release the GIL), in order, a bounded window ahead."""
         if not files:
             return
+        filesystem = bronze_filesystem(self.storage)
         window = self.fetch_threads * 4
-        with ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="silver-fetch") as pool:
+
+        def one(bronze: BronzeFile) -> FileRows | LakehouseError:
+            path = f"{bronze.bucket or self.bucket}/{bronze.key}"
+            try:
+                with filesystem.open_input_stream(path) as stream:
+                    data = stream.read()
+            except OSError as exc:
+                raise EndpointUnreachable(f"reading {path} from bronze: {exc}") from exc
+            try:
+                return self._read_small(bronze, data, layout)
+            except (SchemaDrift, ChecksumMismatch, ZipFormatError) as exc:
+                return exc
+
+        with ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="silver-read") as pool:
             for start in range(0, len(files), window):
                 part = files[start : start + window]
-                yield from zip(part, pool.map(self._get, part), strict=True)
-
-    def _get(self, bronze: BronzeFile) -> bytes:
-        return self.storage.get_bytes(bronze.bucket or self.bucket, bronze.key)
+                yield from zip(part, pool.map(one, part), strict=True)
 
     def _read_small(self, bronze: BronzeFile, data: bytes, layout: SilverTable) -> FileRows:
         return read_whole(data, bronze.sha256, bronze.archive, layout, bronze.archive_path)
@@ -469,6 +485,29 @@ class _AdvisoryLock:
             self.conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_SPACE, self.key)))
         finally:
             self.conn.close()
+
+
+def _unwrap(result: FileRows | LakehouseError) -> FileRows:
+    if isinstance(result, LakehouseError):
+        raise result
+    return result
+
+
+def bronze_filesystem(storage: S3Storage) -> pafs.S3FileSystem:
+    """pyarrow's S3 client (C++, no GIL held while it waits) for the bronze endpoint."""
+    endpoint = storage.endpoint
+    kwargs: dict = {"region": endpoint.region, "force_virtual_addressing": False}
+    if endpoint.url:
+        scheme, _, host = endpoint.url.partition("://")
+        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
+    if endpoint.access_key is not None and endpoint.secret_key is not None:
+        kwargs.update(
+            access_key=endpoint.access_key.get_secret_value(),
+            secret_key=endpoint.secret_key.get_secret_value(),
+        )
+    else:
+        kwargs["anonymous"] = True
+    return pafs.S3FileSystem(**kwargs)
 
 
 def _already_in(

@@ -80,8 +80,9 @@ class DataFileWriter:
             )
         else:
             written = self._write_one_partition(chunk, key)
+        written = list(written)  # pyiceberg's writer is lazy: write before anyone is told
         if self._on_files is not None and written:
-            self._on_files(list(written))
+            self._on_files(written)
         self.files.extend(written)
         self.rows += chunk.num_rows
 
