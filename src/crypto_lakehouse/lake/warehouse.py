@@ -22,6 +22,7 @@ from pyiceberg.io.pyarrow import pyarrow_to_schema
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform
 
 from crypto_lakehouse.errors import StorageError
@@ -80,6 +81,7 @@ class Warehouse:
         schema: pa.Schema,
         partition_by: list[str],
         properties: dict[str, str] | None = None,
+        sort_by: list[str] | None = None,
     ) -> Table:
         """Load the table, creating it (identity-partitioned on `partition_by`) when missing.
 
@@ -92,10 +94,15 @@ class Warehouse:
         props = {"format-version": "2", "write.parquet.compression-codec": "zstd"}
         props.update(properties or {})
         iceberg_schema, spec = iceberg_layout(schema, partition_by)
+        order = sort_order(schema, sort_by or [])
         try:
-            # Schema and partition spec in one create: a reader never sees a half-made table.
+            # Schema, partition spec and sort order in one create: no half-made table.
             self.catalog.create_table(
-                identifier, schema=iceberg_schema, partition_spec=spec, properties=props
+                identifier,
+                schema=iceberg_schema,
+                partition_spec=spec,
+                sort_order=order,
+                properties=props,
             )
         except Exception as exc:  # another writer created it first
             if self.table(identifier) is None:
@@ -133,6 +140,18 @@ def _same_columns(current: pa.Schema, wanted: pa.Schema) -> bool:
         return pa.string() if t == pa.large_string() else t
 
     return [(f.name, simple(f.type)) for f in current] == [(f.name, simple(f.type)) for f in wanted]
+
+
+def sort_order(schema: pa.Schema, sort_by: list[str]) -> SortOrder:
+    """An ascending sort order on `sort_by` (column ids as `iceberg_layout` numbers them)."""
+    if not sort_by:
+        return UNSORTED_SORT_ORDER
+    return SortOrder(
+        *(
+            SortField(source_id=schema.get_field_index(name) + 1, transform=IdentityTransform())
+            for name in sort_by
+        )
+    )
 
 
 def iceberg_layout(schema: pa.Schema, partition_by: list[str]) -> tuple[Schema, PartitionSpec]:
