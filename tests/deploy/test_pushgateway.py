@@ -107,7 +107,7 @@ def test_prune_deletes_only_flow_groups_older_than_the_retention(pushgateway: st
     assert push_metrics(pushgateway, coverage=True)
     assert prune_groups(pushgateway) == 0  # just pushed: kept
     later = time.time() + 8 * 86400
-    assert prune_groups(pushgateway, now=later) == 1
+    assert prune_groups(pushgateway, now=later) >= 1  # earlier tests on this gateway push too
     # The Pushgateway applies a DELETE after it answered 202 Accepted.
     wait_until(
         lambda: {g["labels"]["job"] for g in _groups(pushgateway)} == {COVERAGE_JOB},

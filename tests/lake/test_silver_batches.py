@@ -86,6 +86,22 @@ def test_a_batch_across_partitions_commits_every_row(lake: Lake) -> None:
     assert set(_data_files(lake)) == _live_files(lake, "silver.spot_klines")
 
 
+def test_a_monthly_file_and_its_days_in_one_batch_give_each_row_once(lake: Lake) -> None:
+    days = [lake.put(
+        f"data/spot/daily/klines/BTCUSDT/1h/BTCUSDT-1h-{DAY0 + timedelta(n)}.zip",
+        _kline_text(DAY0 + timedelta(n)),
+    ) for n in range(2)]  # fmt: skip
+    month = lake.put(
+        "data/spot/monthly/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03.zip",
+        _kline_text(DAY0) + _kline_text(DAY0 + timedelta(1)),
+    )
+    outcomes = lake.builder.transform_many([*days, month])
+    assert [o.status for o in outcomes] == ["superseded", "superseded", "transformed"]
+    table = lake.rows("silver.spot_klines")
+    assert table.num_rows == 48
+    assert pc.count_distinct(table.column("open_time")).as_py() == 48
+
+
 def test_batches_bound_each_commit(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
     from crypto_lakehouse.lake import silver
 

@@ -249,6 +249,7 @@ class SilverBuilder:
         daily = [f for f in todo if f.archive.frequency is Frequency.DAILY]
         monthly = [f for f in todo if f.archive.frequency is Frequency.MONTHLY]
         covered = self.ledger.monthly_in(market, data_type, {_series(f) for f in daily})
+        covered |= {_series(f) for f in monthly}  # a monthly file in this very batch
         replaced_dailies = self.ledger.dailies_under(
             market, data_type, {_series(f) for f in monthly}
         )
