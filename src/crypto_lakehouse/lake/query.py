@@ -59,21 +59,9 @@ class TablePlan:
 
 def lake_filesystem(warehouse: Warehouse) -> pafs.S3FileSystem:
     """pyarrow's S3 client for the lake endpoint (path-style, as SeaweedFS and MinIO want)."""
-    from pyarrow import fs as pafs
+    from crypto_lakehouse.lake.s3fs import s3_filesystem
 
-    endpoint = warehouse.config.endpoint
-    kwargs: dict[str, Any] = {"region": endpoint.region, "force_virtual_addressing": False}
-    if endpoint.url:
-        scheme, _, host = endpoint.url.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    if endpoint.access_key is not None and endpoint.secret_key is not None:
-        kwargs.update(
-            access_key=endpoint.access_key.get_secret_value(),
-            secret_key=endpoint.secret_key.get_secret_value(),
-        )
-    else:
-        kwargs["anonymous"] = True
-    return pafs.S3FileSystem(**kwargs)
+    return s3_filesystem(warehouse.config.endpoint)
 
 
 def plan_table(table: Table, row_filter: Filter | None = None) -> list[Any]:

@@ -50,6 +50,7 @@ from crypto_lakehouse.lake.committer import BatchChange, Journal, drop_journal
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger, PendingFile, Status, drop_ledger
 from crypto_lakehouse.lake.parser import Layout
 from crypto_lakehouse.lake.reading import FileRows, read_streaming, read_whole
+from crypto_lakehouse.lake.s3fs import s3_filesystem
 from crypto_lakehouse.lake.source import ResumableBody
 from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import SILVER, LakeConfig, Warehouse
@@ -496,19 +497,7 @@ def _unwrap(result: FileRows | LakehouseError) -> FileRows:
 
 def bronze_filesystem(storage: S3Storage) -> pafs.S3FileSystem:
     """pyarrow's S3 client (C++, no GIL held while it waits) for the bronze endpoint."""
-    endpoint = storage.endpoint
-    kwargs: dict = {"region": endpoint.region, "force_virtual_addressing": False}
-    if endpoint.url:
-        scheme, _, host = endpoint.url.partition("://")
-        kwargs.update(endpoint_override=host.rstrip("/"), scheme=scheme)
-    if endpoint.access_key is not None and endpoint.secret_key is not None:
-        kwargs.update(
-            access_key=endpoint.access_key.get_secret_value(),
-            secret_key=endpoint.secret_key.get_secret_value(),
-        )
-    else:
-        kwargs["anonymous"] = True
-    return pafs.S3FileSystem(**kwargs)
+    return s3_filesystem(storage.endpoint)
 
 
 def _already_in(
