@@ -11,7 +11,6 @@ Files stream out page by page, so memory stays bounded however many keys are lis
 
 from __future__ import annotations
 
-import calendar
 import fnmatch
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from crypto_lakehouse.archive.paths import (
     ROOT,
     ArchiveFile,
     dataset_prefix,
+    month_end,
     month_start,
     parse_key,
     validate_symbol,
@@ -195,7 +195,7 @@ class ArchiveQuery:
     def covers(self, file: ArchiveFile) -> bool:
         """Daily files inside [start, end]; monthly files whose month overlaps it."""
         first = file.period
-        last = file.period if file.frequency is Frequency.DAILY else _month_end(file.period)
+        last = file.period if file.frequency is Frequency.DAILY else month_end(file.period)
         if self.start is not None and last < self.start:
             return False
         return not (self.end is not None and first > self.end)
@@ -226,10 +226,6 @@ class ArchiveQuery:
         return symbol_matches(
             symbol, quote=self.quote, patterns=self.symbols, include_settled=self.include_settled
         )
-
-
-def _month_end(first: date) -> date:
-    return first.replace(day=calendar.monthrange(first.year, first.month)[1])
 
 
 # -- listing -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ not have published raises `ArchiveError`.
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -65,6 +66,11 @@ def parse_period(text: str, frequency: Frequency | str) -> date:
 
 def month_start(day: date) -> date:
     return day.replace(day=1)
+
+
+def month_end(day: date) -> date:
+    """The last day of `day`'s month."""
+    return day.replace(day=calendar.monthrange(day.year, day.month)[1])
 
 
 @dataclass(frozen=True, order=True)

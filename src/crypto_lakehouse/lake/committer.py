@@ -37,7 +37,6 @@ from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger
 from crypto_lakehouse.lake.tables import REJECTS_TABLE, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
-from crypto_lakehouse.lake.writer import DataFileWriter
 
 BATCH_ID = "lakehouse.batch-id"  # snapshot summary: the batch that made the snapshot
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -236,10 +235,6 @@ def _commit_rejects(warehouse: Warehouse, change: BatchChange, properties: dict[
                 tx.append(pa.concat_tables(change.rejects), snapshot_properties=properties)
 
     warehouse.commit(REJECTS_TABLE, replace)
-
-
-def delete_written(table: Table, files: list[DataFile]) -> None:
-    DataFileWriter.delete_files(table, files)
 
 
 def _json_row(record: FileRecord) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from pyiceberg.expressions import And, BooleanExpression, EqualTo, In
 from pyiceberg.table import Table
 
 from crypto_lakehouse.archive.catalog import Frequency
-from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, month_start, parse_key
+from crypto_lakehouse.archive.paths import ROOT, ArchiveFile, month_end, month_start, parse_key
 from crypto_lakehouse.catalog.manifest import ManifestEntry
 from crypto_lakehouse.errors import (
     ChecksumMismatch,
@@ -530,7 +530,7 @@ def _stale_partitions(layout: SilverTable, files: list[BronzeFile]) -> BooleanEx
         days: set[date] = set()
         for f in files:
             first = f.archive.period
-            last = first if f.archive.frequency is Frequency.DAILY else _month_end(first)
+            last = first if f.archive.frequency is Frequency.DAILY else month_end(first)
             days.update(first + timedelta(n) for n in range((last - first).days + 1))
         return In("date", sorted(d.isoformat() for d in days))
     where: BooleanExpression = In(
@@ -540,10 +540,6 @@ def _stale_partitions(layout: SilverTable, files: list[BronzeFile]) -> BooleanEx
     if layout.has_interval and len(intervals) == 1:
         where = And(EqualTo("interval", intervals[0]), where)
     return where
-
-
-def _month_end(first: date) -> date:
-    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
 
 
 def _record(
