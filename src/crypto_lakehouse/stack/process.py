@@ -20,12 +20,33 @@ from pathlib import Path
 
 from crypto_lakehouse.errors import StackError
 
+# Ports this process has handed out. A port is free until its server binds it, so two
+# picks before either server starts could return the same port (or one server's gRPC twin
+# at +10000 could be another's HTTP port): every pick here avoids all earlier ones.
+_handed_out: set[int] = set()
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def free_port(*, also_free: Callable[[int], bool] | None = None) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now and that this process has not
+    handed out before. `also_free(port)` adds a condition (e.g. a free twin port); ports it
+    names are reserved too when it returns True."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port in _handed_out or (also_free is not None and not also_free(port)):
+            continue
+        _handed_out.add(port)
+        return port
+    raise StackError("no free TCP port found on 127.0.0.1")
+
+
+def reserve_port(port: int) -> bool:
+    """Hand out `port` if this process has not yet and nothing listens on it."""
+    if port in _handed_out or port_in_use(port):
+        return False
+    _handed_out.add(port)
+    return True
 
 
 def port_in_use(port: int) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,14 @@ import httpx
 from pydantic import SecretStr
 
 from crypto_lakehouse.errors import StackError
-from crypto_lakehouse.stack.process import ManagedProcess, installed_binary, port_in_use, wait_until
+from crypto_lakehouse.stack.process import (
+    ManagedProcess,
+    free_port,
+    installed_binary,
+    port_in_use,
+    reserve_port,
+    wait_until,
+)
 from crypto_lakehouse.storage.endpoint import Endpoint
 
 GRPC_OFFSET = 10000  # SeaweedFS listens for gRPC on each HTTP port + 10000
@@ -49,27 +55,17 @@ class SeaweedPorts:
 
     @classmethod
     def pick(cls) -> SeaweedPorts:
-        """Five free HTTP ports whose gRPC twins (+10000) are free too."""
-        chosen: list[int] = []
-        while len(chosen) < 5:
-            port = _free_port_with_twin()
-            if port not in chosen:
-                chosen.append(port)
-        return cls(*chosen)
+        """Five free HTTP ports whose gRPC twins (+10000) are free too, none of them handed
+        out before by this process (two servers of one stack never share a port)."""
+        return cls(*(free_port(also_free=_twin_free) for _ in range(5)))
 
     def all(self) -> list[int]:
         http = [self.s3, self.master, self.volume, self.filer, self.admin]
         return http + [p + GRPC_OFFSET for p in http]
 
 
-def _free_port_with_twin() -> int:
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + GRPC_OFFSET < 65536 and not port_in_use(port + GRPC_OFFSET):
-            return port
-    raise StackError("no free port pair found for SeaweedFS")
+def _twin_free(port: int) -> bool:
+    return port + GRPC_OFFSET < 65536 and reserve_port(port + GRPC_OFFSET)
 
 
 class SeaweedServer:
