@@ -18,13 +18,13 @@ machine copies ~200 files/s), so small work gets fewer batches, down to one.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from crypto_lakehouse.archive import Partition
 from crypto_lakehouse.catalog import ListedFile
+from crypto_lakehouse.runtime import usable_cpus
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ MIN_BATCH_FILES = 200
 
 
 def in_flight(parallel: int, cores: int | None = None) -> int:
-    """Batches to run at once: `parallel`, at most one per core of this machine."""
-    return max(1, min(parallel, cores or os.cpu_count() or 1))
+    """Batches to run at once: `parallel`, at most one per CPU this process may use (the
+    container's CPU quota, not the node's cores)."""
+    return max(1, min(parallel, cores or usable_cpus()))
 
 
 def size_batches(items: Sequence[ListedFile], max_files: int, parallel: int) -> list[Batch]:
