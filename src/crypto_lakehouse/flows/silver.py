@@ -65,12 +65,15 @@ async def run_silver(
     symbols: list[str] | None = None,
     parallel: int = 2,
     rebuild: bool = False,
+    recover: bool = True,
 ) -> SilverSummary:
     """The flow's body: verified files not yet in silver, batch by batch, streamed.
 
     Pending work is one SQL query over manifest and ledger, read as it goes; at most
     `parallel` batches are in flight, so memory is bounded by the batch size, not the lake.
     A complete unfiltered run moves the cursor, so the next one reads only newer files.
+    `recover=False` leaves open batches alone: a fan-out child must not undo a sibling's
+    batch in flight (the parent recovers once, before any child starts).
     """
     started = time.monotonic()
     config = LakeConfig.from_settings(settings)
@@ -85,7 +88,8 @@ async def run_silver(
     summary = SilverSummary()
     unfiltered = not (markets or data_types or symbols)
     try:
-        summary.recovered = await anyio.to_thread.run_sync(builder.recover)
+        if recover:
+            summary.recovered = await anyio.to_thread.run_sync(builder.recover)
         since = await anyio.to_thread.run_sync(ledger.cursor) if unfiltered else None
         began = await anyio.to_thread.run_sync(ledger.database_now)
         pending = (
