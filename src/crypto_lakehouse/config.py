@@ -16,6 +16,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 DEFAULT_HOME = Path("~/.crypto-lakehouse")
+DEFAULT_TRANSFER_SLOTS = 4
 
 
 class Settings(BaseSettings):
@@ -180,6 +181,14 @@ class Settings(BaseSettings):
     pushgateway_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("PUSHGATEWAY_URL", "pushgateway_url"),
+    )
+    # Slots of the Prefect global concurrency limit `s5cmd-transfers`: s5cmd batches at
+    # once across every flow run and worker (`flows deploy` sizes the limit to this).
+    transfer_slots: int = Field(
+        default=DEFAULT_TRANSFER_SLOTS,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("TRANSFER_SLOTS", "transfer_slots"),
     )
 
     @field_validator("s5cmd_log_level")
