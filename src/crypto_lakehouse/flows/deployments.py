@@ -69,6 +69,20 @@ SPECS: list[DeploymentSpec] = [
         tags=("lakehouse", "maintenance"),
         cron="30 3 * * *",
     ),
+    DeploymentSpec(
+        name="bronze-part",
+        flow="crypto_lakehouse.flows.fanout:ingest_part",
+        pool=TRANSFER_POOL,
+        description="One share of a fanned-out ingest (started by flow ingest-fanout).",
+        tags=("ingest", "bronze", "fanout"),
+    ),
+    DeploymentSpec(
+        name="silver-part",
+        flow="crypto_lakehouse.flows.fanout:silver_part",
+        pool=GENERAL_POOL,
+        description="One share of a fanned-out silver build (started by flow silver-fanout).",
+        tags=("lakehouse", "silver", "fanout"),
+    ),
 ]
 
 
