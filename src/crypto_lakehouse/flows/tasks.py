@@ -31,7 +31,7 @@ from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, ManifestO
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
 from crypto_lakehouse.flows.discovery import Discovery, list_and_plan
-from crypto_lakehouse.flows.limits import TRANSFER_LIMIT
+from crypto_lakehouse.flows.limits import transfer_slot
 from crypto_lakehouse.flows.mover import Mover
 from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
@@ -135,8 +135,6 @@ def _probe(target: IngestTarget) -> None:
 )
 async def transfer_partition(batch: Batch, ctx: IngestContext) -> BatchOutcome:
     """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
-    from prefect.concurrency.asyncio import concurrency
-
     files = list(batch.files)
 
     def on_bytes(count: int) -> None:
@@ -149,7 +147,7 @@ async def transfer_partition(batch: Batch, ctx: IngestContext) -> BatchOutcome:
     started = asyncio.ensure_future(_mark_started(batch, ctx))
     recorded: asyncio.Future[dict[str, ManifestOutcome]] | None = None
     try:
-        async with concurrency(TRANSFER_LIMIT, occupy=1):
+        async with transfer_slot():  # says what it waits for when slots are all taken
             await started
             results = await _move(batch, ctx, staging, on_bytes)
             recorded = asyncio.ensure_future(

@@ -12,6 +12,15 @@ Three modes, for the HA set-up the monitoring tests build:
 
 Clients (flows, workers, the CLI) reach it through `client_env()` (for child processes)
 or `client_settings()` (for this process).
+
+Concurrency leases (the slots of global limits such as `s5cmd-transfers`) are kept on disk
+under `PREFECT_HOME/concurrency_leases` (Prefect's filesystem lease storage), not in the
+server's memory: the limit's active-slot counts live in PostgreSQL and survive a restart,
+so leases kept in memory would vanish while their slots stay taken, and every later
+acquire would wait forever. On disk, a restarted server still knows each lease, renews it
+for a run that is still going, and revokes it once it expires for a run that is gone.
+Several server processes (the HA shape) must share one lease store: Redis
+(`prefect_redis.lease_storage`, given through `extra_env`), as in deploy/k8s.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from crypto_lakehouse.stack.process import (
 )
 
 PREFECT_DATABASE = "prefect"
+FILESYSTEM_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 
 
 def prefect_binary() -> str:
@@ -97,6 +107,11 @@ class PrefectServer:
         return f"{self.url}/api"
 
     @property
+    def lease_dir(self) -> Path:
+        """Where the filesystem lease storage keeps one JSON file per concurrency lease."""
+        return self.home / "concurrency_leases"
+
+    @property
     def ui_url(self) -> str | None:
         return self.url if self.ui and self.mode is not PrefectMode.SERVICES else None
 
@@ -136,6 +151,7 @@ class PrefectServer:
                 "PREFECT_SERVER_DATABASE_TIMEOUT": "30",
                 "PREFECT_SERVER_DATABASE_CONNECTION_TIMEOUT": "15",
                 "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+                "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILESYSTEM_LEASE_STORAGE,
                 "PREFECT_UI_API_URL": self.api_url,
             }
         )
