@@ -236,3 +236,30 @@ def scale(
         data = scale_report.as_json(runs, chosen)
         json_file.write_text(json.dumps(data, indent=2, default=str) + "\n")
         console.print(f"results written to {json_file}")
+
+
+@app.command()
+@handle_errors
+def fanout(
+    files: Annotated[int, typer.Option("--files", min=100, help="Sample archive size.")] = 5000,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, max=8, help="Local process workers per pool.")
+    ] = 2,
+    children: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Child runs per step (default: workers).")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+) -> None:
+    """Ingest + silver of N sample files in one process, then fanned out over local workers."""
+    from crypto_lakehouse.bench.fanout import FanoutBench, text
+
+    run = FanoutBench(
+        load_settings(), files=files, workers=workers, children=children, log=console.print
+    ).run()
+    typer.echo(text(run))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(run.as_json(), indent=2, default=str) + "\n")
+        console.print(f"results written to {json_file}")
