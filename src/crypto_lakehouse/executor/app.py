@@ -31,12 +31,16 @@ from crypto_lakehouse.executor.hot import (
     OPERATION_PATH,
     SYNC_BODY,
     SYNC_PATH,
+    WAIT_PARAMETER,
     HotRoutes,
+    parse_wait,
     with_request_schemas,
 )
 from crypto_lakehouse.executor.models import (
+    MAX_OBJECT_PAGE,
     ErrorView,
     HealthView,
+    ObjectResultPage,
     OperationPage,
     OperationStatus,
     OperationView,
@@ -44,10 +48,10 @@ from crypto_lakehouse.executor.models import (
     SubmitResponse,
     ValidationProblems,
 )
-from crypto_lakehouse.executor.problems import HANDLED, MAX_BODY_BYTES, problem_reply, too_large
+from crypto_lakehouse.executor.problems import HANDLED, body_cap, problem_reply, too_large
 from crypto_lakehouse.executor.runner import EngineFactory
 from crypto_lakehouse.executor.service import Service, s5cmd_version
-from crypto_lakehouse.executor.views import page_json, view_json
+from crypto_lakehouse.executor.views import objects_page_json, page_json, view_json
 from crypto_lakehouse.observability.metrics import (
     EXECUTOR_METRICS,
     HTTP_REQUEST_DURATION,
@@ -174,11 +178,31 @@ def _operations_router(service: Service, hot: HotRoutes) -> APIRouter:
         OPERATION_PATH,
         response_model=OperationView,
         responses={404: {"model": ErrorView}},
-        openapi_extra={"parameters": [ID_PARAMETER]},
+        openapi_extra={"parameters": [ID_PARAMETER, WAIT_PARAMETER]},
     )
     async def get_operation(raw: Request) -> Response:
-        """Status, progress, summary, outcome counts and failed objects of one operation."""
-        return _raw(await hot.operation(raw.path_params["operation_id"]))
+        """Status, progress, summary, outcome counts and failed objects of one operation;
+        with `wait`, answered once it has ended (or after `wait` seconds)."""
+        wait = parse_wait(raw.scope.get("query_string", b""))
+        return _raw(await hot.operation(raw.path_params["operation_id"], wait))
+
+    @router.get(
+        "/operations/{operation_id}/objects",
+        response_model=ObjectResultPage,
+        responses={404: {"model": ErrorView}},
+    )
+    async def operation_objects(
+        operation_id: OperationId,
+        after: Annotated[
+            str, Query(max_length=1024, description="Last key of the previous page")
+        ] = "",
+        limit: Annotated[int, Query(ge=1, le=MAX_OBJECT_PAGE)] = 1000,
+    ) -> Response:
+        """The listed objects' results in key order, a page at a time; final once the
+        operation's `status` on the page is completed, failed or cancelled."""
+        record = await io(service.store.get, operation_id)  # first: then the rows are final
+        rows = await io(service.store.objects, operation_id, after=after, limit=limit)
+        return _raw(objects_page_json(record, rows, limit))
 
     @router.get("/operations", response_model=OperationPage)
     async def list_operations(
@@ -286,7 +310,7 @@ class RequestMetrics:
 
         try:
             length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+            if not length.isdigit() or int(length) > body_cap(scope["path"]):
                 await too_large()(scope, receive, send_with_status)
                 return
             await self.app(scope, receive, send_with_status)

@@ -9,7 +9,7 @@ not get better by retrying).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -24,6 +24,10 @@ from crypto_lakehouse.errors import (
     QueueFull,
 )
 from crypto_lakehouse.executor.models import (
+    MAX_OBJECT_PAGE,
+    MAX_WAIT_SECONDS,
+    ObjectResultPage,
+    ObjectResultView,
     OperationPage,
     OperationStatus,
     OperationView,
@@ -32,6 +36,7 @@ from crypto_lakehouse.executor.models import (
 )
 
 ProgressCallback = Callable[[OperationView], None]
+LONG_POLL_SECONDS = 20.0  # one long-poll's wait (the server answers sooner when it ends)
 
 
 class ExecutorClient:
@@ -74,8 +79,40 @@ class ExecutorClient:
         body = request.model_dump(mode="json") if isinstance(request, SyncRequest) else request
         return SubmitResponse.model_validate(self._call("POST", "/sync", json=body))
 
-    def status(self, operation_id: str) -> OperationView:
-        return OperationView.model_validate(self._call("GET", f"/operations/{operation_id}"))
+    def status(self, operation_id: str, *, wait: float = 0.0) -> OperationView:
+        """One operation's view; with `wait` (seconds, at most MAX_WAIT_SECONDS) the server
+        answers once it has ended, or after `wait` seconds."""
+        if wait <= 0:
+            return OperationView.model_validate(self._call("GET", f"/operations/{operation_id}"))
+        wait = min(wait, MAX_WAIT_SECONDS)
+        reply = self._call(
+            "GET",
+            f"/operations/{operation_id}",
+            params={"wait": f"{wait:g}"},
+            timeout=self._http.timeout.read + wait if self._http.timeout.read else None,
+        )
+        return OperationView.model_validate(reply)
+
+    def objects(
+        self, operation_id: str, *, after: str = "", limit: int = MAX_OBJECT_PAGE
+    ) -> ObjectResultPage:
+        """One page of a listed operation's per-object results, in key order."""
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return ObjectResultPage.model_validate(
+            self._call("GET", f"/operations/{operation_id}/objects", params=params)
+        )
+
+    def iter_objects(self, operation_id: str) -> Iterator[ObjectResultView]:
+        """Every per-object result of a listed operation, a page at a time."""
+        after = ""
+        while True:
+            page = self.objects(operation_id, after=after)
+            yield from page.items
+            if page.next_after is None:
+                return
+            after = page.next_after
 
     def list(
         self, *, status: OperationStatus | str | None = None, limit: int = 50, offset: int = 0
@@ -98,17 +135,28 @@ class ExecutorClient:
         on_progress: ProgressCallback | None = None,
         poll_seconds: float = 0.5,
         timeout: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        long_poll: float = LONG_POLL_SECONDS,
     ) -> OperationView:
-        """Poll until the operation is completed, failed or cancelled; return its last view.
+        """Long-poll until the operation is completed, failed or cancelled; its last view.
 
-        `on_progress` gets every view that differs from the previous one. Transient errors
-        while polling (a replica restarting) are retried until `timeout`.
+        Each request waits on the server (`?wait=`), which answers the moment the operation
+        ends, or after `long_poll` seconds; with `on_progress` it waits at most `poll_seconds`,
+        so progress is reported that often (every view that differs from the previous one).
+        `stop` is asked between requests: when it says True the current view is returned
+        as it is. Transient errors
+        (a replica restarting) are retried until `timeout`.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         last: OperationView | None = None
+        slice_seconds = poll_seconds if on_progress is not None else long_poll
         while True:
+            wait = slice_seconds
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - time.monotonic()))
+            asked = time.monotonic()
             try:
-                view = self.status(operation_id)
+                view = self.status(operation_id, wait=wait)
             except ExecutorUnavailable:
                 if deadline is not None and time.monotonic() > deadline:
                     raise
@@ -119,11 +167,14 @@ class ExecutorClient:
             last = view
             if view.status.terminal:
                 return view
+            if stop is not None and stop():
+                return view
             if deadline is not None and time.monotonic() > deadline:
                 raise ExecutorError(
                     f"operation {operation_id} still {view.status} after {timeout:.0f}s"
                 )
-            time.sleep(poll_seconds)
+            if time.monotonic() - asked < min(wait, poll_seconds) / 2:
+                time.sleep(poll_seconds)  # a server that does not long-poll answers at once
 
     def run(
         self,

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.types import Receive, Scope, Send
 
 from crypto_lakehouse.executor.batcher import Batcher
-from crypto_lakehouse.executor.models import OperationStatus, SubmitResponse, SyncRequest
-from crypto_lakehouse.executor.problems import MAX_BODY_BYTES, BodyTooLarge, problem_reply
+from crypto_lakehouse.executor.completions import WAIT_POLL_SECONDS
+from crypto_lakehouse.executor.models import (
+    MAX_WAIT_SECONDS,
+    OperationStatus,
+    SubmitResponse,
+    SyncRequest,
+)
+from crypto_lakehouse.executor.objects import ObjectRow
+from crypto_lakehouse.executor.problems import MAX_SYNC_BODY_BYTES, BodyTooLarge, problem_reply
 from crypto_lakehouse.executor.service import Service
 from crypto_lakehouse.executor.store import OperationRecord
 from crypto_lakehouse.executor.views import view_json
@@ -35,6 +44,14 @@ ID_PARAMETER = {
     "required": True,
     "description": "32 hex digits",
     "schema": {"type": "string", "pattern": ID_PATTERN, "title": "Operation Id"},
+}
+WAIT_PARAMETER = {
+    "name": "wait",
+    "in": "query",
+    "required": False,
+    "description": f"Long-poll: answer as soon as the operation is completed, failed or "
+    f"cancelled, or after this many seconds (0-{MAX_WAIT_SECONDS:.0f}; default 0: at once).",
+    "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS, "default": 0},
 }
 SYNC_BODY = {
     "required": True,
@@ -64,6 +81,29 @@ def check_operation_id(operation_id: str) -> str:
             ]
         )
     return operation_id
+
+
+def parse_wait(query_string: bytes) -> float:
+    """The `wait` query parameter in seconds (0 when absent); RequestValidationError when it
+    is not a number from 0 to MAX_WAIT_SECONDS."""
+    values = [v for k, v in parse_qsl(query_string.decode("latin-1")) if k == "wait"]
+    if not values:
+        return 0.0
+    try:
+        seconds = float(values[-1])
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:  # also false for nan
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "wait"),
+                    "msg": f"Input should be a number from 0 to {MAX_WAIT_SECONDS:.0f}",
+                    "type": "less_than_equal",
+                }
+            ]
+        )
+    return seconds
 
 
 def with_request_schemas(schema: dict[str, Any]) -> dict[str, Any]:
@@ -107,17 +147,43 @@ class HotRoutes:
         return None
 
     async def submit(self, body: bytes) -> tuple[bytes, str]:
-        """Validate, plan and durably queue one request: the 202 reply body and the new id."""
+        """Validate, plan and durably queue one request: the 202 reply body and the new id.
+
+        A request naming its objects is queued with them in a transaction of its own."""
         request = parse_sync_request(body)
         spec = self.service.plan.spec(request)
-        op_id = await self.submissions((request.operation_type.value, spec))
+        if request.objects:
+            rows = [ObjectRow(o.key, o.size, o.sha256) for o in request.objects]
+            store, max_queue = self.service.store, self.service.settings.executor_max_queue
+            op_id = await self.service.io(
+                store.create_listed,
+                request.operation_type.value,
+                spec,
+                rows,
+                max_queue=max_queue,
+            )
+        else:
+            op_id = await self.submissions((request.operation_type.value, spec))
         self.service.runner.wake()
         reply = SubmitResponse(operation_id=op_id, status=OperationStatus.PENDING)
         return reply.model_dump_json().encode(), op_id
 
-    async def operation(self, operation_id: str) -> bytes:
-        """The `OperationView` JSON of one operation; OperationNotFound, or 422 for a bad id."""
-        return view_json(await self.reads(check_operation_id(operation_id)))
+    async def operation(self, operation_id: str, wait: float = 0.0) -> bytes:
+        """The `OperationView` JSON of one operation; OperationNotFound, or 422 for a bad id.
+
+        With `wait` > 0, not before it has ended or `wait` seconds have passed: this
+        replica's runner wakes the waiter when it finishes the operation, and the store is
+        re-read every WAIT_POLL_SECONDS for an end written by another replica.
+        """
+        record = await self.reads(check_operation_id(operation_id))
+        deadline = time.monotonic() + wait
+        while not OperationStatus(record.status).terminal:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self.service.completions.wait(operation_id, min(remaining, WAIT_POLL_SECONDS))
+            record = await self.reads(operation_id)
+        return view_json(record)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(b"content-type", b"application/json")]
@@ -127,7 +193,9 @@ class HotRoutes:
                 status = 202
                 headers.append((b"location", f"/operations/{op_id}".encode()))
             else:
-                body, status = await self.operation(scope["path"].rsplit("/", 1)[1]), 200
+                operation_id = scope["path"].rsplit("/", 1)[1]
+                wait = parse_wait(scope.get("query_string", b""))
+                body, status = await self.operation(operation_id, wait), 200
         except _Disconnected:
             return
         except Exception as exc:
@@ -150,7 +218,7 @@ async def _body(receive: Receive) -> bytes:
             raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY_BYTES:  # a chunked body has no Content-Length to check up front
+        if size > MAX_SYNC_BODY_BYTES:  # a chunked body has no Content-Length to check up front
             raise BodyTooLarge
         chunks.append(chunk)
         if not message.get("more_body", False):

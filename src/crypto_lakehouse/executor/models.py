@@ -12,12 +12,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.storage.urls import S3Url, validate_bucket_name, validate_prefix
 
 MAX_FAILED_OBJECTS = 100  # failed objects kept per operation; the total is kept as a number
+MAX_OBJECTS = 10_000  # objects one request may name (`SyncRequest.objects`)
+MAX_OBJECT_PAGE = 5_000  # per-object results per page (`GET /operations/{id}/objects`)
+MAX_WAIT_SECONDS = 60.0  # the longest long-poll (`GET /operations/{id}?wait=`)
 
 
 def _bucket(value: str) -> str:
@@ -34,8 +37,16 @@ def _prefix(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
+def _object_key(value: str) -> str:
+    if value.endswith("/"):
+        raise ValueError("an object key must not end with '/'")
+    return _prefix(value)
+
+
 BucketName = Annotated[str, Field(min_length=3, max_length=63), AfterValidator(_bucket)]
 Prefix = Annotated[str, Field(max_length=1024), AfterValidator(_prefix)]
+ObjectKey = Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_object_key)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class OperationType(StrEnum):
@@ -112,14 +123,55 @@ class TransferConfiguration(_Strict):
     )
 
 
+class ObjectSpec(_Strict):
+    """One object of an explicit list: `source.prefix + key` is copied to
+    `destination.prefix + key`."""
+
+    key: ObjectKey = Field(description="The key below source.prefix (and destination.prefix).")
+    size: int = Field(ge=0, le=5 * 1024**4, description="Bytes, as the caller listed it.")
+    sha256: Sha256 | None = Field(
+        default=None,
+        description="Expected SHA-256 (64 lower-case hex digits): the replica verifies the "
+        "bytes against it. Without it, a sibling `<key>.CHECKSUM` in the list is used.",
+    )
+
+
 class SyncRequest(_Strict):
-    """The design's `POST /sync` payload."""
+    """The design's `POST /sync` payload.
+
+    Without `objects` the operation covers everything under `source.prefix`. With
+    `objects` it copies exactly those (one s5cmd line each, nothing listed at the source),
+    verifies each against its `sha256` or its listed `.CHECKSUM` sidecar, and keeps a
+    result per object (`GET /operations/{id}/objects`). A list needs `operation_type`
+    `copy` and holds at most MAX_OBJECTS distinct keys.
+    """
 
     operation_type: OperationType = OperationType.SYNC
     source: SourceSpec
     destination: DestinationSpec
     operation_mode: OperationMode = OperationMode.AUTO
     configuration: TransferConfiguration = Field(default_factory=TransferConfiguration)
+    objects: list[ObjectSpec] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_OBJECTS,
+        description=f"At most {MAX_OBJECTS} objects; omitted: the whole prefix.",
+    )
+
+    @model_validator(mode="after")
+    def _objects_are_a_copy_of_distinct_keys(self) -> SyncRequest:
+        if self.objects is None:
+            return self
+        if self.operation_type is not OperationType.COPY:
+            raise ValueError("an explicit object list needs operation_type 'copy'")
+        if self.operation_mode is OperationMode.DIRECT_SYNC:
+            raise ValueError("an explicit object list is verified, so it cannot be direct_sync")
+        seen: set[str] = set()
+        for item in self.objects:
+            if item.key in seen:
+                raise ValueError(f"objects: key {item.key!r} is listed twice")
+            seen.add(item.key)
+        return self
 
     @classmethod
     def for_urls(
@@ -133,6 +185,7 @@ class SyncRequest(_Strict):
         operation_type: OperationType = OperationType.SYNC,
         max_concurrent: int | None = None,
         part_size_mb: int | None = None,
+        objects: list[ObjectSpec] | None = None,
     ) -> SyncRequest:
         """Build a request from two `s3://` addresses (what flows and the CLI hold)."""
         return cls(
@@ -148,6 +201,7 @@ class SyncRequest(_Strict):
             configuration=TransferConfiguration(
                 max_concurrent=max_concurrent, part_size_mb=part_size_mb
             ),
+            objects=objects,
         )
 
 
@@ -202,6 +256,11 @@ class OperationView(BaseModel):
         default_factory=list, description=f"At most {MAX_FAILED_OBJECTS} entries."
     )
     failed_objects_total: int = 0
+    listed_objects: int = Field(
+        0,
+        description="Objects named by the request (0: the whole prefix); each one's result "
+        "is at GET /operations/{id}/objects.",
+    )
     error: str | None = None
     cancel_requested: bool = False
     attempts: int = Field(0, description="How many times a replica claimed it.")
@@ -210,6 +269,37 @@ class OperationView(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+
+
+class ObjectOutcome(StrEnum):
+    """One listed object's result; `pending` until its run has reported it."""
+
+    PENDING = "pending"
+    COPIED = "copied"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    CORRUPT = "corrupt"
+
+
+class ObjectResultView(BaseModel):
+    """One listed object: where it went and how, with the SHA-256 the replica verified."""
+
+    key: str = Field(description="As listed (below source.prefix).")
+    source_key: str
+    dest_key: str
+    size: int
+    outcome: ObjectOutcome
+    sha256: str | None = Field(None, description="The verified digest; null if not verified.")
+    error: str | None = None
+
+
+class ObjectResultPage(BaseModel):
+    """Results in key order; pass `next_after` as `after` for the next page (null: done)."""
+
+    operation_id: str
+    status: OperationStatus
+    items: list[ObjectResultView]
+    next_after: str | None = None
 
 
 class OperationPage(BaseModel):

@@ -9,15 +9,23 @@ this replica holds for the lake.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from crypto_lakehouse.executor.models import OperationMode, SyncRequest
+from crypto_lakehouse.executor.objects import ObjectRow
 from crypto_lakehouse.executor.sources import SourcePolicy
 from crypto_lakehouse.executor.store import OperationRecord
 from crypto_lakehouse.storage.endpoint import Endpoint
 from crypto_lakehouse.storage.urls import S3Url
-from crypto_lakehouse.transfer import EngineOptions, Mode, TransferRequest
+from crypto_lakehouse.transfer import (
+    EngineOptions,
+    ListedObject,
+    ListingScope,
+    Mode,
+    TransferRequest,
+)
 
 MODES = {
     OperationMode.DIRECT_SYNC: Mode.DIRECT,
@@ -40,7 +48,9 @@ class OperationPlan:
         """The stored form of `request`; InvalidField when its source is not allowed."""
         source = self.sources.resolve(request.source.endpoint, request.source.anonymous)
         config = request.configuration
-        spec = request.model_dump(mode="json")
+        spec = request.model_dump(mode="json", exclude={"objects"})
+        # The list itself goes to its own table (`listed_rows`); the spec keeps its length.
+        spec["listed_objects"] = len(request.objects or ())
         spec["source"]["endpoint"] = (
             None if self.sources.is_lake(request.source.endpoint) else request.source.endpoint
         )
@@ -53,11 +63,15 @@ class OperationPlan:
         }
         return spec
 
-    def build(self, record: OperationRecord) -> tuple[TransferRequest, EngineOptions]:
+    def build(
+        self, record: OperationRecord, objects: Sequence[ObjectRow] = ()
+    ) -> tuple[TransferRequest, EngineOptions]:
         """The engine call for a claimed operation; each run gets its share of the staging cap.
 
-        The engine makes (and removes) a folder per run under the shared staging root, and
-        sweeps folders left behind by dead processes.
+        With `objects` (a listed operation) the engine copies just those, planned from the
+        list itself (nothing is listed at the source), each checked against its expected
+        SHA-256 or its listed sidecar. The engine makes (and removes) a folder per run under
+        the shared staging root, and sweeps folders left behind by dead processes.
         """
         spec = record.spec
         src = spec["source"]
@@ -70,6 +84,18 @@ class OperationPlan:
             mode=MODES[OperationMode(spec["operation_mode"])],
             operation=spec["operation_type"],
         )
+        if objects:
+            prefix = src["prefix"]
+            listing = sorted(
+                (ListedObject(prefix + o.key, o.size, "", "") for o in objects),
+                key=lambda obj: obj.key,
+            )
+            request.keys = [obj.key for obj in listing]
+            request.source_listing = listing
+            request.source_listing_scope = ListingScope.OBJECTS
+            request.expected_sha256 = {
+                prefix + o.key: o.expected_sha256 for o in objects if o.expected_sha256
+            }
         options = replace(
             self.options,
             max_concurrent=spec["configuration"]["max_concurrent"],

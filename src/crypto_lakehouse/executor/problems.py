@@ -1,7 +1,8 @@
 """Errors as HTTP replies, in one place for FastAPI's exception handlers and the hot routes.
 
 Invalid input is 422 with field and reason (the input itself is never echoed), an unknown
-operation 404, a body over 64 KiB 413, a full queue 429 with `Retry-After`, a store that
+operation 404, a body over its cap 413 (12 MiB for `POST /sync`, which may name 10,000
+objects; 64 KiB elsewhere), a full queue 429 with `Retry-After`, a store that
 is down 503, anything else 500 without details.
 """
 
@@ -18,10 +19,16 @@ from crypto_lakehouse.executor.sources import InvalidField
 
 log = logging.getLogger("crypto_lakehouse.executor")
 MAX_BODY_BYTES = 64 * 1024
+MAX_SYNC_BODY_BYTES = 12 * 1024 * 1024  # MAX_OBJECTS keys of up to ~1 KiB, and their fields
+
+
+def body_cap(path: str) -> int:
+    """The largest request body accepted on `path`."""
+    return MAX_SYNC_BODY_BYTES if path == "/sync" else MAX_BODY_BYTES
 
 
 class BodyTooLarge(Exception):
-    """A request body over MAX_BODY_BYTES (413)."""
+    """A request body over its path's cap (413)."""
 
 
 def too_large() -> JSONResponse:

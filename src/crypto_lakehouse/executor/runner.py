@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from crypto_lakehouse.errors import ExecutorError, LakehouseError
-from crypto_lakehouse.executor.models import MAX_FAILED_OBJECTS
+from crypto_lakehouse.executor.models import MAX_FAILED_OBJECTS, MAX_OBJECTS
+from crypto_lakehouse.executor.objects import ObjectReport, ObjectRow
 from crypto_lakehouse.executor.plan import OperationPlan
 from crypto_lakehouse.executor.redaction import Redactor
 from crypto_lakehouse.executor.store import Claim, OperationOutcome, OperationRecord, OperationStore
@@ -82,6 +83,7 @@ class Runner:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._dispatcher: threading.Thread | None = None
+        self.on_finished: Callable[[str], None] | None = None  # after a final status is written
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -164,13 +166,15 @@ class Runner:
                 )
                 monitor.start()
                 try:
-                    request, options = self.plan.build(record)
+                    objects = self._listed(record)
+                    request, options = self.plan.build(record, objects)
                     report = self.engine_factory(options).run(
                         request,
                         progress=lambda p: setattr(running, "progress", p),
                         cancel=running.cancel,
                     )
-                    outcome = self._outcome(report, running)
+                    prefix = record.spec["source"]["prefix"] if objects else None
+                    outcome = self._outcome(report, running, prefix)
                 except LakehouseError as exc:
                     outcome = self._crashed(running, self.redactor(str(exc)))
                 except Exception as exc:
@@ -185,6 +189,12 @@ class Runner:
                 self._running.pop(record.id, None)
                 S5CMD_ACTIVE_OPERATIONS.set(len(self._running))
             self._wake.set()
+
+    def _listed(self, record: OperationRecord) -> list[ObjectRow]:
+        """A listed operation's objects (at most MAX_OBJECTS), read back from the store."""
+        if not record.spec.get("listed_objects"):
+            return []
+        return self.store.objects(record.id, limit=MAX_OBJECTS)
 
     def _crashed(self, running: _Running, error: str) -> OperationOutcome:
         status = "cancelled" if running.user_cancelled else "failed"
@@ -217,7 +227,11 @@ class Runner:
                 running.user_cancelled = True
                 running.cancel.set()
 
-    def _outcome(self, report: TransferReport, running: _Running) -> OperationOutcome:
+    def _outcome(
+        self, report: TransferReport, running: _Running, prefix: str | None
+    ) -> OperationOutcome:
+        """The final write. A listed operation (`prefix` given: its source prefix) also
+        reports each object's result, keyed as listed."""
         summary = report.summary
         bad = [
             r
@@ -245,12 +259,23 @@ class Runner:
         else:
             progress = (summary.copied + summary.skipped, summary.bytes_copied, summary.objects,
                         summary.bytes)  # fmt: skip
+        objects = [
+            ObjectReport(
+                r.source_key[len(prefix) :],
+                str(r.outcome),
+                r.sha256,
+                self.redactor(r.error)[:1000] if r.error else None,
+            )
+            for r in report.results
+            if prefix is not None and r.source_key.startswith(prefix)
+        ]
         return OperationOutcome(
             status=status,
             summary=summary.as_dict(),
             failures=failures,
             failures_total=len(bad),
             progress=progress,
+            objects=objects,
         )
 
     def _record(
@@ -267,6 +292,8 @@ class Runner:
         if not _quietly(lambda: self.store.finish(running.claim, outcome)):
             log.warning("operation %s: final status not written (claim lost)", op_id)
             return
+        if self.on_finished is not None:
+            self.on_finished(op_id)
         S5CMD_OPERATIONS.labels(operation=op_type, status=outcome.status).inc()
         S5CMD_OPERATION_DURATION.labels(operation=op_type).observe(seconds)
         log.info("operation %s %s in %.2fs", op_id, outcome.status, seconds)

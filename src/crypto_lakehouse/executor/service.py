@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound, ConfigError, LakehouseError
 from crypto_lakehouse.executor.auth import TokenGuard
+from crypto_lakehouse.executor.completions import Completions
 from crypto_lakehouse.executor.plan import OperationPlan
 from crypto_lakehouse.executor.redaction import Redactor
 from crypto_lakehouse.executor.runner import EngineFactory, Runner
@@ -90,6 +91,7 @@ class Service:
     redactor: Redactor
     replica: str
     readiness: Readiness = field(default_factory=Readiness)
+    completions: Completions = field(default_factory=Completions)
     # Store calls from routes on PostgreSQL: a small pool of our own (cheaper than anyio's).
     _io_threads: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="executor-io")
@@ -124,7 +126,9 @@ class Service:
             redactor=redactor,
             engine_factory=engine_factory,
         )
-        return cls(settings, lake, plan, store, runner, guard, redactor, replica)
+        service = cls(settings, lake, plan, store, runner, guard, redactor, replica)
+        runner.on_finished = service.completions.notify  # wakes this replica's long-polls
+        return service
 
     async def io(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call from a route: inline on SQLite (local, microseconds), on a thread

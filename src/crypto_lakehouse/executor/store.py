@@ -32,6 +32,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from crypto_lakehouse.errors import OperationNotFound, QueueFull
+from crypto_lakehouse.executor.objects import (
+    INSERT_OBJECT,
+    OBJECT_SCHEMA,
+    RECORD_OBJECT,
+    SELECT_OBJECTS,
+    ObjectReport,
+    ObjectRow,
+)
 
 
 class Exec(Protocol):
@@ -77,6 +85,7 @@ SCHEMA = (
     f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, created_at)",
     f"CREATE TABLE IF NOT EXISTS {DEPTH} (id INTEGER PRIMARY KEY, pending BIGINT NOT NULL)",
     f"INSERT INTO {DEPTH} (id, pending) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+    *OBJECT_SCHEMA,
 )
 RETRY_AFTER_SECONDS = 5  # what a 429 tells clients when the queue is full
 
@@ -164,6 +173,7 @@ class OperationOutcome:
     failures_total: int = 0
     error: str | None = None
     progress: tuple[int, int, int, int] | None = None  # objects/bytes done, objects/bytes total
+    objects: Sequence[ObjectReport] = ()  # results of a listed operation's objects
 
 
 class OperationStore(ABC):
@@ -255,6 +265,46 @@ class OperationStore(ABC):
         """A dialect's shortcut for `create_many`: insert every row (id, type, spec) and count
         them in, atomically, if they all fit; True if it did, False if it wrote nothing."""
         return False
+
+    def create_listed(
+        self,
+        operation_type: str,
+        spec: dict[str, Any],
+        objects: Sequence[ObjectRow],
+        *,
+        max_queue: int,
+    ) -> str:
+        """Queue an operation with its object list in one transaction (no replica can claim
+        it before its objects are there); QueueFull when `max_queue` are pending."""
+        op_id = uuid.uuid4().hex
+        with self._transaction(write=True) as run:
+            (pending,) = run(f"SELECT pending FROM {DEPTH} WHERE id = 1 {self.row_lock}", ())[0]
+            if int(pending) >= max_queue:
+                raise QueueFull(
+                    f"{max_queue} operations are already waiting (the limit)",
+                    retry_after=RETRY_AFTER_SECONDS,
+                )
+            run(f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1", ())
+            run(
+                f"INSERT INTO {TABLE} (id, status, operation_type, spec, created_at, "
+                f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
+                (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
+            )
+            self._insert_objects(run, op_id, objects)
+        return op_id
+
+    def _insert_objects(self, run: Exec, op_id: str, objects: Sequence[ObjectRow]) -> None:
+        run.many(INSERT_OBJECT, [(op_id, o.key, o.size, o.expected_sha256) for o in objects])
+
+    def _record_objects(self, run: Exec, op_id: str, reports: Sequence[ObjectReport]) -> None:
+        run.many(RECORD_OBJECT, [(r.outcome, r.sha256, r.error, op_id, r.key) for r in reports])
+
+    def objects(self, op_id: str, *, after: str = "", limit: int = 1000) -> list[ObjectRow]:
+        """Up to `limit` listed objects of one operation with keys after `after`, in key order
+        (an operation without a list has none)."""
+        with self._transaction() as run:
+            rows = run(SELECT_OBJECTS, (op_id, after, limit))
+        return [ObjectRow.from_row(row) for row in rows]
 
     def get(self, op_id: str) -> OperationRecord:
         """One operation; OperationNotFound if there is none with that id."""
@@ -391,6 +441,8 @@ class OperationStore(ABC):
                 "AND status = 'running' RETURNING id",
                 (*params, claim.operation_id, claim.token),
             )
+            if rows and outcome.objects:
+                self._record_objects(run, claim.operation_id, outcome.objects)
         return bool(rows)
 
     def release(self, claim: Claim) -> bool:

@@ -24,6 +24,7 @@ from typing import Any
 import psycopg
 
 from crypto_lakehouse.errors import ExecutorUnavailable
+from crypto_lakehouse.executor.objects import OBJECTS, ObjectReport, ObjectRow
 from crypto_lakehouse.executor.store import DEPTH, TABLE, Exec, OperationStore
 
 _ROWS = psycopg.pq.ExecStatus.TUPLES_OK
@@ -46,9 +47,34 @@ class PostgresStore(OperationStore):
     FROM reserved, unnest(%b::text[], %b::text[], %b::text[]) AS row(id, operation_type, spec)
     RETURNING id"""
 
+    # A listed operation's objects and their results: one statement each, however many.
+    insert_objects = f"""INSERT INTO {OBJECTS} (operation_id, object_key, size, expected_sha256)
+    SELECT %s, row.object_key, row.size, row.expected
+    FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS row(object_key, size, expected)"""
+    record_objects = f"""UPDATE {OBJECTS} AS o SET outcome = r.outcome, sha256 = r.sha256,
+        error = r.error
+    FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])
+        AS r(object_key, outcome, sha256, error)
+    WHERE o.operation_id = %s AND o.object_key = r.object_key"""
+
     @staticmethod
     def id_list(ids: Sequence[str]) -> Any:
         return list(ids)
+
+    def _insert_objects(self, run: Exec, op_id: str, objects: Sequence[ObjectRow]) -> None:
+        keys = [o.key for o in objects]
+        sizes = [o.size for o in objects]
+        expected = [o.expected_sha256 for o in objects]
+        run(self.insert_objects, (op_id, keys, sizes, expected))
+
+    def _record_objects(self, run: Exec, op_id: str, reports: Sequence[ObjectReport]) -> None:
+        columns = (
+            [r.key for r in reports],
+            [r.outcome for r in reports],
+            [r.sha256 for r in reports],
+            [r.error for r in reports],
+        )
+        run(self.record_objects, (*columns, op_id))
 
     def __init__(self, conninfo: str, *, max_connections: int = 16) -> None:
         self._conninfo = conninfo

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from crypto_lakehouse.executor.objects import ObjectRow
 from crypto_lakehouse.executor.store import OperationRecord
 
 _COUNTS = ("copied", "skipped", "failed", "corrupt")
@@ -45,6 +46,7 @@ def view_dict(record: OperationRecord) -> dict[str, Any]:
         "summary": record.summary,
         "failed_objects": record.failures,
         "failed_objects_total": record.failures_total,
+        "listed_objects": int(spec.get("listed_objects", 0)),
         "error": record.error,
         "cancel_requested": record.cancel_requested,
         "attempts": record.attempts,
@@ -63,4 +65,28 @@ def view_json(record: OperationRecord) -> bytes:
 def page_json(records: list[OperationRecord], total: int, limit: int, offset: int) -> bytes:
     items = [view_dict(r) for r in records]
     page = {"items": items, "total": total, "limit": limit, "offset": offset}
+    return json.dumps(page, separators=(",", ":")).encode()
+
+
+def objects_page_json(record: OperationRecord, rows: list[ObjectRow], limit: int) -> bytes:
+    """`ObjectResultPage`'s JSON: `rows` (read after `record`) with their full keys."""
+    source, dest = record.spec["source"]["prefix"], record.spec["destination"]["prefix"]
+    items = [
+        {
+            "key": row.key,
+            "source_key": source + row.key,
+            "dest_key": dest + row.key,
+            "size": row.size,
+            "outcome": row.outcome,
+            "sha256": row.sha256,
+            "error": row.error,
+        }
+        for row in rows
+    ]
+    page = {
+        "operation_id": record.id,
+        "status": record.status,
+        "items": items,
+        "next_after": rows[-1].key if len(rows) == limit else None,
+    }
     return json.dumps(page, separators=(",", ":")).encode()

@@ -6,7 +6,8 @@ Two ways, one interface (`Mover.move`):
   lake are different endpoints), every zip with its `.CHECKSUM` sidecar, SHA-256 checked
   while staged; a mismatch is quarantined and never reaches bronze.
 - `ExecutorMover`: the same through the s5cmd executor service (`EXECUTOR_URL`), for
-  workers that should not run s5cmd themselves.
+  workers that should not run s5cmd themselves: the files named in the request, the
+  replica verifying and reporting each one.
 
 Both always copy (never "sync"): a file only comes here when the manifest says it is not
 verified, and copying is what re-verifies it.
@@ -17,18 +18,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections import defaultdict
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from crypto_lakehouse.archive.checksum import parse_checksum
 from crypto_lakehouse.archive.paths import CHECKSUM_SUFFIX
 from crypto_lakehouse.catalog import FileResult, ListedFile
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.errors import ArchiveError, StorageError
 from crypto_lakehouse.flows.target import IngestTarget
-from crypto_lakehouse.storage import QUARANTINE_PREFIX, S3Storage
+from crypto_lakehouse.storage import QUARANTINE_PREFIX
 from crypto_lakehouse.storage.urls import S3Url
 from crypto_lakehouse.transfer import (
     EngineOptions,
@@ -43,6 +43,9 @@ from crypto_lakehouse.transfer import (
     folder_of,
     listed_stamp,
 )
+
+if TYPE_CHECKING:
+    from crypto_lakehouse.executor.client import ExecutorClient
 
 BytesFn = Callable[[int], None]  # called with the bytes moved since the last call
 
@@ -181,15 +184,26 @@ def file_result(item: ListedFile, result: ObjectResult | None) -> FileResult:
     return FileResult(item, ok=False, error=result.error or f"not copied ({result.outcome})")
 
 
-class ExecutorMover:
-    """Through the executor: one operation per directory (prefix = the files' common start).
+OPERATIONS_IN_FLIGHT = 3  # a batch's executor operations submitted and awaited at once
+MIN_OPERATION_FILES = 100  # below this a batch is not split further (a run's fixed cost)
+CANCEL_CHECK_SECONDS = 2.0  # a long-poll's length while a cancel may come
 
-    The executor reports only failed and corrupt objects; for the others the verified
-    digest is the sidecar the engine checked them against, read back from bronze.
+
+class ExecutorMover:
+    """Through the executor service: each file and its sidecar named in the request.
+
+    A batch becomes one operation, or a few (`operation_parts`: at most `in_flight`, each
+    of at least MIN_OPERATION_FILES files and at most MAX_OBJECTS objects), submitted
+    together and awaited by long-polls, so that replicas sharing one store run them side
+    by side. The replica plans from the list (nothing is listed at the source), checks
+    every zip against its sidecar and records each object's outcome and verified
+    SHA-256; those per-object results are the whole answer (nothing is read back from
+    bronze).
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, in_flight: int = OPERATIONS_IN_FLIGHT) -> None:
         self.settings = settings
+        self.in_flight = max(1, in_flight)
 
     def move(
         self,
@@ -201,61 +215,96 @@ class ExecutorMover:
         cancel: threading.Event | None = None,
     ) -> list[FileResult]:
         from crypto_lakehouse.executor.client import ExecutorClient
-        from crypto_lakehouse.executor.models import OperationMode, OperationType, SyncRequest
 
-        problems: dict[str, tuple[str, str]] = {}
-        with ExecutorClient.from_settings(self.settings, timeout=30.0) as client:
-            for prefix, group in _groups(files).items():
-                dest_prefix = prefix[len(target.source_prefix) :]
-                request = SyncRequest.for_urls(
-                    S3Url(target.source.bucket, prefix),
-                    S3Url(target.bronze_bucket, dest_prefix),
-                    source_endpoint=target.source.endpoint.url,
-                    anonymous=target.source.endpoint.anonymous,
-                    mode=OperationMode.STAGED,
-                    operation_type=OperationType.COPY,
-                )
-                view = client.run(request)
-                if view.status != "completed" and not view.failed_objects:
-                    reason = view.error or f"operation {view.operation_id} {view.status}"
-                    problems.update({item.source_key: ("failed", reason) for item in group})
-                for failed in view.failed_objects:
-                    problems[failed.key] = (failed.outcome, failed.reason)
-                if on_bytes is not None:
-                    on_bytes(sum(item.file.size or 0 for item in group))
-                if cancel is not None and cancel.is_set():
-                    break
-        lake = S3Storage(target.lake)
-        return [_executor_result(item, problems, lake, target) for item in files]
+        parts = operation_parts(files, self.in_flight)
+        results: dict[str, FileResult] = {}
+        with (
+            ExecutorClient.from_settings(self.settings, timeout=60.0) as client,
+            ThreadPoolExecutor(max(1, len(parts)), thread_name_prefix="executor-op") as pool,
+        ):
+            running = [pool.submit(_run_part, client, target, part, cancel) for part in parts]
+            for future in as_completed(running):
+                for result in future.result():
+                    results[result.listed.source_key] = result
+                    if on_bytes is not None and result.ok:
+                        on_bytes(result.listed.file.size or 0)
+        return [results[item.source_key] for item in files]
 
 
-def _groups(files: Sequence[ListedFile]) -> dict[str, list[ListedFile]]:
-    by_dir: dict[str, list[ListedFile]] = defaultdict(list)
-    for item in files:
-        by_dir[item.source_key.rsplit("/", 1)[0] + "/"].append(item)
-    # Character-wise on purpose: `...-2026-05-0` covers days 1-9 of one symbol's folder.
-    return {
-        os.path.commonprefix([i.source_key for i in group]): group  # noqa: RUF071
-        for group in by_dir.values()
-    }
+def operation_parts(files: Sequence[ListedFile], in_flight: int) -> list[list[ListedFile]]:
+    """The batch cut into key-ordered runs, one per operation: as many as `in_flight` allows
+    with MIN_OPERATION_FILES each, more only when a part would exceed MAX_OBJECTS objects
+    (a file travels with its sidecar)."""
+    from crypto_lakehouse.executor.models import MAX_OBJECTS
+
+    ordered = sorted(files, key=lambda item: item.source_key)
+    if not ordered:
+        return []
+    most = MAX_OBJECTS // 2
+    count = max(-(-len(ordered) // most), min(in_flight, len(ordered) // MIN_OPERATION_FILES), 1)
+    size = -(-len(ordered) // count)
+    return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def _executor_result(
-    item: ListedFile,
-    problems: dict[str, tuple[str, str]],
-    lake: S3Storage,
+def _run_part(
+    client: ExecutorClient,
     target: IngestTarget,
-) -> FileResult:
-    if item.source_key in problems:
-        outcome, reason = problems[item.source_key]
-        return FileResult(item, ok=False, corrupt=outcome == "corrupt", error=reason)
-    try:
-        written = lake.head(target.bronze_bucket, item.path)
-        if written is None or written.size != item.file.size:
-            # The executor lists at most 100 problems; an absent zip is one it did not list.
-            return FileResult(item, ok=False, error="not in bronze after the operation")
-        text = lake.get_bytes(target.bronze_bucket, item.path + CHECKSUM_SUFFIX)
-        checksum = parse_checksum(text, item.file.filename)
-    except (StorageError, ArchiveError) as exc:
-        return FileResult(item, ok=False, error=f"no readable CHECKSUM in bronze: {exc}")
-    return FileResult(item, ok=True, sha256=checksum.sha256)
+    files: Sequence[ListedFile],
+    cancel: threading.Event | None,
+) -> list[FileResult]:
+    """One listed operation: submit (waiting out a full queue), long-poll, read the results."""
+    from crypto_lakehouse.errors import QueueFull
+    from crypto_lakehouse.executor.models import (
+        ObjectOutcome,
+        ObjectSpec,
+        OperationMode,
+        OperationType,
+        SyncRequest,
+    )
+
+    keys: list[str] = []
+    for item in files:
+        keys += [item.source_key, item.source_key + CHECKSUM_SUFFIX]
+    prefix = common_folder(keys, target.source_prefix)
+    objects = []
+    for item in files:
+        rest = item.source_key[len(prefix) :]
+        objects.append(ObjectSpec(key=rest, size=item.file.size or 0))
+        sidecar_size = item.file.checksum_size or 0
+        objects.append(ObjectSpec(key=rest + CHECKSUM_SUFFIX, size=sidecar_size))
+    request = SyncRequest.for_urls(
+        S3Url(target.source.bucket, prefix),
+        S3Url(target.bronze_bucket, prefix[len(target.source_prefix) :]),
+        source_endpoint=target.source.endpoint.url,
+        anonymous=target.source.endpoint.anonymous,
+        mode=OperationMode.STAGED,
+        operation_type=OperationType.COPY,
+        objects=objects,
+    )
+    stopped = cancel.is_set if cancel is not None else None
+    while True:
+        try:
+            op_id = client.submit(request).operation_id
+            break
+        except QueueFull as exc:
+            if stopped is not None and stopped():
+                return [FileResult(i, ok=False, error="cancelled before submission") for i in files]
+            time.sleep(exc.retry_after)
+    view = client.wait(op_id, stop=stopped, long_poll=CANCEL_CHECK_SECONDS)
+    if not view.status.terminal:  # cancelled here: stop it there, then take what landed
+        client.cancel(op_id)
+        view = client.wait(op_id, long_poll=CANCEL_CHECK_SECONDS)
+    by_key: dict[str, ObjectResult] = {}
+    for obj in client.iter_objects(op_id):
+        if obj.outcome is not ObjectOutcome.PENDING:
+            outcome = TransferOutcome(obj.outcome.value)
+            by_key[obj.source_key] = ObjectResult(
+                obj.source_key, obj.dest_key, obj.size, outcome, obj.sha256, error=obj.error
+            )
+    unreported = view.error or f"operation {op_id} {view.status} without a result for it"
+    return [
+        file_result(item, by_key[item.source_key])
+        if item.source_key in by_key
+        else FileResult(item, ok=False, error=unreported)
+        for item in files
+    ]
