@@ -1,0 +1,163 @@
+"""Fan-out: how work is split and merged, and a real run over two local process workers.
+
+The end-to-end test runs the tiny archive once in one process and once fanned out (real
+Prefect server, two workers per pool, each taking one run at a time) on separate catalog
+databases and buckets, and compares the manifest and the silver rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from flow_helpers import IngestEnv
+
+from crypto_lakehouse.bench.fanout import local_workers
+from crypto_lakehouse.catalog import Manifest
+from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.flows import fanout
+from crypto_lakehouse.flows.deployments import GENERAL_POOL, TRANSFER_POOL, deploy_all
+from crypto_lakehouse.flows.summary import IngestProblem, IngestSummary
+from crypto_lakehouse.lake.summary import SilverSummary
+from crypto_lakehouse.stack.postgres import PostgresServer
+from crypto_lakehouse.storage import S3Storage
+
+COUNTS = {
+    ("spot", "klines"): 546,
+    ("spot", "trades"): 43,
+    ("futures/um", "klines"): 504,
+    ("futures/um", "markPriceKlines"): 504,
+    ("futures/cm", "klines"): 504,
+    ("futures/cm", "trades"): 42,
+    ("option", "BVOLIndex"): 0,
+}
+
+
+def test_split_is_disjoint_complete_and_balanced() -> None:
+    shares = fanout.split(COUNTS, 3)
+    assert len(shares) == 3
+    covered = [(m, d) for s in shares for m, ds in s.slices for d in ds]
+    assert sorted(covered) == sorted(g for g, n in COUNTS.items() if n)  # each group once
+    assert sum(s.files for s in shares) == sum(COUNTS.values())
+    assert max(s.files for s in shares) - min(s.files for s in shares) <= 546
+    for share in shares:  # a slice is one market: its product covers nothing of another share
+        assert len({m for m, _ in share.slices}) == len(share.slices)
+
+
+def test_split_never_makes_more_shares_than_groups() -> None:
+    assert len(fanout.split({("spot", "klines"): 10, ("spot", "trades"): 1}, 8)) == 2
+    assert fanout.split({}, 4) == []
+    with pytest.raises(ConfigError):
+        fanout.split(COUNTS, 0)
+
+
+def test_small_requests_stay_in_one_process() -> None:
+    assert not fanout._fan_out({("spot", "klines"): 1500, ("spot", "trades"): 400}, 2000, 4)
+    assert fanout._fan_out({("spot", "klines"): 1500, ("spot", "trades"): 600}, 2000, 4)
+    assert not fanout._fan_out({("spot", "klines"): 5000}, 2000, 4)  # one group: no split
+    assert not fanout._fan_out({("spot", "klines"): 5000, ("spot", "trades"): 1}, 0, 1)
+
+
+def test_merged_summaries_add_up() -> None:
+    a = IngestSummary(listed=3, verified=2, skipped=1, missing=["x"], phases={"discover": 1.0})
+    b = IngestSummary(listed=5, failed=1, problems=[IngestProblem("p", "failed", "boom")],
+                      phases={"discover": 2.0})  # fmt: skip
+    merged = fanout.merge_ingest([a, b], "parent")
+    assert (merged.listed, merged.verified, merged.failed, merged.skipped) == (8, 2, 1, 1)
+    assert merged.missing == ["x"] and [p.path for p in merged.problems] == ["p"]
+    assert merged.phases == {"discover": 2.0} and not merged.ok
+    drift = [{"file": "d", "detail": "x"}]
+    s1 = SilverSummary(files=2, transformed=2, rows=10, tables={"t": 10}, drift=drift)
+    s2 = SilverSummary(files=1, transformed=1, rows=5, tables={"t": 5, "u": 0}, drift=drift)
+    silver = fanout.merge_silver([s1, s2])
+    assert (silver.files, silver.rows, silver.tables) == (3, 15, {"t": 15, "u": 0})
+    assert silver.drift == drift  # every child reads the same outstanding list
+
+
+def _side_env(
+    env: IngestEnv, postgres: PostgresServer, lake: S3Storage, bronze: str
+) -> dict[str, str]:
+    database = f"cat_{uuid.uuid4().hex[:10]}"
+    postgres.create_database(database)
+    for bucket in (bronze, f"{bronze}-s", f"{bronze}-g"):
+        lake.ensure_bucket(bucket)
+    return {
+        **env.env,
+        "CATALOG_DATABASE_URL": postgres.info.url(database),
+        "BRONZE_BUCKET": bronze,
+        "SILVER_BUCKET": f"{bronze}-s",
+        "GOLD_BUCKET": f"{bronze}-g",
+    }
+
+
+def _verified(url: str) -> set[str]:
+    manifest = Manifest(url)
+    try:
+        return {e.path for e in manifest.verified_files()}
+    finally:
+        manifest.close()
+
+
+@pytest.mark.slow
+def test_fan_out_over_two_workers_equals_one_process(
+    ingest_env: IngestEnv,
+    postgres_server: PostgresServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from crypto_lakehouse.flows.local import run_ingest_locally
+    from crypto_lakehouse.flows.silver import build_silver
+
+    lake = ingest_env.bronze
+    one = _side_env(ingest_env, postgres_server, lake, f"{ingest_env.bronze_bucket}-one")
+    fan = _side_env(ingest_env, postgres_server, lake, f"{ingest_env.bronze_bucket}-fan")
+    request = {k: v for k, v in ingest_env.parameters.items()}
+
+    def use(env: dict[str, str]) -> None:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+
+    async def one_silver() -> dict:
+        state = await build_silver(return_state=True)
+        return await state.result(raise_on_failure=False)
+
+    use(one)
+    single = asyncio.run(run_ingest_locally(request)).summary
+    single_silver = asyncio.run(one_silver())
+
+    use(fan)
+    asyncio.run(deploy_all())
+    logs = tmp_path / "workers"
+    with (
+        local_workers(TRANSFER_POOL, 2, fan, logs) as movers,
+        local_workers(GENERAL_POOL, 2, fan, logs) as builders,
+    ):
+        state, ingest = asyncio.run(
+            fanout.run_locally(fanout.ingest_fanout, request=request, min_files=0, children=2)
+        )
+        silver_state, silver = asyncio.run(
+            fanout.run_locally(fanout.silver_fanout, min_files=0, children=2)
+        )
+
+    # Two groups (spot klines with the planted corrupt file, USD-M funding): two children,
+    # one per worker; the parent fails naming the child whose files were not all verified.
+    children = ingest["fanout"]["children"]
+    assert ingest["fanout"]["fanned_out"] and len(children) == 2
+    assert {c["worker"] for c in children} == set(movers.names)
+    assert state == "Failed"
+    failed = [c for c in children if c["state"] != "COMPLETED"]
+    assert [c["share"] for c in failed] == ["spot klines"]
+    for key in ("listed", "verified", "corrupt", "failed", "skipped", "missing_periods"):
+        assert ingest[key] == getattr(single, key), key
+    assert [p["path"] for p in ingest["problems"]] == [p.path for p in single.problems]
+    assert _verified(fan["CATALOG_DATABASE_URL"]) == _verified(one["CATALOG_DATABASE_URL"])
+    assert _verified(fan["CATALOG_DATABASE_URL"]) == set(ingest_env.archive.good)
+
+    silver_children = silver["fanout"]["children"]
+    assert silver_state == "Completed" and len(silver_children) == 2
+    assert {c["worker"] for c in silver_children} == set(builders.names)
+    for key in ("transformed", "rows", "tables"):
+        assert silver[key] == single_silver[key], key
+    assert silver["rows"] > 0
