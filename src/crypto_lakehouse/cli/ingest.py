@@ -168,6 +168,16 @@ def ingest(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's task logs.")
     ] = False,
+    fan_out: Annotated[
+        bool,
+        typer.Option(
+            "--fan-out",
+            help="Flow ingest-fanout: above --min-files files, child runs on the transfer "
+            "pool's workers (deployment ingest-part/bronze-part) share the work.",
+        ),
+    ] = False,
+    children: Annotated[int, typer.Option(min=1, max=64, help="With --fan-out.")] = 4,
+    min_files: Annotated[int, typer.Option(min=0, help="With --fan-out.")] = 2000,
 ) -> None:
     """Copy archive files into bronze, verify each against its CHECKSUM, record the manifest."""
     from crypto_lakehouse.cli.flows import use_stack_environment
@@ -195,7 +205,43 @@ def ingest(
         "batch_files": batch_files,
         "parallel_batches": parallel,
     }
-    run = run_with_progress({k: v for k, v in parameters.items() if v is not None})
+    given = {k: v for k, v in parameters.items() if v is not None}
+    if fan_out:
+        run_fanned_out(given, children, min_files)
+        return
+    run = run_with_progress(given)
     print_summary(run.summary, run.flow_run_id)
     if not run.ok:
+        raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
+
+
+def print_children(fan: dict[str, Any]) -> None:
+    """One line per child run of a fanned-out flow: share, worker, state, seconds."""
+    if not fan["fanned_out"]:
+        console.print(f"{fan['files']} files: ran in this process (no fan-out)")
+        return
+    table = Table("child run", "share", "files", "worker", "state", "seconds")
+    for c in fan["children"]:
+        seconds = f"{c['seconds']:.1f}" if c["seconds"] is not None else ""
+        table.add_row(
+            c["name"], c["share"], str(c["files"]), c["worker"] or "", c["state"], seconds
+        )
+    console.print(table)
+
+
+def run_fanned_out(parameters: dict[str, Any], children: int, min_files: int) -> None:
+    from crypto_lakehouse.flows import fanout
+
+    request = {k: v.isoformat() if isinstance(v, date) else v for k, v in parameters.items()}
+    with console.status("ingest-fanout: counting, then waiting for the child runs..."):
+        state, data = asyncio.run(
+            fanout.run_locally(
+                fanout.ingest_fanout, request=request, children=children, min_files=min_files
+            )
+        )
+    print_children(data["fanout"])
+    summary = IngestSummary.from_dict(data)
+    print_summary(summary, "")
+    console.print(f"ingest-fanout ended {state}")
+    if state != "Completed":
         raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
