@@ -119,17 +119,41 @@ def silver(
     Files go in batches of many source files per Parquet data file, one commit per batch;
     a second run over the same bronze adds nothing.
     """
+    fan_out: Annotated[
+        bool,
+        typer.Option(
+            "--fan-out",
+            help="Flow silver-fanout: above --min-files pending files, child runs on the "
+            "general pool's workers (deployment silver-part/silver-part) take tables.",
+        ),
+    ] = False,
+    children: Annotated[int, typer.Option(min=1, max=64, help="With --fan-out.")] = 4,
+    min_files: Annotated[int, typer.Option(min=0, help="With --fan-out.")] = 2000,
     from crypto_lakehouse.cli.ingest import quiet_prefect
 
     quiet_prefect(verbose=False)
     _settings()
-    with console.status("building silver..."):
-        state, summary = run_silver_flow(
-            parallel, markets=market, data_types=data_type, symbols=symbol, rebuild=rebuild
-        )
-    console.print(f"build-silver ended {state}")
+    if fan_out:
+        from crypto_lakehouse.cli.ingest import print_children
+        from crypto_lakehouse.flows import fanout
+
+        with console.status("silver-fanout: counting, then waiting for the child runs..."):
+            state, data = asyncio.run(
+                fanout.run_locally(
+                    fanout.silver_fanout, markets=market, data_types=data_type, symbols=symbol,
+                    parallel=parallel, rebuild=rebuild, children=children, min_files=min_files,
+                )
+            )  # fmt: skip
+        print_children(data["fanout"])
+        summary = fanout.silver_summary_of(data)
+    else:
+        with console.status("building silver..."):
+            state, summary = run_silver_flow(
+                parallel, markets=market, data_types=data_type, symbols=symbol, rebuild=rebuild
+            )
+    console.print(f"{'silver-fanout' if fan_out else 'build-silver'} ended {state}")
     print_silver(summary)
-    if not summary.ok:
+    if not summary.ok or state != "Completed":
         raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
 
 

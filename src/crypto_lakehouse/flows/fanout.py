@@ -525,3 +525,10 @@ async def run_locally(parent: Any, **parameters: Any) -> tuple[str, dict[str, An
     if not isinstance(result, dict) or "fanout" not in result:
         raise IngestFailed(f"{parent.name} ended {state.name} without a summary")
     return state.name or str(state.type), result
+
+
+def silver_summary_of(data: dict[str, Any]) -> SilverSummary:
+    """The SilverSummary in a parent's return value (which also holds `fanout`)."""
+    return SilverSummary.from_dict(
+        {k: v for k, v in data.items() if k in SilverSummary.__dataclass_fields__}
+    )
