@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
+from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.prefect_server import PrefectMode, PrefectServer
 from crypto_lakehouse.stack.process import pid_alive
 
@@ -68,3 +72,75 @@ def test_api_only_server_starts_and_stops_by_pid(
     assert not pid_alive(pid)
     assert not server.healthy()
     assert not os.path.exists(server.process.pid_file)
+
+
+@pytest.mark.slow
+def test_a_lease_survives_a_restart_and_is_reclaimed_after_its_ttl(
+    postgres_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run took the only slot of `s5cmd-transfers` and died; then the server restarted.
+
+    The restarted server still knows the lease (it renews it), the slot stays counted
+    until the lease expires, the repossessor then gives it back, and a waiting transfer
+    gets it within a bounded time, having said what it waited for.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from crypto_lakehouse.flows.limits import (
+        TRANSFER_LEASE_SECONDS,
+        TRANSFER_LIMIT,
+        ensure_transfer_limit,
+        slots_in_use,
+        transfer_slot,
+    )
+
+    database = f"prefect_leases_{uuid.uuid4().hex[:8]}"
+    postgres_server.create_database(database)
+    server = PrefectServer(
+        tmp_path / "prefect",
+        database_url=postgres_server.info.url(database, driver="postgresql+asyncpg"),
+        # the repossessor's default is every 15 s; 2 s keeps the test short
+        extra_env={"PREFECT_SERVER_SERVICES_REPOSSESSOR_LOOP_SECONDS": "2"},
+        name="prefect-leases",
+    )
+    caplog.set_level(logging.INFO, logger="crypto_lakehouse.flows.limits")
+
+    async def take_the_only_slot() -> str:
+        await ensure_transfer_limit(1)
+        async with get_client() as client:
+            response = await client.increment_concurrency_slots_with_lease(
+                names=[TRANSFER_LIMIT],
+                slots=1,
+                mode="concurrency",
+                lease_duration=TRANSFER_LEASE_SECONDS,
+            )
+        return str(response.json()["lease_id"])
+
+    async def after_restart(lease_id: str) -> tuple[tuple[int, int] | None, float]:
+        usage = await slots_in_use()
+        async with get_client() as client:  # known: renewing an unknown lease is a 404
+            await client.renew_concurrency_lease(
+                lease_id=uuid.UUID(lease_id), lease_duration=TRANSFER_LEASE_SECONDS
+            )
+        started = time.monotonic()
+        async with transfer_slot(notice_after=2):
+            return usage, time.monotonic() - started
+
+    server.start(timeout=180)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            lease_id = asyncio.run(take_the_only_slot())
+            assert (server.lease_dir / f"{lease_id}.json").exists()
+            pid = server.process.running_pid()
+            assert server.stop()
+            assert pid is not None and not pid_alive(pid)
+            server.start(timeout=180)
+            usage, waited = asyncio.run(after_restart(lease_id))
+    finally:
+        server.stop()
+    assert usage == (1, 1)  # the dead run's slot was still counted after the restart
+    # renewed for 60 s after the restart, then revoked (2 s loop), then the retry (<= 30 s)
+    assert TRANSFER_LEASE_SECONDS - 10 < waited < TRANSFER_LEASE_SECONDS + 2 + 30 + 15
+    assert not (server.lease_dir / f"{lease_id}.json").exists()
+    assert "waiting for a slot of s5cmd-transfers (1 of 1 in use)" in caplog.text
