@@ -293,7 +293,8 @@ def text(run: FanoutRun) -> str:
     ]
     for s in run.steps:
         kids = "; ".join(
-            f"{c['share']} -> {c.get('worker') or '?'} {c.get('seconds') or 0:.1f} s"
+            f"{c['share']} -> {c.get('worker') or '?'} {c.get('seconds') or 0:.1f} s "
+            f"(picked up after {c.get('pickup') or 0:.1f} s)"
             for c in s.children
         )
         lines.append(f"{s.side:<8} {s.step:<7} {s.seconds:8.1f} {s.state:<10} {s.files:>6} "

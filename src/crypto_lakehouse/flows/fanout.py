@@ -91,7 +91,8 @@ class ChildRun:
     state: str = ""
     message: str = ""
     worker: str | None = None  # the Prefect worker that ran it
-    seconds: float | None = None
+    seconds: float | None = None  # running time (Prefect's total_run_time)
+    pickup: float | None = None  # scheduled -> running: worker poll + flow-run process start
     summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -238,13 +239,18 @@ async def _start_children(
     flow_name: str, deployment: str, shares: list[Share], parameters: list[dict[str, Any]]
 ) -> list[ChildRun]:
     """One flow run per share on the child deployment (registered first: idempotent)."""
+    from prefect.client.orchestration import get_client
     from prefect.deployments import arun_deployment
+    from prefect.exceptions import ObjectNotFound
     from prefect.runtime import flow_run
 
     from crypto_lakehouse.flows.deployments import SPECS, deploy_all
 
-    [spec] = [s for s in SPECS if s.name == deployment]
-    await deploy_all([spec])
+    async with get_client() as client:
+        try:  # one read; registering costs seconds (the flow's parameter schema)
+            await client.read_deployment_by_name(f"{flow_name}/{deployment}")
+        except ObjectNotFound:
+            await deploy_all([s for s in SPECS if s.name == deployment])
     parent = flow_run.name or "local"
     runs = await asyncio.gather(
         *(
@@ -304,6 +310,8 @@ async def _wait(children: list[ChildRun], pickup_seconds: float) -> None:
                 child.message = run.state.message or ""
             child.worker = run.labels.get("prefect.worker.name")
             child.seconds = run.total_run_time.total_seconds()
+            if run.start_time and run.expected_start_time:
+                child.pickup = (run.start_time - run.expected_start_time).total_seconds()
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=ids),
