@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -32,6 +35,7 @@ from pyiceberg.types import (
 from typer.testing import CliRunner
 
 from crypto_lakehouse.cli import app
+from crypto_lakehouse.lake.catalog_reader import CatalogReader
 from crypto_lakehouse.lake.pushdown import TRUE, AllOf, AnyOf, Pred, SqlReads, bind, to_iceberg
 from crypto_lakehouse.lake.query import QueryEngine
 from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
@@ -351,8 +355,50 @@ def test_query_explain_through_the_cli(warehouse: Warehouse, monkeypatch, tmp_pa
 
 
 @pytest.mark.slow
+def test_the_catalog_reader_plans_and_reads_what_the_warehouse_does(
+    warehouse: Warehouse,
+) -> None:
+    sql = "SELECT * FROM silver.k WHERE month = '2024-02-01' AND symbol = 'BTCUSDT'"
+    reader = CatalogReader(warehouse.config)
+    try:
+        assert reader.tables("silver") == warehouse.tables("silver") == ["silver.k"]
+        assert reader.table("silver.nope") is None
+        with QueryEngine(reader) as light, QueryEngine(warehouse) as full:
+            rows = light.sql(sql).to_pylist()
+            assert rows == full.sql(sql).to_pylist() and rows
+            assert light.plans["silver.k"] == full.plans["silver.k"]
+    finally:
+        reader.close()
+    # In a fresh interpreter: reading a table this way never imports SQLAlchemy.
+    config = warehouse.config
+    endpoint = config.endpoint
+    args = [
+        config.catalog_url.get_secret_value(),
+        endpoint.url,
+        endpoint.access_key.get_secret_value(),
+        endpoint.secret_key.get_secret_value(),
+    ]
+    code = (
+        "import sys; from pydantic import SecretStr; "
+        "from crypto_lakehouse.lake.catalog_reader import CatalogReader; "
+        "from crypto_lakehouse.lake.config import LakeConfig; "
+        "from crypto_lakehouse.storage.endpoint import Endpoint; "
+        "url, ep, ak, sk = sys.argv[1:]; "
+        "e = Endpoint(ep, SecretStr(ak), SecretStr(sk)); "
+        "c = LakeConfig(SecretStr(url), e, 'b', 's', 'g'); "
+        "t = CatalogReader(c).table('silver.k'); "
+        "print(t.current_snapshot() is not None, 'sqlalchemy' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.split() == ["True", "False"], done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("light", [False, True], ids=["warehouse", "catalog-reader"])
 def test_a_read_only_warehouse_creates_nothing(
-    lake_config: LakeConfig, postgres_server: PostgresServer
+    lake_config: LakeConfig, postgres_server: PostgresServer, light: bool
 ) -> None:
     database = f"lake_{uuid.uuid4().hex[:10]}"
     postgres_server.create_database(database)
@@ -363,7 +409,11 @@ def test_a_read_only_warehouse_creates_nothing(
         silver_bucket=f"{bucket}-s",
         gold_bucket=f"{bucket}-g",
     )
-    with QueryEngine(lambda: Warehouse(fresh, read_only=True)) as engine:
+
+    def opener() -> Any:
+        return CatalogReader(fresh) if light else Warehouse(fresh, read_only=True)
+
+    with QueryEngine(opener) as engine:
         assert engine.tables() == []  # no catalog tables yet: nothing to list, no error
         assert engine.table("silver.k") is None
         assert engine.sql("SELECT 2 AS two").to_pylist() == [{"two": 2}]

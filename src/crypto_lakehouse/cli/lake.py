@@ -56,10 +56,16 @@ def _warehouse_opener(settings: Settings, stack: Any) -> Callable[[], Any]:
     """Opens the catalog read-only when called, that is only when the SQL names a table."""
 
     def open_warehouse() -> Any:
-        from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+        from crypto_lakehouse.lake.config import LakeConfig
 
         config = LakeConfig.from_settings(settings)
         try:
+            if config.libpq_url is not None:  # one psycopg query, no SQLAlchemy
+                from crypto_lakehouse.lake.catalog_reader import CatalogReader
+
+                return CatalogReader(config)
+            from crypto_lakehouse.lake.warehouse import Warehouse
+
             return Warehouse(config, read_only=True)
         except Exception:
             if stack is not None:
@@ -113,12 +119,6 @@ def silver(
             "(bronze is the source of truth; the way to a new table layout).",
         ),
     ] = False,
-) -> None:
-    """Bring verified bronze files into the silver Iceberg tables (flow build-silver).
-
-    Files go in batches of many source files per Parquet data file, one commit per batch;
-    a second run over the same bronze adds nothing.
-    """
     fan_out: Annotated[
         bool,
         typer.Option(
@@ -129,6 +129,12 @@ def silver(
     ] = False,
     children: Annotated[int, typer.Option(min=1, max=64, help="With --fan-out.")] = 4,
     min_files: Annotated[int, typer.Option(min=0, help="With --fan-out.")] = 2000,
+) -> None:
+    """Bring verified bronze files into the silver Iceberg tables (flow build-silver).
+
+    Files go in batches of many source files per Parquet data file, one commit per batch;
+    a second run over the same bronze adds nothing.
+    """
     from crypto_lakehouse.cli.ingest import quiet_prefect
 
     quiet_prefect(verbose=False)

@@ -65,6 +65,15 @@ class LakeConfig:
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
 
+    @property
+    def libpq_url(self) -> str | None:
+        """The catalog URL as psycopg takes it, or None when the catalog is not PostgreSQL."""
+        url = self.catalog_url.get_secret_value()
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.split("+", 1)[0] not in {"postgresql", "postgres"}:
+            return None
+        return "postgresql://" + rest
+
     def s3_properties(self) -> dict[str, str]:
         """pyiceberg FileIO properties for the lake (path-style, as SeaweedFS and MinIO need)."""
         props = {"s3.region": self.endpoint.region, "s3.path-style-access": "true"}

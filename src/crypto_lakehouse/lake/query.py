@@ -20,9 +20,10 @@ refused rather than read wrong.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -34,12 +35,22 @@ if TYPE_CHECKING:
     from pyarrow import fs as pafs
     from pyiceberg.table import Table
 
+    from crypto_lakehouse.lake.config import LakeConfig
     from crypto_lakehouse.lake.pushdown import Filter
-    from crypto_lakehouse.lake.warehouse import Warehouse
 
 T = TypeVar("T")
 _PLAIN_NAME = re.compile(r"^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$")
 _RAISE = object()
+
+
+class TableCatalog(Protocol):
+    """What queries need of a catalog: a `Warehouse`, or the lighter `CatalogReader`."""
+
+    config: LakeConfig
+
+    def table(self, identifier: str) -> Table | None: ...
+
+    def tables(self, namespace: str) -> list[str]: ...
 
 
 class QueryError(ConfigError):
@@ -57,7 +68,7 @@ class TablePlan:
     bytes: int  # size of the planned files
 
 
-def lake_filesystem(warehouse: Warehouse) -> pafs.S3FileSystem:
+def lake_filesystem(warehouse: TableCatalog) -> pafs.S3FileSystem:
     """pyarrow's S3 client for the lake endpoint (path-style, as SeaweedFS and MinIO want)."""
     from crypto_lakehouse.lake.s3fs import s3_filesystem
 
@@ -118,7 +129,7 @@ class QueryEngine:
     only opened when a query names a table.
     """
 
-    def __init__(self, warehouse: Warehouse | Callable[[], Warehouse]) -> None:
+    def __init__(self, warehouse: TableCatalog | Callable[[], TableCatalog]) -> None:
         self._warehouse = None if callable(warehouse) else warehouse
         self._open = warehouse if callable(warehouse) else None
         self._filesystem: pafs.S3FileSystem | None = None
@@ -129,7 +140,7 @@ class QueryEngine:
         self.plans: dict[str, TablePlan] = {}  # the last plan of each table
 
     @property
-    def warehouse(self) -> Warehouse:
+    def warehouse(self) -> TableCatalog:
         if self._warehouse is None:
             assert self._open is not None
             self._warehouse = _catalog_call(self._open)
@@ -143,7 +154,7 @@ class QueryEngine:
 
     def tables(self) -> list[str]:
         """Every queryable table, `silver.x` and `gold.y`."""
-        from crypto_lakehouse.lake.warehouse import GOLD, SILVER
+        from crypto_lakehouse.lake.config import GOLD, SILVER
 
         warehouse = self.warehouse
         return _catalog_call(lambda: warehouse.tables(SILVER) + warehouse.tables(GOLD), [])
@@ -198,7 +209,7 @@ class QueryEngine:
 
         if not qualified_names(query):
             return []
-        from crypto_lakehouse.lake.warehouse import GOLD, SILVER
+        from crypto_lakehouse.lake.config import GOLD, SILVER
 
         namespaces = (SILVER, GOLD)
         reads = SqlReads(query, namespaces)
@@ -241,7 +252,12 @@ class QueryEngine:
 
 def _catalog_call(call: Callable[[], T], empty: Any = _RAISE) -> T:
     """Run a catalog request. A database that does not answer is EndpointUnreachable; one
-    whose catalog tables do not exist yet (nothing was ever built) gives `empty`."""
+    whose catalog tables do not exist yet (nothing was ever built) gives `empty`.
+
+    SQLAlchemy's errors matter only when a `Warehouse` (which imports it) is the catalog;
+    the query CLI's `CatalogReader` raises ours itself and never imports SQLAlchemy."""
+    if "sqlalchemy" not in sys.modules:
+        return call()
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     try:

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+from botocore.utils import parse_timestamp
 
 from crypto_lakehouse.errors import (
     AccessDenied,
@@ -54,7 +55,22 @@ def _session() -> boto3.session.Session:
     """One boto3 session per process: building a session costs about 0.1 s of CPU, a
     client from an existing one about a third of that (measured). Sessions are not
     thread-safe, so clients are made under `_session_lock`; clients themselves are."""
-    return boto3.session.Session()
+    session = boto3.session.Session()
+    factory = session._session.get_component("response_parser_factory")
+    factory.set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return session
+
+
+def _parse_timestamp(value: str) -> datetime:
+    """ISO 8601 through the standard library, anything else through botocore's parser.
+
+    botocore's default (dateutil) took about two thirds of the CPU of listing a large
+    prefix, one `LastModified` per object; `datetime.fromisoformat` reads S3's
+    `2026-01-02T03:04:05.000Z` in a fraction of that."""
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return parse_timestamp(value)
 
 
 class S3Storage:
