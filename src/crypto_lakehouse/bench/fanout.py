@@ -9,6 +9,9 @@ catalog database and its own bronze/silver/gold buckets, so both start empty:
            by W local process workers (`prefect worker start --pool P`, started and
            stopped by PID; one run at a time each, polling every second)
 
+Each child runs `cores // W` batches at once (the workers share this machine), so all
+children together have as many in flight as the one-process run.
+
 Reported per step: wall seconds of the process, the child runs (share, worker, seconds),
 and the fan-out overhead: the extra wall time over the one-process run, in % of it.
 Both sides end with the same manifest and silver row counts or the run says so.
@@ -89,7 +92,13 @@ class LocalWorkers:
 
     def __init__(self, pool: str, count: int, env: dict[str, str], log_dir: Path) -> None:
         self.pool = pool
-        self.env = {**env, "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS)}
+        from crypto_lakehouse.flows.fanout import HEARTBEAT_SECONDS
+
+        self.env = {
+            **env,
+            "PREFECT_WORKER_QUERY_SECONDS": str(WORKER_POLL_SECONDS),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+        }
         self.names = [f"{pool}-w{i + 1}" for i in range(count)]
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -191,6 +200,9 @@ class FanoutBench:
         self.files = files
         self.workers = workers
         self.children = children or workers
+        # The workers share this machine: each child gets its share of the cores, so the
+        # batches in flight in all children together match the one-process run's.
+        self.child_parallel = max(1, (os.cpu_count() or 1) // workers)
         self.large_rows = large_rows
         self.log = log
         self.log_dir = settings.home_dir / "bench" / "fanout"
@@ -248,7 +260,8 @@ class FanoutBench:
         from crypto_lakehouse.flows.deployments import GENERAL_POOL, TRANSFER_POOL
 
         for step, pool in (("ingest", TRANSFER_POOL), ("silver", GENERAL_POOL)):
-            spec = {"step": step, "fan_out": side == "fan-out", "children": self.children}
+            spec = {"step": step, "fan_out": side == "fan-out", "children": self.children,
+                    "parallel": self.child_parallel}  # fmt: skip
             if side == "one":
                 seconds, out = run_step(env, spec, log)
             else:
@@ -331,8 +344,9 @@ async def _ingest(spec: dict[str, Any]) -> dict[str, Any]:
     from crypto_lakehouse.flows import fanout
 
     if spec["fan_out"]:
+        request = {"parallel_batches": spec["parallel"]}
         state, data = await fanout.run_locally(
-            fanout.ingest_fanout, min_files=0, children=spec["children"]
+            fanout.ingest_fanout, request=request, min_files=0, children=spec["children"]
         )
         return {**data, "state": state}
     from crypto_lakehouse.flows.local import run_ingest_locally
@@ -346,7 +360,7 @@ async def _silver(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec["fan_out"]:
         state, data = await fanout.run_locally(
-            fanout.silver_fanout, min_files=0, children=spec["children"]
+            fanout.silver_fanout, min_files=0, children=spec["children"], parallel=spec["parallel"]
         )
         return {**data, "state": state}
     from crypto_lakehouse.flows.silver import build_silver

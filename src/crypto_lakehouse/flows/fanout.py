@@ -43,6 +43,9 @@ DEFAULT_MIN_FILES = 2000  # fan out only above this many files
 DEFAULT_CHILDREN = 4
 POLL_SECONDS = 1.0
 PICKUP_SECONDS = 300.0  # a child no worker started by then fails the parent
+HEARTBEAT_SECONDS = 30  # workers run flows with PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 (minimum)
+SILENT_SECONDS = 90  # no heartbeat for this long: the run's process is gone, mark it Crashed
+CRASH_AUTOMATION = "crash-silent-flow-runs"
 
 Group = tuple[str, str]  # (market, data type): one silver table, one archive folder family
 Slice = tuple[str, tuple[str, ...]]  # one market and some of its data types
@@ -235,6 +238,49 @@ async def silver_part(
 # -- starting and waiting ---------------------------------------------------------------------
 
 
+async def ensure_crash_detection() -> bool:
+    """The Prefect automation that marks a running flow run Crashed once its heartbeats stop
+    for `SILENT_SECONDS` (its worker and process were killed): without it a parent would wait
+    for such a child forever. Heartbeats need `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` in the
+    workers' environment. Returns True when it was created now."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    async with get_client() as client:
+        if await client.read_automations_by_name(CRASH_AUTOMATION):
+            return False
+        final = ("Completed", "Failed", "Cancelled", "Crashed")
+        await client.create_automation(
+            AutomationCore(
+                name=CRASH_AUTOMATION,
+                description="A running flow run whose heartbeats stopped: its process is gone.",
+                trigger=EventTrigger(
+                    after={"prefect.flow-run.heartbeat"},
+                    expect={
+                        "prefect.flow-run.heartbeat",
+                        *(f"prefect.flow-run.{s}" for s in final),
+                    },
+                    match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                    for_each={"prefect.resource.id"},
+                    posture=Posture.Proactive,
+                    threshold=1,
+                    within=timedelta(seconds=SILENT_SECONDS),
+                ),
+                actions=[
+                    ChangeFlowRunState(
+                        state=StateType.CRASHED,
+                        message=f"no heartbeat for {SILENT_SECONDS} s: its process is gone",
+                    )
+                ],
+            )
+        )
+    return True
+
+
 async def _start_children(
     flow_name: str, deployment: str, shares: list[Share], parameters: list[dict[str, Any]]
 ) -> list[ChildRun]:
@@ -251,6 +297,7 @@ async def _start_children(
             await client.read_deployment_by_name(f"{flow_name}/{deployment}")
         except ObjectNotFound:
             await deploy_all([s for s in SPECS if s.name == deployment])
+    await ensure_crash_detection()
     parent = flow_run.name or "local"
     runs = await asyncio.gather(
         *(
