@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +17,7 @@ from rich.table import Table
 from crypto_lakehouse.cli._common import console, handle_errors, load_settings
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.flows.deployments import PoolType  # no Prefect import
 from crypto_lakehouse.stack.manager import LocalStack
 
 app = typer.Typer(help="Prefect deployments and work pools for the lakehouse flows.")
@@ -46,17 +49,55 @@ def use_stack_environment() -> Settings:
 @app.command()
 @handle_errors
 def deploy(
-    transfer_slots: int = typer.Option(
-        4, min=1, max=256, help="Size of the s5cmd-transfers concurrency limit (if new)."
+    transfer_slots: int | None = typer.Option(
+        None,
+        min=1,
+        max=1024,
+        help="Size of the s5cmd-transfers concurrency limit, set even when it exists "
+        "(default: TRANSFER_SLOTS, 4).",
+    ),
+    pool_type: Annotated[
+        PoolType,
+        typer.Option(
+            "--pool-type", help="Type of the work pools: local process workers or Kubernetes Jobs."
+        ),
+    ] = PoolType.PROCESS,
+    job_templates: Annotated[
+        Path | None,
+        typer.Option(
+            "--job-templates",
+            help="Folder with POOL.json base job templates (e.g. deploy/k8s/base/prefect/"
+            "job-templates); applied to existing pools too. Default: Prefect's for the type.",
+        ),
+    ] = None,
+    parallel: int | None = typer.Option(
+        None,
+        min=1,
+        max=64,
+        help="In-run parallelism of each deployment (default: the flow run's CPU quota).",
     ),
 ) -> None:
-    """Create the work pools, the transfer concurrency limit and every deployment."""
-    use_stack_environment()
-    from crypto_lakehouse.flows.deployments import deploy_all
+    """Create or update the work pools, the transfer concurrency limit and every deployment."""
+    settings = use_stack_environment()
+    from crypto_lakehouse.flows.deployments import deploy, load_job_templates
 
-    registered = asyncio.run(deploy_all(transfer_slots=transfer_slots))
+    slots = transfer_slots or settings.transfer_slots
+    templates = load_job_templates(job_templates) if job_templates is not None else None
+    done = asyncio.run(
+        deploy(
+            transfer_slots=slots,
+            pool_type=pool_type,
+            job_templates=templates,
+            parallel=parallel,
+        )
+    )
+    pools = Table("work pool", "type", "template")
+    for name, change in done.pools.items():
+        pools.add_row(name, pool_type.value, change.value)
+    console.print(pools)
+    console.print(f"limit s5cmd-transfers: {slots} slots ({done.limit.value})")
     table = Table("deployment", "work pool", "id")
-    for item in registered:
+    for item in done.registered:
         table.add_row(item.name, item.pool, item.deployment_id)
     console.print(table)
     console.print("Start a worker per pool: [bold]crypto-lakehouse worker --pool POOL[/]")

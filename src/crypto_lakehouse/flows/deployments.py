@@ -1,9 +1,16 @@
 """Work pools and deployments, apart from the flow code (they only name flows by module path).
 
-Two process work pools, as in the design:
+Two work pools, as in the design:
 
 - `s5cmd-optimized-pool`: transfer-heavy flows (ingest); its workers run s5cmd.
 - `crypto-data-pool`: general flows (silver/gold builds, reports).
+
+Both are of one type per installation: `process` (local workers, the default) or
+`kubernetes` (each flow run a Job, as in deploy/k8s). A pool's base job template is the one
+given (`job_templates`, e.g. deploy/k8s/base/prefect/job-templates/POOL.json) or Prefect's
+default for its type; `ensure_pools` applies it to a pool that exists too, so editing a
+template and deploying again changes what the next flow run gets. A pool's type cannot
+change in Prefect: deploying with another type is refused with what to do.
 
 Deployments use module-path entrypoints (`crypto_lakehouse.flows.ingest.ingest_archive`):
 a worker imports the installed package, so nothing is uploaded or cloned and it works
@@ -13,10 +20,15 @@ offline. Workers take their settings (endpoints, credentials) from their own env
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from crypto_lakehouse.flows.limits import DEFAULT_TRANSFER_SLOTS, ensure_transfer_limit
+from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.flows.limits import LimitChange, ensure_transfer_limit
 
 GENERAL_POOL = "crypto-data-pool"
 TRANSFER_POOL = "s5cmd-optimized-pool"
@@ -107,51 +119,180 @@ def available_specs() -> list[DeploymentSpec]:
     return found
 
 
-async def ensure_pools() -> list[str]:
-    """Create the process work pools that do not exist yet; returns the ones created."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-    from prefect.workers.process import ProcessWorker
+class PoolType(StrEnum):
+    PROCESS = "process"
+    KUBERNETES = "kubernetes"
 
-    created = []
+
+class PoolChange(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"  # its base job template (or description) was replaced
+    UNCHANGED = "unchanged"
+
+
+# Flow parameters that set in-run parallelism; `deploy_all(parallel=N)` gives N to each
+# deployment whose flow has one. Unset, a run uses the CPUs its container may use.
+PARALLEL_PARAMETERS = ("parallel_batches", "parallel")
+
+
+def load_job_templates(directory: Path) -> dict[str, dict[str, Any]]:
+    """`POOL.json` of each pool found in `directory` (pools without a file: none).
+
+    Raises ConfigError when the folder is missing, holds no pool's file, or a file is not a
+    base job template (JSON with `job_configuration` and `variables`).
+    """
+    if not directory.is_dir():
+        raise ConfigError(f"job template folder {directory} does not exist")
+    templates: dict[str, dict[str, Any]] = {}
+    for pool in POOLS:
+        path = directory / f"{pool}.json"
+        if not path.exists():
+            continue
+        try:
+            template = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"job template {path}: {exc}") from exc
+        if not isinstance(template, dict) or not {"job_configuration", "variables"} <= set(
+            template
+        ):
+            raise ConfigError(
+                f"job template {path}: needs `job_configuration` and `variables` "
+                "(a Prefect base job template)"
+            )
+        templates[pool] = template
+    if not templates:
+        raise ConfigError(
+            f"job template folder {directory} holds none of {', '.join(f'{p}.json' for p in POOLS)}"
+        )
+    return templates
+
+
+async def default_job_template(pool_type: PoolType) -> dict[str, Any]:
+    """Prefect's own base job template for a pool type (kubernetes: from the server's
+    bundled worker metadata, so prefect-kubernetes need not be installed here)."""
+    from prefect.workers.process import ProcessWorker
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    if pool_type is PoolType.PROCESS:
+        return ProcessWorker.get_default_base_job_template()
+    template = await get_default_base_job_template_for_infrastructure_type(pool_type.value)
+    if not template:
+        raise ConfigError(
+            f"Prefect has no default job template for {pool_type.value!r} pools here: "
+            "pass --job-templates DIR"
+        )
+    return template
+
+
+async def ensure_pools(
+    pool_type: PoolType | None = None,
+    job_templates: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, PoolChange]:
+    """Make each pool exist with `pool_type` and its template; what happened to each.
+
+    With a `pool_type` (what `flows deploy` passes), a pool that exists gets the template
+    (and description) when they differ, and one of another type is refused with a
+    ConfigError (Prefect cannot change a pool's type). Without one (a flow run making sure
+    its child deployments exist), missing pools are created as process pools and existing
+    ones are left as they are, whatever their type and template.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    declared = pool_type is not None
+    kind = pool_type or PoolType.PROCESS
+    templates = dict(job_templates or {})
+    default: dict[str, Any] | None = None
+    changes: dict[str, PoolChange] = {}
     async with get_client() as client:
         for name, description in POOLS.items():
+            template = templates.get(name)
+            if template is None:
+                default = default or await default_job_template(kind)
+                template = default
             try:
-                await client.read_work_pool(name)
-                continue
+                pool = await client.read_work_pool(name)
             except ObjectNotFound:
-                pass
-            try:
-                await client.create_work_pool(
-                    WorkPoolCreate(
-                        name=name,
-                        type="process",
-                        description=description,
-                        base_job_template=ProcessWorker.get_default_base_job_template(),
+                try:
+                    await client.create_work_pool(
+                        WorkPoolCreate(
+                            name=name,
+                            type=kind.value,
+                            description=description,
+                            base_job_template=template,
+                        )
                     )
+                    changes[name] = PoolChange.CREATED
+                    continue
+                except ObjectAlreadyExists:  # another deploy made it meanwhile
+                    pool = await client.read_work_pool(name)
+            if not declared:
+                changes[name] = PoolChange.UNCHANGED
+                continue
+            if pool.type != kind.value:
+                raise ConfigError(
+                    f"work pool {name} is of type {pool.type!r}, not {kind.value!r}, and "
+                    f"Prefect cannot change a pool's type: deploy with --pool-type {pool.type}, "
+                    f"or delete it first (prefect work-pool delete {name})"
                 )
-                created.append(name)
-            except ObjectAlreadyExists:
-                pass
-    return created
+            if pool.base_job_template == template and pool.description == description:
+                changes[name] = PoolChange.UNCHANGED
+                continue
+            await client.update_work_pool(
+                name, WorkPoolUpdate(base_job_template=template, description=description)
+            )
+            changes[name] = PoolChange.UPDATED
+    return changes
 
 
-async def deploy_all(
-    specs: list[DeploymentSpec] | None = None, *, transfer_slots: int = DEFAULT_TRANSFER_SLOTS
-) -> list[Registered]:
-    """Pools, the transfer concurrency limit, then every deployment (updated if it exists)."""
+def with_parallel(spec: DeploymentSpec, flow: Any, parallel: int | None) -> dict[str, Any]:
+    """The spec's parameters, plus `parallel` for the flow's in-run parallelism parameter."""
+    parameters = dict(spec.parameters)
+    if parallel is None:
+        return parameters
+    accepted = flow.parameters.properties
+    for name in PARALLEL_PARAMETERS:
+        if name in accepted:
+            parameters[name] = parallel
+            break
+    return parameters
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What `deploy` did: each pool's change, the transfer limit's, the deployments."""
+
+    pools: dict[str, PoolChange]
+    limit: LimitChange
+    registered: list[Registered]
+
+
+async def deploy(
+    specs: list[DeploymentSpec] | None = None,
+    *,
+    transfer_slots: int | None = None,
+    pool_type: PoolType | None = None,
+    job_templates: Mapping[str, dict[str, Any]] | None = None,
+    parallel: int | None = None,
+) -> Deployed:
+    """Pools, the transfer concurrency limit, then every deployment (updated if it exists).
+
+    `transfer_slots` sizes (or resizes) `s5cmd-transfers`; None keeps its size. `parallel`
+    becomes each deployment's in-run parallelism parameter; None leaves it to the run
+    (capped by its container's CPU quota). See `ensure_pools` for types and templates.
+    """
     from prefect.deployments.runner import EntrypointType
 
-    await ensure_pools()
-    await ensure_transfer_limit(transfer_slots)
+    pools = await ensure_pools(pool_type, job_templates)
+    limit = await ensure_transfer_limit(transfer_slots)
     registered = []
     for spec in specs if specs is not None else available_specs():
         flow = spec.load_flow()
         deployment = await flow.ato_deployment(
             name=spec.name,
             work_pool_name=spec.pool,
-            parameters=spec.parameters or None,
+            parameters=with_parallel(spec, flow, parallel) or None,
             description=spec.description,
             tags=list(spec.tags),
             cron=spec.cron,
@@ -159,4 +300,9 @@ async def deploy_all(
         )
         deployment_id = await deployment.aapply(work_pool_name=spec.pool)
         registered.append(Registered(f"{flow.name}/{spec.name}", spec.pool, str(deployment_id)))
-    return registered
+    return Deployed(pools, limit, registered)
+
+
+async def deploy_all(specs: list[DeploymentSpec] | None = None, **options: Any) -> list[Registered]:
+    """`deploy` (same options), returning only the registered deployments."""
+    return (await deploy(specs, **options)).registered
