@@ -52,7 +52,7 @@ def test_deploy_registers_pools_limit_and_deployments(prefect_server: PrefectSer
 def test_a_worker_runs_a_deployment_flow_run(
     prefect_server: PrefectServer, ingest_env: IngestEnv
 ) -> None:
-    [bronze] = [r for r in asyncio.run(deploy_all()) if r.pool == TRANSFER_POOL]
+    [bronze] = [r for r in asyncio.run(deploy_all()) if r.name == "ingest-archive/bronze"]
     parameters = {**ingest_env.parameters, "symbols": ["BTCUSDT"]}  # leaves the corrupt file out
     run = api(
         prefect_server,

@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "demo"),
     "silver": ("lake", "silver"),
     "gold": ("lake", "gold"),
+    "update": ("update", "update"),
     "query": ("lake", "query"),
     "coverage": ("lake", "coverage"),
     "maintain": ("maintain", "maintain"),
