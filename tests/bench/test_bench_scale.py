@@ -166,3 +166,11 @@ def test_a_failed_step_is_not_measured_rather_than_judged() -> None:
     assert found["data_files"].status == "not measured"
     assert found["daily_update"].status == "not measured"
     assert found["select_1"].status == "met"
+
+
+def test_the_one_process_update_is_the_daily_update_when_it_ran() -> None:
+    run = _run(50_000, silver_s=250.0)
+    run.steps.append(Step("update", [], 9.5, 700.0, 0, 800))
+    assert run.update_seconds == pytest.approx(9.5)  # not 11.0, the three commands apart
+    run.steps[-1].exit_code = 3
+    assert run.update_seconds is None
