@@ -8,6 +8,7 @@ databases and buckets, and compares the manifest and the silver rows.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.flows import fanout
 from crypto_lakehouse.flows.deployments import GENERAL_POOL, TRANSFER_POOL, deploy_all
 from crypto_lakehouse.flows.summary import IngestProblem, IngestSummary
+from crypto_lakehouse.flows.target import IngestRequest
 from crypto_lakehouse.lake.summary import SilverSummary
 from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.storage import S3Storage
@@ -58,6 +60,18 @@ def test_small_requests_stay_in_one_process() -> None:
     assert fanout._fan_out({("spot", "klines"): 1500, ("spot", "trades"): 600}, 2000, 4)
     assert not fanout._fan_out({("spot", "klines"): 5000}, 2000, 4)  # one group: no split
     assert not fanout._fan_out({("spot", "klines"): 5000, ("spot", "trades"): 1}, 0, 1)
+
+
+def test_a_slice_keeps_only_the_intervals_it_publishes() -> None:
+    request = IngestRequest(
+        markets=["spot", "futures/um"], intervals=["1h", "1s"], symbols=["BTC*"]
+    )
+    funding = fanout.narrow(request, "futures/um", ["fundingRate"])
+    assert funding.intervals is None and funding.markets == ["futures/um"]
+    assert funding.symbols == ["BTC*"]
+    klines = fanout.narrow(request, "futures/um", ["klines", "fundingRate"])
+    assert klines.intervals == ["1h"]  # 1s klines are spot-only
+    assert fanout.narrow(request, "spot", ["klines"]).intervals == ["1h", "1s"]
 
 
 def test_merged_summaries_add_up() -> None:
@@ -130,9 +144,10 @@ def test_fan_out_over_two_workers_equals_one_process(
     use(fan)
     asyncio.run(deploy_all())
     logs = tmp_path / "workers"
+    environ = dict(os.environ)  # the fan-out side's settings, as a worker's environment
     with (
-        local_workers(TRANSFER_POOL, 2, fan, logs) as movers,
-        local_workers(GENERAL_POOL, 2, fan, logs) as builders,
+        local_workers(TRANSFER_POOL, 2, environ, logs) as movers,
+        local_workers(GENERAL_POOL, 2, environ, logs) as builders,
     ):
         state, ingest = asyncio.run(
             fanout.run_locally(fanout.ingest_fanout, request=request, min_files=0, children=2)

@@ -177,6 +177,23 @@ def merge_silver(parts: list[SilverSummary]) -> SilverSummary:
 # -- children ---------------------------------------------------------------------------------
 
 
+def narrow(request: IngestRequest, market: str, data_types: list[str]) -> IngestRequest:
+    """`request` for one slice. Requested intervals shrink to those the slice publishes
+    (none for a slice of funding rates): a query naming an unpublished interval is invalid."""
+    from crypto_lakehouse.archive import ArchiveQuery
+
+    published = {
+        interval
+        for *_, intervals in ArchiveQuery(
+            markets=(market,), data_types=tuple(data_types), frequencies=tuple(request.frequencies)
+        ).plan()
+        for interval in intervals
+    }
+    kept = [i for i in request.intervals if i in published] if request.intervals else None
+    fields = request.model_dump(exclude={"markets", "data_types", "intervals"})
+    return IngestRequest(**fields, markets=[market], data_types=data_types, intervals=kept or None)
+
+
 async def _publish_part(summary: dict[str, Any]) -> None:
     from prefect.artifacts import acreate_table_artifact
 
@@ -198,8 +215,9 @@ async def ingest_part(request: dict[str, Any], slices: list[Slice]) -> Any:
     run_id = str(flow_run.id or "local")
     parts = []
     async with pushing(settings.pushgateway_url):
+        whole = IngestRequest(**request)
         for market, data_types in slices:
-            narrowed = IngestRequest(**{**request, "markets": [market], "data_types": data_types})
+            narrowed = narrow(whole, market, list(data_types))
             parts.append(await run_ingest(narrowed, settings, f"{run_id}/{market}"))
     summary = merge_ingest(parts, run_id)
     summary.seconds = sum(p.seconds for p in parts)
