@@ -9,8 +9,8 @@ catalog database and its own bronze/silver/gold buckets, so both start empty:
            by W local process workers (`prefect worker start --pool P`, started and
            stopped by PID; one run at a time each, polling every second)
 
-Each child runs `cores // W` batches at once (the workers share this machine), so all
-children together have as many in flight as the one-process run.
+Both sides use the flows' defaults (batches in flight per run), as a user running
+`ingest --fan-out` would.
 
 Reported per step: wall seconds of the process, the child runs (share, worker, seconds),
 and the fan-out overhead: the extra wall time over the one-process run, in % of it.
@@ -200,9 +200,6 @@ class FanoutBench:
         self.files = files
         self.workers = workers
         self.children = children or workers
-        # The workers share this machine: each child gets its share of the cores, so the
-        # batches in flight in all children together match the one-process run's.
-        self.child_parallel = max(1, (os.cpu_count() or 1) // workers)
         self.large_rows = large_rows
         self.log = log
         self.log_dir = settings.home_dir / "bench" / "fanout"
@@ -260,8 +257,7 @@ class FanoutBench:
         from crypto_lakehouse.flows.deployments import GENERAL_POOL, TRANSFER_POOL
 
         for step, pool in (("ingest", TRANSFER_POOL), ("silver", GENERAL_POOL)):
-            spec = {"step": step, "fan_out": side == "fan-out", "children": self.children,
-                    "parallel": self.child_parallel}  # fmt: skip
+            spec = {"step": step, "fan_out": side == "fan-out", "children": self.children}
             if side == "one":
                 seconds, out = run_step(env, spec, log)
             else:
@@ -344,9 +340,8 @@ async def _ingest(spec: dict[str, Any]) -> dict[str, Any]:
     from crypto_lakehouse.flows import fanout
 
     if spec["fan_out"]:
-        request = {"parallel_batches": spec["parallel"]}
         state, data = await fanout.run_locally(
-            fanout.ingest_fanout, request=request, min_files=0, children=spec["children"]
+            fanout.ingest_fanout, min_files=0, children=spec["children"]
         )
         return {**data, "state": state}
     from crypto_lakehouse.flows.local import run_ingest_locally
@@ -360,7 +355,7 @@ async def _silver(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec["fan_out"]:
         state, data = await fanout.run_locally(
-            fanout.silver_fanout, min_files=0, children=spec["children"], parallel=spec["parallel"]
+            fanout.silver_fanout, min_files=0, children=spec["children"]
         )
         return {**data, "state": state}
     from crypto_lakehouse.flows.silver import build_silver
