@@ -81,6 +81,17 @@ async def delete_pools() -> None:
                 await client.delete_work_pool(name)
 
 
+async def set_env_default(name: str, env: dict[str, str]) -> None:
+    """What `prefect work-pool update` or the UI does when an operator sets job variables."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    async with get_client() as client:
+        template = (await client.read_work_pool(name)).base_job_template
+        template["variables"]["properties"]["env"]["default"] = env
+        await client.update_work_pool(name, WorkPoolUpdate(base_job_template=template))
+
+
 def cli(server: PrefectServer, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
@@ -119,6 +130,20 @@ def test_process_pools_get_a_changed_template_on_redeploy(pool_server: PrefectSe
     assert pools[GENERAL_POOL].base_job_template == default
     again = on(pool_server, ensure_pools(PoolType.PROCESS, {TRANSFER_POOL: changed}))
     assert set(again.values()) == {PoolChange.UNCHANGED}
+
+    # An operator sets the lake endpoint on the pool; the next template keeps it.
+    on(pool_server, set_env_default(TRANSFER_POOL, {"MINIO_ENDPOINT": "http://minio:9000"}))
+    changed["variables"]["properties"]["env"]["default"] = {"S5CMD_MAX_CONCURRENT": "32"}
+    assert (
+        on(pool_server, ensure_pools(PoolType.PROCESS, {TRANSFER_POOL: changed}))[TRANSFER_POOL]
+        == PoolChange.UPDATED
+    )
+    template = on(pool_server, read_pools())[TRANSFER_POOL].base_job_template
+    assert template["variables"]["properties"]["env"]["default"] == {
+        "MINIO_ENDPOINT": "http://minio:9000",
+        "S5CMD_MAX_CONCURRENT": "32",
+    }
+    changed = template
 
     # A flow run making sure its deployments exist (no type given) touches nothing.
     assert set(on(pool_server, ensure_pools()).values()) == {PoolChange.UNCHANGED}
@@ -160,6 +185,11 @@ def test_deploy_kubernetes_pools_through_the_cli(
         assert pool.base_job_template == json.loads((K8S_TEMPLATES / f"{name}.json").read_text())
     assert slots == 6
     assert bronze_parameters.get("parallel_batches") == 3
+
+    # Without --job-templates an existing pool keeps its template.
+    again = cli(pool_server, tmp_path, "--pool-type", "kubernetes")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert on(pool_server, read_pools()) == pools
 
     # The same pools cannot become process pools: a clear refusal, exit 2, no traceback.
     refused = cli(pool_server, tmp_path, "--pool-type", "process")

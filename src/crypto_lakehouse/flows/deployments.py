@@ -6,11 +6,12 @@ Two work pools, as in the design:
 - `crypto-data-pool`: general flows (silver/gold builds, reports).
 
 Both are of one type per installation: `process` (local workers, the default) or
-`kubernetes` (each flow run a Job, as in deploy/k8s). A pool's base job template is the one
+`kubernetes` (each flow run a Job, as in deploy/k8s). A new pool gets the base job template
 given (`job_templates`, e.g. deploy/k8s/base/prefect/job-templates/POOL.json) or Prefect's
-default for its type; `ensure_pools` applies it to a pool that exists too, so editing a
-template and deploying again changes what the next flow run gets. A pool's type cannot
-change in Prefect: deploying with another type is refused with what to do.
+default for its type. A given template is applied to a pool that exists too, so editing a
+template and deploying again changes what the next flow run gets; the `env` values an
+operator set on the pool (endpoints, keys: never in git) are kept unless the template names
+them. A pool's type cannot change in Prefect: another type is refused with what to do.
 
 Deployments use module-path entrypoints (`crypto_lakehouse.flows.ingest.ingest_archive`):
 a worker imports the installed package, so nothing is uploaded or cloned and it works
@@ -19,6 +20,7 @@ offline. Workers take their settings (endpoints, credentials) from their own env
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from collections.abc import Mapping
@@ -71,6 +73,14 @@ SPECS: list[DeploymentSpec] = [
         description="Turn verified bronze files into silver tables.",
         tags=("lakehouse", "silver"),
         optional=True,
+    ),
+    DeploymentSpec(
+        name="daily",
+        flow="crypto_lakehouse.flows.update:daily_update",
+        pool=TRANSFER_POOL,  # its ingest step runs s5cmd
+        description="Yesterday's archive files into bronze, then silver and gold, one run.",
+        tags=("ingest", "lakehouse", "daily"),
+        cron="0 2 * * *",  # Binance has published the previous UTC day by then
     ),
     DeploymentSpec(
         name="maintain",
@@ -190,8 +200,9 @@ async def ensure_pools(
 ) -> dict[str, PoolChange]:
     """Make each pool exist with `pool_type` and its template; what happened to each.
 
-    With a `pool_type` (what `flows deploy` passes), a pool that exists gets the template
-    (and description) when they differ, and one of another type is refused with a
+    With a `pool_type` (what `flows deploy` passes), a pool that exists gets its template
+    from `job_templates` (keeping the pool's own `env` values the template does not name)
+    and the description, when they differ; one of another type is refused with a
     ConfigError (Prefect cannot change a pool's type). Without one (a flow run making sure
     its child deployments exist), missing pools are created as process pools and existing
     ones are left as they are, whatever their type and template.
@@ -207,10 +218,11 @@ async def ensure_pools(
     changes: dict[str, PoolChange] = {}
     async with get_client() as client:
         for name, description in POOLS.items():
-            template = templates.get(name)
-            if template is None:
+            given = templates.get(name)
+            if given is None:
                 default = default or await default_job_template(kind)
-                template = default
+            template = given if given is not None else default
+            assert template is not None
             try:
                 pool = await client.read_work_pool(name)
             except ObjectNotFound:
@@ -236,14 +248,35 @@ async def ensure_pools(
                     f"Prefect cannot change a pool's type: deploy with --pool-type {pool.type}, "
                     f"or delete it first (prefect work-pool delete {name})"
                 )
-            if pool.base_job_template == template and pool.description == description:
+            wanted = (
+                keep_env_defaults(given, pool.base_job_template)
+                if given is not None
+                else pool.base_job_template
+            )
+            if pool.base_job_template == wanted and pool.description == description:
                 changes[name] = PoolChange.UNCHANGED
                 continue
             await client.update_work_pool(
-                name, WorkPoolUpdate(base_job_template=template, description=description)
+                name, WorkPoolUpdate(base_job_template=wanted, description=description)
             )
             changes[name] = PoolChange.UPDATED
     return changes
+
+
+def keep_env_defaults(template: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """`template` with the `env` job-variable values of `current` it does not name itself."""
+    kept = _env_variable(current).get("default")
+    if not isinstance(kept, dict) or not kept or not _env_variable(template):
+        return template
+    merged = copy.deepcopy(template)
+    env = _env_variable(merged)
+    env["default"] = {**kept, **(env.get("default") or {})}
+    return merged
+
+
+def _env_variable(template: dict[str, Any]) -> dict[str, Any]:
+    env = template.get("variables", {}).get("properties", {}).get("env")
+    return env if isinstance(env, dict) else {}
 
 
 def with_parallel(spec: DeploymentSpec, flow: Any, parallel: int | None) -> dict[str, Any]:
