@@ -77,6 +77,7 @@ def test_killed_worker_crashes_its_child_and_a_rerun_completes_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     source = source_server.endpoint()
+    (tmp_path / "sample").mkdir()
     write_sample(
         SampleSpec.for_files(1500, large_rows=1000, defects=False),
         S3Storage(source),
