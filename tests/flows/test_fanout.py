@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -176,3 +178,32 @@ def test_fan_out_over_two_workers_equals_one_process(
     for key in ("transformed", "rows", "tables"):
         assert silver[key] == single_silver[key], key
     assert silver["rows"] > 0
+
+
+@pytest.mark.slow
+def test_cli_fan_out_of_a_small_request_runs_in_one_process(ingest_env: IngestEnv) -> None:
+    """Below --min-files no child is started (no worker runs in this test) and the command
+    reports as `ingest` and `silver` do: exit 3 for the planted corrupt file, then 0."""
+    for suffix in ("s", "g"):
+        ingest_env.bronze.ensure_bucket(f"{ingest_env.bronze_bucket}-{suffix}")
+    env = {
+        **os.environ,
+        **ingest_env.env,
+        "SILVER_BUCKET": f"{ingest_env.bronze_bucket}-s",
+        "GOLD_BUCKET": f"{ingest_env.bronze_bucket}-g",
+        "COLUMNS": "200",
+    }
+    p = ingest_env.parameters
+    ingest = [sys.executable, "-m", "crypto_lakehouse", "ingest", "--fan-out",
+              "--source-bucket", p["source_bucket"], "--start", p["start"], "--end", p["end"],
+              "--market", "spot", "--market", "futures/um", "--data-type", "klines",
+              "--data-type", "fundingRate", "--interval", "1h"]  # fmt: skip
+    done = subprocess.run(ingest, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "ran in this process (no fan-out)" in done.stdout
+    assert "ETHUSDT-1h-2026-05-06.zip" in done.stdout  # the corrupt file, listed
+    silver = [sys.executable, "-m", "crypto_lakehouse", "silver", "--fan-out"]
+    done = subprocess.run(silver, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ran in this process (no fan-out)" in done.stdout
+    assert "silver-fanout ended Completed" in done.stdout
