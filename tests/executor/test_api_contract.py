@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 from executor_helpers import sync_body
@@ -133,3 +136,28 @@ def test_queue_bound_is_exact_under_concurrent_submits(start_replica, api_token:
     ids = {r.json()["operation_id"] for r in replies if r.status_code == 202}
     listed = httpx.get(f"{replica.url}/operations?limit=500", headers=headers).json()
     assert listed["total"] == 20 and {i["operation_id"] for i in listed["items"]} == ids
+
+
+def test_long_poll_answers_at_its_deadline_while_pending(http: httpx.Client) -> None:
+    op = http.post("/sync", json=sync_body("source-data", "bronze")).json()["operation_id"]
+    started = time.monotonic()
+    reply = http.get(f"/operations/{op}", params={"wait": 1.5})
+    waited = time.monotonic() - started
+    assert reply.status_code == 200 and reply.json()["status"] == "pending"
+    assert 1.4 <= waited < 5, waited
+
+
+def test_long_poll_answers_soon_after_a_cancel(
+    queue_replica: ExecutorProcess, http: httpx.Client, api_token: str
+) -> None:
+    """No runner is involved (nothing wakes the waiter): it sees the cancel in the store at
+    its next re-read, long before its deadline."""
+    op = http.post("/sync", json=sync_body("source-data", "bronze")).json()["operation_id"]
+    with ExecutorClient(queue_replica.url, api_token) as client, ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(client.wait, op, long_poll=30)
+        time.sleep(0.5)
+        started = time.monotonic()
+        http.post(f"/operations/{op}/cancel")
+        view = waiting.result(timeout=10)
+    assert view.status == "cancelled"
+    assert time.monotonic() - started < 2

@@ -157,8 +157,59 @@ def test_malformed_json_is_422(http: httpx.Client, content: bytes, content_type:
 
 
 def test_oversized_body_is_413(http: httpx.Client) -> None:
-    body = with_change("source.prefix", "a" * 100_000)
+    body = with_change("source.prefix", "a" * (13 * 1024 * 1024))  # /sync's cap is 12 MiB
     assert http.post("/sync", json=body).status_code == 413
+    too_big = {"x": "a" * 100_000}  # 64 KiB elsewhere
+    assert http.post("/operations/" + "0" * 32 + "/cancel", json=too_big).status_code == 413
+
+
+LISTED: dict[str, Any] = {**GOOD, "operation_type": "copy"}
+
+
+def listed(objects: Any, **changes: Any) -> dict[str, Any]:
+    return {**LISTED, "objects": objects, **changes}
+
+
+BAD_LISTS = [
+    # (body, field named in the reply, words in the reason)
+    (listed([]), "objects", "at least 1"),
+    (listed([{"key": f"k{i}", "size": 1} for i in range(10_001)]), "objects", "at most 10000"),
+    (listed([{"key": "a", "size": 1}, {"key": "a", "size": 2}]), "objects", "listed twice"),
+    (listed([{"key": "a", "size": 1}], operation_type="sync"), "objects", "operation_type 'copy'"),
+    (listed([{"key": "a", "size": 1}], operation_mode="direct_sync"), "objects", "direct_sync"),
+    (listed([{"key": "../etc/passwd", "size": 1}]), "objects.0.key", "'..'"),
+    (listed([{"key": "/abs", "size": 1}]), "objects.0.key", "must not start with '/'"),
+    (listed([{"key": "dir/", "size": 1}]), "objects.0.key", "must not end with '/'"),
+    (listed([{"key": "", "size": 1}]), "objects.0.key", "at least 1"),
+    (listed([{"key": "a\nb", "size": 1}]), "objects.0.key", "control characters"),
+    (listed([{"key": "a", "size": -1}]), "objects.0.size", "greater than or equal"),
+    (listed([{"key": "a"}]), "objects.0.size", "required"),
+    (listed([{"key": "a", "size": 1, "sha256": "ABC"}]), "objects.0.sha256", "should match"),
+    (listed([{"key": "a", "size": 1, "md5": "x"}]), "objects.0.md5", "not permitted"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "reason"), BAD_LISTS)
+def test_bad_object_list_is_422(http: httpx.Client, body: Any, field: str, reason: str) -> None:
+    reply = http.post("/sync", json=body)
+    assert reply.status_code == 422, reply.text
+    problems = reply.json()["detail"]
+    assert any(p["field"] == field and reason in p["reason"] for p in problems), problems
+
+
+def test_a_full_object_list_is_accepted(http: httpx.Client) -> None:
+    objects = [{"key": f"f/{i:05d}.zip", "size": i, "sha256": "a" * 64} for i in range(10_000)]
+    reply = http.post("/sync", json=listed(objects))
+    assert reply.status_code == 202, reply.text
+    op = reply.json()["operation_id"]
+    assert http.get(f"/operations/{op}").json()["listed_objects"] == 10_000
+    page = http.get(f"/operations/{op}/objects", params={"limit": 3}).json()
+    assert [o["key"] for o in page["items"]] == ["f/00000.zip", "f/00001.zip", "f/00002.zip"]
+    assert page["items"][1]["source_key"] == "data/spot/f/00001.zip"
+    assert page["items"][1]["dest_key"] == "binance/f/00001.zip"
+    assert {o["outcome"] for o in page["items"]} == {"pending"}
+    rest = http.get(f"/operations/{op}/objects", params={"after": "f/09998.zip"}).json()
+    assert [o["key"] for o in rest["items"]] == ["f/09999.zip"] and rest["next_after"] is None
 
 
 @pytest.mark.parametrize(
@@ -169,6 +220,14 @@ def test_oversized_body_is_413(http: httpx.Client) -> None:
         ("/operations?limit=501", "query.limit"),
         ("/operations?offset=-1", "query.offset"),
         ("/operations?status=sleeping", "query.status"),
+        ("/operations/" + "0" * 32 + "?wait=61", "query.wait"),
+        ("/operations/" + "0" * 32 + "?wait=-1", "query.wait"),
+        ("/operations/" + "0" * 32 + "?wait=soon", "query.wait"),
+        ("/operations/" + "0" * 32 + "?wait=nan", "query.wait"),
+        ("/operations/" + "0" * 32 + "/objects?limit=0", "query.limit"),
+        ("/operations/" + "0" * 32 + "/objects?limit=5001", "query.limit"),
+        ("/operations/not-an-id/objects", "path.operation_id"),
+        ("/operations/" + "0" * 32 + "/objects?after=a%00b", "query.after"),
     ],
 )
 def test_bad_path_and_query_are_422(http: httpx.Client, url: str, field: str) -> None:

@@ -115,6 +115,13 @@ def ingest_bench(
     symbols: Annotated[int, typer.Option(min=1, help="Symbols per market in the sample.")] = 2,
     repeats: Annotated[int, typer.Option(min=1, help="Measured rounds (median).")] = 3,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Flow transfer tasks.")] = 4,
+    mover: Annotated[
+        str,
+        typer.Option(help="engine, or executor: also through local executor replicas (>= 0.8x)."),
+    ] = "engine",
+    replicas: Annotated[
+        int, typer.Option(min=1, max=8, help="Executor replicas (--mover executor).")
+    ] = 3,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Also write the results as JSON here.")
     ] = None,
@@ -125,21 +132,33 @@ def ingest_bench(
     from crypto_lakehouse.bench.ingest import IngestBench
     from crypto_lakehouse.cli.flows import use_stack_environment
     from crypto_lakehouse.cli.ingest import quiet_prefect
+    from crypto_lakehouse.errors import ConfigError
     from crypto_lakehouse.stack.manager import LocalStack
     from crypto_lakehouse.validation.targets import INGEST_OVERHEAD
 
+    if mover not in ("engine", "executor"):
+        raise ConfigError(f"--mover must be engine or executor, got {mover!r}")
     quiet_prefect(verbose=False)
     settings = use_stack_environment()
     stack = LocalStack.from_settings(settings)
     stack.require_running()
     bench = IngestBench(
-        settings, stack, symbols=symbols, repeats=repeats, parallel=parallel, log=console.print
-    )
+        settings, stack, symbols=symbols, repeats=repeats, parallel=parallel, mover=mover,
+        replicas=replicas, log=console.print,
+    )  # fmt: skip
     result = bench.run()
     table = Table("method", "median s", "files/s", "vs engine", title=f"{result.files} files")
     for name, seconds, rate, ratio in result.rows():
         table.add_row(name, f"{seconds:.2f}", f"{rate:.1f}", ratio)
     console.print(table)
+    if result.executor_ratio is not None:
+        from crypto_lakehouse.bench.ingest import EXECUTOR_TARGET
+
+        ok = "met" if result.executor_ratio >= EXECUTOR_TARGET else "missed"
+        console.print(
+            f"executor ({replicas} replicas) vs in-process: {result.executor_ratio:.2f}x "
+            f"files/s (target >= {EXECUTOR_TARGET}x: {ok})"
+        )
     verdict = "met" if result.overhead <= INGEST_OVERHEAD else "missed"
     console.print(
         f"Prefect overhead: {result.overhead:+.0%}, {result.overhead_seconds:+.2f} s per run "

@@ -66,6 +66,8 @@ from crypto_lakehouse.transfer import TransferEngine
 log = logging.getLogger("crypto_lakehouse.executor")
 
 OperationId = Annotated[str, Path(pattern=ID_PATTERN, description="32 hex digits")]
+_NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+_AFTER = "The last key of the previous page (its `next_after`)"
 _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 _HOT = {SYNC_PATH, OPERATION_PATH}
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -193,9 +195,7 @@ def _operations_router(service: Service, hot: HotRoutes) -> APIRouter:
     )
     async def operation_objects(
         operation_id: OperationId,
-        after: Annotated[
-            str, Query(max_length=1024, description="Last key of the previous page")
-        ] = "",
+        after: Annotated[str, Query(max_length=1024, pattern=_NO_CONTROL, description=_AFTER)] = "",
         limit: Annotated[int, Query(ge=1, le=MAX_OBJECT_PAGE)] = 1000,
     ) -> Response:
         """The listed objects' results in key order, a page at a time; final once the

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.storage.urls import S3Url, validate_bucket_name, validate_prefix
@@ -158,20 +158,23 @@ class SyncRequest(_Strict):
         description=f"At most {MAX_OBJECTS} objects; omitted: the whole prefix.",
     )
 
-    @model_validator(mode="after")
-    def _objects_are_a_copy_of_distinct_keys(self) -> SyncRequest:
-        if self.objects is None:
-            return self
-        if self.operation_type is not OperationType.COPY:
+    @field_validator("objects")
+    @classmethod
+    def _a_copy_of_distinct_keys(
+        cls, objects: list[ObjectSpec] | None, info: ValidationInfo
+    ) -> list[ObjectSpec] | None:
+        if objects is None:
+            return objects
+        if info.data.get("operation_type") is not OperationType.COPY:
             raise ValueError("an explicit object list needs operation_type 'copy'")
-        if self.operation_mode is OperationMode.DIRECT_SYNC:
+        if info.data.get("operation_mode") is OperationMode.DIRECT_SYNC:
             raise ValueError("an explicit object list is verified, so it cannot be direct_sync")
         seen: set[str] = set()
-        for item in self.objects:
+        for item in objects:
             if item.key in seen:
-                raise ValueError(f"objects: key {item.key!r} is listed twice")
+                raise ValueError(f"key {item.key!r} is listed twice")
             seen.add(item.key)
-        return self
+        return objects
 
     @classmethod
     def for_urls(

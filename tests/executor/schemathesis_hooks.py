@@ -1,0 +1,20 @@
+"""Schemathesis hooks for the fuzz test (loaded through SCHEMATHESIS_HOOKS).
+
+The fuzzed replica runs nothing, so every operation stays pending and a long-poll
+(`?wait=` up to 60 s) would hold the fuzzer for its whole wait. The value is capped here;
+its range is still checked by the fuzzer's own out-of-range cases and by
+test_validation.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+
+@schemathesis.hook
+def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
+    if query and isinstance(query.get("wait"), int | float) and 0 < query["wait"] <= 60:
+        query["wait"] = min(query["wait"], 0.2)
+    return query
