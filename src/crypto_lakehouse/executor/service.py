@@ -142,6 +142,7 @@ class Service:
 
     def start(self) -> None:
         self.store.initialise()
+        self.store.listen(self.runner.wake, self.completions.notify)
         self.runner.start()
         log.info(
             "executor replica %s: lake %s, store %s, %d operation(s) at once, queue %d, "

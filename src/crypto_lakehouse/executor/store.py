@@ -12,6 +12,11 @@ The queue bound is checked against a one-row counter that every transition into 
 of `pending` updates in the same transaction: counting pending rows would cost time
 proportional to the queue on every submit. `initialise` recounts it, under its row lock.
 
+On PostgreSQL every queued and finished operation is also announced (`NOTIFY`, sent
+at commit): each replica LISTENs, so an idle replica claims new work at once and a
+long-poll on any replica answers as soon as another replica finishes the operation.
+Polling stays the fallback (and the only way on SQLite).
+
 Times are Unix seconds computed by the database (`{now}`), so replicas with skewed
 clocks still agree on lease expiry. `SqliteStore` and `PostgresStore` differ only in
 connections, placeholders and that clock expression.
@@ -26,7 +31,7 @@ from __future__ import annotations
 import json
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -88,6 +93,8 @@ SCHEMA = (
     *OBJECT_SCHEMA,
 )
 RETRY_AFTER_SECONDS = 5  # what a 429 tells clients when the queue is full
+QUEUED = "executor_queued"  # channel: an operation became pending
+FINISHED = "executor_finished"  # channel: an operation ended (payload: its id)
 
 
 @dataclass
@@ -199,6 +206,20 @@ class OperationStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def listen(self, on_queued: Callable[[], None], on_finished: Callable[[str], None]) -> None:
+        """Call `on_queued()` when any replica queues an operation and `on_finished(id)` when
+        any replica finishes one, where the store can push that (PostgreSQL); elsewhere
+        nothing is called and replicas rely on polling."""
+        return None
+
+    def _announce(self, run: Exec, channel: str, payload: str) -> None:
+        """Tell listeners (`listen`) once the current transaction commits; a no-op here."""
+        return None
+
+    def _announce_queued(self) -> None:
+        """`_announce` of QUEUED outside a transaction (after a batch of submits)."""
+        return None
+
     def initialise(self) -> None:
         """Create the tables if needed and recount the queue depth from the rows.
 
@@ -252,6 +273,8 @@ class OperationStore(ABC):
                         f"updated_at) VALUES (%s, 'pending', %s, %s, {self.now}, {self.now})",
                         rows[:room],
                     )
+        if room:
+            self._announce_queued()
         refused = [
             QueueFull(
                 f"{max_queue} operations are already waiting (the limit)",
@@ -291,6 +314,7 @@ class OperationStore(ABC):
                 (op_id, operation_type, json.dumps(spec, separators=(",", ":"))),
             )
             self._insert_objects(run, op_id, objects)
+            self._announce(run, QUEUED, "")
         return op_id
 
     def _insert_objects(self, run: Exec, op_id: str, objects: Sequence[ObjectRow]) -> None:
@@ -443,6 +467,8 @@ class OperationStore(ABC):
             )
             if rows and outcome.objects:
                 self._record_objects(run, claim.operation_id, outcome.objects)
+            if rows:
+                self._announce(run, FINISHED, claim.operation_id)
         return bool(rows)
 
     def release(self, claim: Claim) -> bool:
@@ -456,6 +482,7 @@ class OperationStore(ABC):
             )
             if rows:
                 run(f"UPDATE {DEPTH} SET pending = pending + 1 WHERE id = 1", ())
+                self._announce(run, QUEUED, "")
         return bool(rows)
 
     def queue_depth(self) -> int:

@@ -15,9 +15,10 @@ run without BEGIN/COMMIT: the API's latency under load follows the round trips p
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,9 +26,18 @@ import psycopg
 
 from crypto_lakehouse.errors import ExecutorUnavailable
 from crypto_lakehouse.executor.objects import OBJECTS, ObjectReport, ObjectRow
-from crypto_lakehouse.executor.store import DEPTH, TABLE, Exec, OperationStore
+from crypto_lakehouse.executor.store import (
+    DEPTH,
+    FINISHED,
+    QUEUED,
+    TABLE,
+    Exec,
+    OperationStore,
+)
 
+log = logging.getLogger("crypto_lakehouse.executor")
 _ROWS = psycopg.pq.ExecStatus.TUPLES_OK
+LISTEN_RETRY_SECONDS = 1.0
 
 
 class PostgresStore(OperationStore):
@@ -145,6 +155,43 @@ class PostgresStore(OperationStore):
             raise ExecutorUnavailable(
                 f"operation store: PostgreSQL error ({type(exc).__name__})"
             ) from exc
+
+    # -- notifications: replicas hear of new and finished operations at once -------------
+
+    def _announce(self, run: Exec, channel: str, payload: str) -> None:
+        run("SELECT pg_notify(%s, %s)", (channel, payload))  # delivered at commit
+
+    def _announce_queued(self) -> None:
+        with self._transaction() as run:
+            self._announce(run, QUEUED, "")
+
+    def listen(self, on_queued: Callable[[], None], on_finished: Callable[[str], None]) -> None:
+        """LISTEN on a connection of its own, in a daemon thread, until `close`.
+
+        A lost connection is opened again; `on_queued` is also called after each (re)connect,
+        for anything queued while nobody listened. Polling stays the fallback.
+        """
+        thread = threading.Thread(
+            target=self._listen, args=(on_queued, on_finished), name="executor-listen", daemon=True
+        )
+        thread.start()
+
+    def _listen(self, on_queued: Callable[[], None], on_finished: Callable[[str], None]) -> None:
+        while not self._closed:
+            try:
+                with psycopg.connect(self._conninfo, connect_timeout=5, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {QUEUED}")
+                    conn.execute(f"LISTEN {FINISHED}")
+                    on_queued()
+                    while not self._closed:
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == QUEUED:
+                                on_queued()
+                            else:
+                                on_finished(note.payload)
+            except psycopg.Error as exc:
+                log.warning("operation store: LISTEN lost (%s); retrying", type(exc).__name__)
+                threading.Event().wait(LISTEN_RETRY_SECONDS)
 
     def close(self) -> None:
         self._closed = True
