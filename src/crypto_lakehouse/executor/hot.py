@@ -86,7 +86,7 @@ def check_operation_id(operation_id: str) -> str:
 def parse_wait(query_string: bytes) -> float:
     """The `wait` query parameter in seconds (0 when absent); RequestValidationError when it
     is not a number from 0 to MAX_WAIT_SECONDS."""
-    values = [v for k, v in parse_qsl(query_string.decode("latin-1")) if k == "wait"]
+    values = [v for k, v in parse_qsl(query_string.decode("latin-1"), True) if k == "wait"]
     if not values:
         return 0.0
     try:
