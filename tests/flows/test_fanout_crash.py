@@ -5,6 +5,7 @@ of the parent completes the work without a duplicated row."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 import time
@@ -119,7 +120,8 @@ def test_killed_worker_crashes_its_child_and_a_rerun_completes_once(
 
     with local_workers(GENERAL_POOL, 2, dict(os.environ), tmp_path / "workers") as workers:
         victim = workers.names[0]
-        thread = threading.Thread(target=parent)
+        # The parent runs in a thread with this test's Prefect settings (a context variable).
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(parent,))
         thread.start()
         deadline = time.monotonic() + 120
         while not _running_child_of(prefect_server, victim):
