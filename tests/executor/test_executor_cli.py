@@ -70,3 +70,22 @@ def test_submit_wait_runs_to_completion(
     final = json.loads(result.stdout)
     assert final["status"] == "completed" and final["counts"]["copied"] == 3
     assert "queued" in result.stderr
+
+
+def test_status_objects_prints_each_listed_objects_result(
+    queue_replica: ExecutorProcess, api_token: str
+) -> None:
+    import httpx
+
+    body = {
+        "operation_type": "copy",
+        "source": {"bucket": "source-data", "prefix": "a/"},
+        "destination": {"bucket": "bronze", "prefix": "b/"},
+        "objects": [{"key": f"k{i}", "size": i} for i in range(3)],
+    }
+    headers = {"Authorization": f"Bearer {api_token}"}
+    op = httpx.post(f"{queue_replica.url}/sync", json=body, headers=headers).json()["operation_id"]
+    shown = cli(queue_replica.url, api_token, "status", op, "--objects")
+    assert shown.returncode == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if line.startswith("pending")]
+    assert [line.split()[-1] for line in lines] == ["a/k0", "a/k1", "a/k2"]

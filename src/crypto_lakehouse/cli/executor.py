@@ -122,14 +122,22 @@ def submit(
 def status(
     operation_id: str,
     as_json: bool = typer.Option(False, "--json", help="Print the full JSON view."),
+    objects: bool = typer.Option(
+        False, "--objects", help="Also each listed object's result (JSON lines with --json)."
+    ),
 ) -> None:
     """Show one operation."""
     with ExecutorClient.from_settings(load_settings()) as client:
         view = client.status(operation_id)
-    if as_json:
-        typer.echo(view.model_dump_json(indent=2))
-        return
-    _print_view(view)
+        if as_json:
+            typer.echo(view.model_dump_json(indent=2))
+        else:
+            _print_view(view)
+        for item in client.iter_objects(operation_id) if objects else ():
+            if as_json:
+                typer.echo(item.model_dump_json())
+            else:
+                typer.echo(f"{item.outcome:8} {item.sha256 or '-':64} {item.source_key}")
 
 
 @app.command("list")
