@@ -85,6 +85,7 @@ def test_a_lease_survives_a_restart_and_is_reclaimed_after_its_ttl(
     gets it within a bounded time, having said what it waited for.
     """
     from prefect.client.orchestration import get_client
+    from prefect.concurrency.services import ConcurrencySlotAcquisitionWithLeaseService
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from crypto_lakehouse.flows.limits import (
@@ -138,6 +139,9 @@ def test_a_lease_survives_a_restart_and_is_reclaimed_after_its_ttl(
             server.start(timeout=180)
             usage, waited = asyncio.run(after_restart(lease_id))
     finally:
+        # Prefect keeps one slot-acquiring service per process, bound to the server it met
+        # first: stop it so later tests acquire from the session's server.
+        ConcurrencySlotAcquisitionWithLeaseService.drain_all(timeout=10)
         server.stop()
     assert usage == (1, 1)  # the dead run's slot was still counted after the restart
     # renewed for 60 s after the restart, then revoked (2 s loop), then the retry (<= 30 s)
