@@ -3,6 +3,7 @@ crash recovery without orphans or duplicates, and bookkeeping queries that stay 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import UTC, date, datetime, timedelta
 
@@ -261,3 +262,22 @@ def test_flagged_files_come_from_a_partial_index(lake: Lake) -> None:
     assert lake.builder.transform(bad).status == "drift"
     assert [r.path for r in lake.ledger.outstanding(Status.DRIFT)] == [bad.key]
     assert lake.ledger.count_flagged() == {"drift": 1}
+
+
+def test_a_full_batch_of_ledger_rows_is_one_write(lake: Lake) -> None:
+    """5,000 records (the batch limit) in one call: as one multi-row VALUES that was
+    105,000 bind parameters, over PostgreSQL's 65,535; the executemany has no such limit."""
+    from crypto_lakehouse.lake.ledger import FileRecord
+
+    records = [
+        FileRecord(f"data/spot/daily/klines/S{i}/1h/S{i}-1h-2024-03-01.zip", "a" * 64,
+                   "silver.spot_klines", "spot", "daily", "klines", f"S{i}", "1h", DAY0,
+                   Status.TRANSFORMED, "fp", rows=24)
+        for i in range(5000)
+    ]  # fmt: skip
+    lake.ledger.record_many(records)
+    changed = [dataclasses.replace(records[0], sha256="b" * 64)]
+    lake.ledger.record_many(changed + records[1:2])  # a new version bumps `versions`
+    held = lake.ledger.records([r.path for r in records])
+    assert len(held) == 5000 and all(r.rows == 24 for r in held.values())
+    assert held[records[0].path].versions == 2 and held[records[1].path].versions == 1

@@ -390,11 +390,11 @@ class Ledger:
         if not records:
             return
         if conn is not None:
-            conn.execute(_upsert(records))
+            _upsert(conn, records)
             return
         try:
             with self.engine.begin() as own:
-                own.execute(_upsert(records))
+                _upsert(own, records)
         except SQLAlchemyError as exc:
             raise StorageError(f"catalog database: {exc.__class__.__name__}") from exc
 
@@ -445,18 +445,28 @@ def _partition_period(bronze: Any) -> Any:
     return sa.func.date_trunc("month", bronze.c.period)
 
 
-def _upsert(records: Sequence[FileRecord]) -> sa.Executable:
-    now = datetime.now(UTC)
-    values = [{**r.as_row(), "updated_at": now} for r in records]
-    statement = insert(FILES).values(values)
+def _upsert_statement() -> sa.Executable:
+    statement = insert(FILES)
     bump = sa.case(
         (FILES.c.sha256 != statement.excluded.sha256, FILES.c.versions + 1),
         else_=FILES.c.versions,
     )
-    update = {k: statement.excluded[k] for k in values[0] if k not in ("path", "versions")}
+    update = {c.name: statement.excluded[c.name] for c in FILES.columns}
+    del update["path"]
     return statement.on_conflict_do_update(
         index_elements=[FILES.c.path], set_={**update, "versions": bump}
     )
+
+
+# One statement for any number of records, run as an executemany: SQLAlchemy compiles it
+# once per process. (A multi-row VALUES built per call was compiled per call, bind by
+# bind: a quarter of a small-file silver build's CPU.)
+_UPSERT = _upsert_statement()
+
+
+def _upsert(conn: sa.Connection, records: Sequence[FileRecord]) -> None:
+    now = datetime.now(UTC)
+    conn.execute(_UPSERT, [{**r.as_row(), "updated_at": now} for r in records])
 
 
 def _refuse_old_layout(conn: sa.Connection) -> None:

@@ -59,7 +59,9 @@ class DataFileWriter:
     def add(self, rows: pa.Table) -> None:
         if not rows.num_rows:
             return
-        self._pending.append(rows.cast(self.schema))  # joins drop not-null flags
+        if not rows.schema.equals(self.schema):
+            rows = rows.cast(self.schema)  # joins drop not-null flags
+        self._pending.append(rows)
         self._pending_rows += rows.num_rows
         if self._pending_rows >= self.chunk_rows:
             self.flush()
@@ -70,7 +72,8 @@ class DataFileWriter:
         chunk = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
         key = self._single_partition(chunk)
-        if key is None:
+        parts = [(chunk, key)] if key is not None else self._identity_partitions(chunk)
+        if parts is None:
             written = _dataframe_to_data_files(
                 table_metadata=self.table.metadata,
                 df=chunk,
@@ -79,7 +82,7 @@ class DataFileWriter:
                 counter=self._counter,
             )
         else:
-            written = self._write_one_partition(chunk, key)
+            written = [f for part, k in parts for f in self._write_one_partition(part, k)]
         written = list(written)  # pyiceberg's writer is lazy: write before anyone is told
         if self._on_files is not None and written:
             self._on_files(written)
@@ -105,6 +108,40 @@ class DataFileWriter:
         if not values:
             return None
         return PartitionKey(field_values=values, partition_spec=spec, schema=schema)
+
+    def _identity_partitions(self, chunk: pa.Table) -> list[tuple[pa.Table, PartitionKey]] | None:
+        """The chunk split by partition, when every partition field is an identity of a
+        column without nulls: one stable sort and a slice per run of equal values. (pyiceberg
+        filters the whole chunk once per partition: a tenth of a silver build's CPU when a
+        batch spans many partitions.) None: leave it to pyiceberg."""
+        spec = self.table.metadata.spec()
+        schema = self.table.metadata.schema()
+        if not spec.fields or not all(
+            isinstance(f.transform, IdentityTransform) for f in spec.fields
+        ):
+            return None
+        names = [schema.find_column_name(f.source_id) for f in spec.fields]
+        if any(chunk.column(n).null_count for n in names):
+            return None
+        ordered = chunk.take(pc.sort_indices(chunk, [(n, "ascending") for n in names]))
+        changed = None
+        for name in names:
+            column = ordered.column(name)
+            step = pc.not_equal(column.slice(1), column.slice(0, len(column) - 1))
+            changed = step if changed is None else pc.or_(changed, step)
+        assert changed is not None
+        starts = [0, *(i + 1 for i in pc.indices_nonzero(changed).to_pylist()), len(ordered)]
+        parts = []
+        for begin, end in itertools.pairwise(starts):
+            part = ordered.slice(begin, end - begin)
+            values = [
+                PartitionFieldValue(field=f, value=part.column(n)[0].as_py())
+                for f, n in zip(spec.fields, names, strict=True)
+            ]
+            parts.append(
+                (part, PartitionKey(field_values=values, partition_spec=spec, schema=schema))
+            )
+        return parts
 
     def _write_one_partition(self, chunk: pa.Table, key: PartitionKey) -> list[DataFile]:
         """What `_dataframe_to_data_files` does for one partition, minus finding it."""
