@@ -189,7 +189,19 @@ class IngestBench:
                     methods["engine"].append(engine_s)
                     methods["flow"].append(flow_s)
                     methods["flow-executor"].append(executor_s)
+            self.log(f"operations run per replica: {self._spread(url, token)}")
         return methods
+
+    @staticmethod
+    def _spread(url: str, token: str) -> dict[str, int]:
+        """How many of the operations each replica ran (all rounds)."""
+        from collections import Counter
+
+        from crypto_lakehouse.executor.client import ExecutorClient
+
+        with ExecutorClient(url, token) as client:
+            views = client.list(limit=500).items
+        return dict(Counter(view.replica or "none" for view in views))
 
     @contextlib.contextmanager
     def _replicas(self) -> Iterator[tuple[str, str]]:
