@@ -15,6 +15,7 @@ verified, and copying is what re-verifies it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -253,7 +254,7 @@ def _run_part(
     cancel: threading.Event | None,
 ) -> list[FileResult]:
     """One listed operation: submit (waiting out a full queue), long-poll, read the results."""
-    from crypto_lakehouse.errors import QueueFull
+    from crypto_lakehouse.errors import ExecutorError, QueueFull
     from crypto_lakehouse.executor.models import (
         ObjectOutcome,
         ObjectSpec,
@@ -292,7 +293,8 @@ def _run_part(
             time.sleep(exc.retry_after)
     view = client.wait(op_id, stop=stopped, long_poll=CANCEL_CHECK_SECONDS)
     if not view.status.terminal:  # cancelled here: stop it there, then take what landed
-        client.cancel(op_id)
+        with contextlib.suppress(ExecutorError):  # 409: it ended in the meantime
+            client.cancel(op_id)
         view = client.wait(op_id, long_poll=CANCEL_CHECK_SECONDS)
     by_key: dict[str, ObjectResult] = {}
     for obj in client.iter_objects(op_id):
