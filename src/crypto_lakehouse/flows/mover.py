@@ -193,13 +193,13 @@ CANCEL_CHECK_SECONDS = 2.0  # a long-poll's length while a cancel may come
 class ExecutorMover:
     """Through the executor service: each file and its sidecar named in the request.
 
-    A batch becomes one operation, or a few (`operation_parts`: at most `in_flight`, each
+    A batch becomes one operation, or a few (`operation_parts`: `in_flight` at most, each
     of at least MIN_OPERATION_FILES files and at most MAX_OBJECTS objects), submitted
-    together and awaited by long-polls, so that replicas sharing one store run them side
-    by side. The replica plans from the list (nothing is listed at the source), checks
-    every zip against its sidecar and records each object's outcome and verified
-    SHA-256; those per-object results are the whole answer (nothing is read back from
-    bronze).
+    together (never more than `in_flight` at once) and awaited by long-polls, so that
+    replicas sharing one store run them side by side. The replica plans from the list
+    (nothing is listed at the source), checks every zip against its sidecar and records
+    each object's outcome and verified SHA-256; those per-object results are the whole
+    answer (nothing is read back from bronze).
     """
 
     def __init__(self, settings: Settings, *, in_flight: int = OPERATIONS_IN_FLIGHT) -> None:
@@ -221,7 +221,9 @@ class ExecutorMover:
         results: dict[str, FileResult] = {}
         with (
             ExecutorClient.from_settings(self.settings, timeout=60.0) as client,
-            ThreadPoolExecutor(max(1, len(parts)), thread_name_prefix="executor-op") as pool,
+            ThreadPoolExecutor(
+                max(1, min(self.in_flight, len(parts))), thread_name_prefix="executor-op"
+            ) as pool,
         ):
             running = [pool.submit(_run_part, client, target, part, cancel) for part in parts]
             for future in as_completed(running):
