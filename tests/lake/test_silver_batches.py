@@ -281,3 +281,15 @@ def test_a_full_batch_of_ledger_rows_is_one_write(lake: Lake) -> None:
     held = lake.ledger.records([r.path for r in records])
     assert len(held) == 5000 and all(r.rows == 24 for r in held.values())
     assert held[records[0].path].versions == 2 and held[records[1].path].versions == 1
+
+
+def test_small_files_are_read_in_windows_bounded_by_count_and_bytes() -> None:
+    from crypto_lakehouse.lake.silver import _windows
+
+    def files(*sizes: int) -> list[BronzeFile]:
+        return [BronzeFile(f"k{i}", "a" * 64, size=s) for i, s in enumerate(sizes)]
+
+    sizes = [len(w) for w in _windows(files(*[1] * 10), count=4, size=100)]
+    assert sizes == [4, 4, 2]  # by count
+    got = [[f.size for f in w] for w in _windows(files(30, 30, 50, 200, 5), count=64, size=100)]
+    assert got == [[30, 30], [50], [200], [5]]  # by bytes; one big file is a window alone

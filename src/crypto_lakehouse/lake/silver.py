@@ -66,8 +66,11 @@ from crypto_lakehouse.storage import S3Storage
 CHUNK_ROWS = 1_000_000  # rows buffered before they become data files
 BATCH_FILES = 5_000  # source files per commit: what a crash can cost at most
 BATCH_BYTES = 1 << 30  # zip bytes per batch
-LARGE_FILE_BYTES = 32 << 20  # zips above this stream and get data files of their own
+# Zips above this stream and get data files of their own. A zip read whole costs about ten
+# times its size in memory (bytes, CSV, Arrow, decorated rows).
+LARGE_FILE_BYTES = 8 << 20
 FETCH_THREADS = 16
+FETCH_WINDOW_BYTES = 32 << 20  # zip bytes read whole at once, however many files that is
 _LOCK_SPACE = 7_302_115  # pg advisory lock namespace: one batch writer per table
 
 
@@ -438,8 +441,7 @@ class SilverBuilder:
                 return exc
 
         with ThreadPoolExecutor(self.fetch_threads, thread_name_prefix="silver-read") as pool:
-            for start in range(0, len(files), window):
-                part = files[start : start + window]
+            for part in _windows(files, window, FETCH_WINDOW_BYTES):
                 yield from zip(part, pool.map(one, part), strict=True)
 
     def _read_small(self, bronze: BronzeFile, data: bytes, layout: SilverTable) -> FileRows:
@@ -487,6 +489,21 @@ class _AdvisoryLock:
             self.conn.execute(sa.select(sa.func.pg_advisory_unlock(_LOCK_SPACE, self.key)))
         finally:
             self.conn.close()
+
+
+def _windows(files: list[BronzeFile], count: int, size: int) -> Iterator[list[BronzeFile]]:
+    """Consecutive runs of at most `count` files and (past their first) `size` zip bytes:
+    ten 5 MB trades days in one window would hold about 500 MB of rows at once."""
+    part: list[BronzeFile] = []
+    held = 0
+    for bronze in files:
+        if part and (len(part) >= count or held + (bronze.size or 0) > size):
+            yield part
+            part, held = [], 0
+        part.append(bronze)
+        held += bronze.size or 0
+    if part:
+        yield part
 
 
 def _unwrap(result: FileRows | LakehouseError) -> FileRows:
