@@ -149,8 +149,12 @@ async def build_silver(
     from prefect.artifacts import acreate_markdown_artifact
 
     summary = await run_silver(
-        Settings(), markets=markets, data_types=data_types, symbols=symbols,
-        parallel=parallel, rebuild=rebuild,
+        Settings(),
+        markets=markets,
+        data_types=data_types,
+        symbols=symbols,
+        parallel=parallel,
+        rebuild=rebuild,
     )
     await push_at_end(Settings().pushgateway_url)  # counters outlive the flow-run pod
     await acreate_markdown_artifact(
