@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -20,10 +21,22 @@ from crypto_lakehouse.flows.limits import (
 from crypto_lakehouse.stack.prefect_server import PrefectServer
 
 
+async def _fresh_limit() -> None:
+    """The limit made anew: no slot held by a run of an earlier test (its lease can
+    outlive the test by a minute) counts against this one."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async with get_client() as client:
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_global_concurrency_limit_by_name(TRANSFER_LIMIT)
+    await ensure_transfer_limit()
+
+
 @pytest.fixture
 def transfer_limit(prefect_server: PrefectServer) -> Iterator[None]:
-    """The session's limit, given back at its default size whatever the test did to it."""
-    asyncio.run(ensure_transfer_limit())
+    """The session's limit, fresh, given back at its default size whatever the test did."""
+    asyncio.run(_fresh_limit())
     yield
     asyncio.run(ensure_transfer_limit(DEFAULT_TRANSFER_SLOTS))
 

@@ -128,6 +128,9 @@ def test_a_lease_survives_a_restart_and_is_reclaimed_after_its_ttl(
         async with transfer_slot(notice_after=2):
             return usage, time.monotonic() - started
 
+    # Prefect keeps one slot-acquiring service per process, bound to the server it met
+    # first (the session's, when earlier tests took slots): stop it before and after.
+    ConcurrencySlotAcquisitionWithLeaseService.drain_all(timeout=10)
     server.start(timeout=180)
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
