@@ -10,12 +10,10 @@ any step does, and the steps after a failed ingest still run on what it verified
 
 from __future__ import annotations
 
-import gc
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import pyarrow as pa
 from prefect import flow
 from prefect.states import Failed
 
@@ -63,10 +61,6 @@ async def daily_update(
         }
         if not state.is_completed():
             failed.append(name)
-        # One process runs all three: hand the step's freed Arrow buffers back to the OS so
-        # the next step's peak does not sit on top of this one's (`bench scale` watches RSS).
-        gc.collect()
-        pa.default_memory_pool().release_unused()
 
     await step(
         "ingest",
