@@ -70,7 +70,8 @@ def _parse_timestamp(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value)
     except (TypeError, ValueError):
-        return parse_timestamp(value)
+        parsed: datetime = parse_timestamp(value)  # untyped without botocore-stubs
+        return parsed
 
 
 class S3Storage:
