@@ -185,6 +185,10 @@ def gold(
         f"  resampled bars checked against Binance's: {result['checked']}, "
         f"mismatched: {len(result['mismatches'])}"
     )
+    took = result["seconds"]
+    console.print(
+        f"  gold tables in {took['gold']:.1f} s, gold.coverage in {took['coverage']:.1f} s"
+    )
     for miss in result["mismatches"][:20]:
         console.print(f"  [red]mismatch:[/] {miss}", soft_wrap=True)
     if result["mismatches"]:

@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 import anyio
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
@@ -169,13 +169,17 @@ def gold_and_coverage(settings: Settings, *, full: bool = False) -> dict[str, An
     """Gold tables (only partitions changed in silver, or all with `full`) and coverage."""
     config = LakeConfig.from_settings(settings)
     warehouse = Warehouse(config)
+    started = time.monotonic()
     result = build_gold(warehouse, full=full)
+    built = time.monotonic()
     coverage = Coverage(config.sqlalchemy_url)
     try:
         counts = build_coverage(warehouse, coverage)  # SQL in the catalog database
     finally:
         coverage.close()
+    seconds = {"gold": built - started, "coverage": time.monotonic() - built}
     return {
+        "seconds": seconds,
         "rows": result.rows,
         "recomputed": result.recomputed,
         "commits": result.commits,
@@ -192,6 +196,10 @@ async def build_gold_flow(full: bool = False) -> Any:
     from prefect.artifacts import acreate_markdown_artifact
 
     result = await anyio.to_thread.run_sync(lambda: gold_and_coverage(Settings(), full=full))
+    took = result["seconds"]
+    get_run_logger().info(
+        "gold tables %.1f s, gold.coverage %.1f s", took["gold"], took["coverage"]
+    )
     await push_at_end(Settings().pushgateway_url, coverage=True)
     lines = ["# build-gold", "", "| table | rows | partitions recomputed |", "|---|---|---|"]
     lines += [
