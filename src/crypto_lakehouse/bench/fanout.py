@@ -346,7 +346,7 @@ async def _ingest(spec: dict[str, Any]) -> dict[str, Any]:
         return {**data, "state": state}
     from crypto_lakehouse.flows.local import run_ingest_locally
 
-    run = await run_ingest_locally({})
+    run = await run_ingest_locally()
     return {**run.summary.as_dict(), "state": run.state}
 
 

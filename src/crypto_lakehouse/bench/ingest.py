@@ -243,21 +243,22 @@ class IngestBench:
     def _flow_once(self, env: dict[str, str]) -> float:
         """One flow run into fresh bronze and manifest, with `env` set for its duration."""
         from crypto_lakehouse.flows.local import run_ingest_locally
+        from crypto_lakehouse.flows.target import IngestRequest
 
         database = f"bench_ingest_{uuid.uuid4().hex[:8]}"
         self.stack.postgres.create_database(database)
         self.databases.append(database)
         os.environ["CATALOG_DATABASE_URL"] = self.stack.postgres.info.url(database)
-        parameters = {
-            "source_bucket": self.source_bucket,
-            "bronze_bucket": self._fresh_bucket("flow"),
-            "parallel_batches": self.parallel,
-        }
+        request = IngestRequest(
+            source_bucket=self.source_bucket,
+            bronze_bucket=self._fresh_bucket("flow"),
+            parallel_batches=self.parallel,
+        )
         saved = {key: os.environ.get(key) for key in env}
         os.environ.update(env)
         try:
             started = time.perf_counter()
-            run = asyncio.run(run_ingest_locally(parameters))
+            run = asyncio.run(run_ingest_locally(request))
             seconds = time.perf_counter() - started
         finally:
             for key, value in saved.items():
@@ -295,20 +296,21 @@ class IngestBench:
 
     def _flow_twice(self) -> tuple[float, float]:
         from crypto_lakehouse.flows.local import run_ingest_locally
+        from crypto_lakehouse.flows.target import IngestRequest
 
         database = f"bench_ingest_{uuid.uuid4().hex[:8]}"
         self.stack.postgres.create_database(database)
         self.databases.append(database)
         os.environ["CATALOG_DATABASE_URL"] = self.stack.postgres.info.url(database)
-        parameters = {
-            "source_bucket": self.source_bucket,
-            "bronze_bucket": self._fresh_bucket("flow"),
-            "parallel_batches": self.parallel,
-        }
+        request = IngestRequest(
+            source_bucket=self.source_bucket,
+            bronze_bucket=self._fresh_bucket("flow"),
+            parallel_batches=self.parallel,
+        )
         timings = []
         for _ in range(2):
             started = time.perf_counter()
-            run = asyncio.run(run_ingest_locally(parameters))
+            run = asyncio.run(run_ingest_locally(request))
             timings.append(time.perf_counter() - started)
             unexpected = [p for p in run.summary.problems if p.kind != "corrupt"]
             if unexpected:

@@ -54,8 +54,11 @@ def ui_url() -> str:
     return os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
 
 
-def run_with_progress(parameters: dict[str, Any], *, show: bool = True) -> Any:
-    """Run the flow in this process; a progress bar follows files and bytes."""
+def run_with_progress(
+    request: IngestRequest | dict[str, Any] | None = None, *, show: bool = True
+) -> Any:
+    """Run the flow for `request` (or its fields) in this process; a progress bar follows
+    files and bytes."""
     from crypto_lakehouse.flows.local import run_ingest_locally
 
     columns = [
@@ -80,7 +83,7 @@ def run_with_progress(parameters: dict[str, Any], *, show: bool = True) -> Any:
             elif event.kind == "bytes":
                 bar.update(moved, advance=event.bytes)
 
-        return asyncio.run(run_ingest_locally(parameters, listener))
+        return asyncio.run(run_ingest_locally(request, listener))
 
 
 def print_summary(summary: IngestSummary, flow_run_id: str) -> None:
@@ -187,10 +190,7 @@ def ingest(
         dates = [date.fromisoformat(d) if d else None for d in (start, end)]
     except ValueError as exc:
         raise ConfigError(f"dates are YYYY-MM-DD: {exc}") from None
-    preflight_binance(source)
-    quiet_prefect(verbose)
-    use_stack_environment()
-    parameters = {
+    flags = {
         "markets": market or None,
         "data_types": data_type or None,
         "frequencies": frequency or None,
@@ -205,11 +205,14 @@ def ingest(
         "batch_files": batch_files,
         "parallel_batches": parallel,
     }
-    given = {k: v for k, v in parameters.items() if v is not None}
+    request = IngestRequest(**{k: v for k, v in flags.items() if v is not None})
+    preflight_binance(source)
+    quiet_prefect(verbose)
+    use_stack_environment()
     if fan_out:
-        run_fanned_out(given, children, min_files)
+        run_fanned_out(request, children, min_files)
         return
-    run = run_with_progress(given)
+    run = run_with_progress(request)
     print_summary(run.summary, run.flow_run_id)
     if not run.ok:
         raise typer.Exit(int(ExitCode.OBJECTS_FAILED))
@@ -229,10 +232,9 @@ def print_children(fan: dict[str, Any]) -> None:
     console.print(table)
 
 
-def run_fanned_out(parameters: dict[str, Any], children: int, min_files: int) -> None:
+def run_fanned_out(request: IngestRequest, children: int, min_files: int) -> None:
     from crypto_lakehouse.flows import fanout
 
-    request = {k: v.isoformat() if isinstance(v, date) else v for k, v in parameters.items()}
     with console.status("ingest-fanout: counting, then waiting for the child runs..."):
         state, data = asyncio.run(
             fanout.run_locally(

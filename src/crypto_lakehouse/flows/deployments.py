@@ -141,8 +141,11 @@ class PoolChange(StrEnum):
 
 
 # Flow parameters that set in-run parallelism; `deploy_all(parallel=N)` gives N to each
-# deployment whose flow has one. Unset, a run uses the CPUs its container may use.
-PARALLEL_PARAMETERS = ("parallel_batches", "parallel")
+# deployment whose flow has one (ingest flows: the `request` field). Unset, a run uses the
+# CPUs its container may use.
+PARALLEL_PARAMETER = "parallel"
+REQUEST_PARAMETER = "request"  # an IngestRequest (flows/target.py)
+REQUEST_PARALLEL_FIELD = "parallel_batches"
 
 
 def load_job_templates(directory: Path) -> dict[str, dict[str, Any]]:
@@ -280,15 +283,18 @@ def _env_variable(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def with_parallel(spec: DeploymentSpec, flow: Any, parallel: int | None) -> dict[str, Any]:
-    """The spec's parameters, plus `parallel` for the flow's in-run parallelism parameter."""
+    """The spec's parameters, plus `parallel` for the flow's in-run parallelism parameter:
+    `parallel`, or the `parallel_batches` field of an ingest flow's `request` (a run's own
+    `request` keeps it unless it sets the field: `flows.ingest.deployed_request`)."""
     parameters = dict(spec.parameters)
     if parallel is None:
         return parameters
     accepted = flow.parameters.properties
-    for name in PARALLEL_PARAMETERS:
-        if name in accepted:
-            parameters[name] = parallel
-            break
+    if PARALLEL_PARAMETER in accepted:
+        parameters[PARALLEL_PARAMETER] = parallel
+    elif REQUEST_PARAMETER in accepted:
+        request = dict(parameters.get(REQUEST_PARAMETER) or {})
+        parameters[REQUEST_PARAMETER] = {**request, REQUEST_PARALLEL_FIELD: parallel}
     return parameters
 
 

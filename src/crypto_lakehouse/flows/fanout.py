@@ -203,19 +203,20 @@ async def _publish_part(summary: dict[str, Any]) -> None:
 
 
 @flow(name=INGEST_PART_FLOW, persist_result=False, validate_parameters=True)
-async def ingest_part(request: dict[str, Any], slices: list[Slice]) -> Any:
+async def ingest_part(request: IngestRequest | None, slices: list[Slice]) -> Any:
     """`ingest-archive` for one share: `request` narrowed to each slice's market and data
-    types in turn. Failed when a file is corrupt or failed, like `ingest-archive`."""
+    types in turn (its unset fields take the deployment's, as in `ingest-archive`).
+    Failed when a file is corrupt or failed, like `ingest-archive`."""
     from prefect.runtime import flow_run
 
-    from crypto_lakehouse.flows.ingest import _publish, run_ingest
+    from crypto_lakehouse.flows.ingest import _publish, deployed_request, run_ingest
     from crypto_lakehouse.observability.push import pushing
 
     settings = Settings()
     run_id = str(flow_run.id or "local")
     parts = []
     async with pushing(settings.pushgateway_url):
-        whole = IngestRequest(**request)
+        whole = await deployed_request(request)
         for market, data_types in slices:
             narrowed = narrow(whole, market, list(data_types))
             parts.append(await run_ingest(narrowed, settings, f"{run_id}/{market}"))
@@ -431,7 +432,9 @@ async def run_ingest_fanout(
     if not _fan_out(counts, min_files, children):
         return await run_ingest(request, settings, run_id), fan
     shares = split(counts, children)
-    base = request.model_dump(mode="json", exclude={"markets", "data_types"})
+    # What the request set, as JSON (dates as ISO days); the slices name markets and data
+    # types, and the fields left unset take the child deployment's values, then defaults.
+    base = request.model_dump(mode="json", exclude_unset=True, exclude={"markets", "data_types"})
     parameters = [{"request": base, "slices": share.slices} for share in shares]
     fan.fanned_out = True
     fan.children = await _start_children(INGEST_PART_FLOW, INGEST_CHILD, shares, parameters)
@@ -539,20 +542,20 @@ def _final(summary: Any, fan: FanOut) -> Any:
 
 @flow(name="ingest-fanout", persist_result=False, validate_parameters=True)
 async def ingest_fanout(
-    request: dict[str, Any] | None = None,
+    request: IngestRequest | None = None,
     min_files: int = DEFAULT_MIN_FILES,
     children: int = DEFAULT_CHILDREN,
     pickup_seconds: float = PICKUP_SECONDS,
 ) -> Any:
-    """`ingest-archive` for `request` (IngestRequest's fields), split over up to `children`
+    """`ingest-archive` for `request` (None: every default), split over up to `children`
     child runs of deployment `ingest-part/bronze-part` when it covers more than
     `min_files` files; else run here. Failed listing the failed children and files."""
     from prefect.runtime import flow_run
 
-    from crypto_lakehouse.flows.ingest import _publish
+    from crypto_lakehouse.flows.ingest import _publish, deployed_request
 
     summary, fan = await run_ingest_fanout(
-        IngestRequest(**(request or {})), Settings(), str(flow_run.id or "local"),
+        await deployed_request(request), Settings(), str(flow_run.id or "local"),
         min_files=min_files, children=children, pickup_seconds=pickup_seconds,
     )  # fmt: skip
     await _publish(summary)

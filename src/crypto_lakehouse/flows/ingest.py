@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import time
 from concurrent.futures import Future
-from datetime import date
 from functools import partial
 from typing import Any
 
@@ -243,52 +242,38 @@ async def _publish(summary: IngestSummary) -> None:
     await asyncio.gather(*artifacts)  # two API calls side by side
 
 
+async def deployed_request(request: IngestRequest | None) -> IngestRequest:
+    """`request` (None: every default) completed with its deployment's `request` parameter.
+
+    In a deployment's flow run, the fields the run's request left unset take the values the
+    deployment holds (e.g. `parallel_batches` from `flows deploy --parallel`): Prefect would
+    replace the deployment's whole `request` with the run's. Outside one, `request` as is.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.context import FlowRunContext
+
+    request = request or IngestRequest()
+    context = FlowRunContext.get()
+    deployment_id = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment_id is None:
+        return request
+    async with get_client() as client:
+        deployment = await client.read_deployment(deployment_id)
+    return request.over((deployment.parameters or {}).get("request") or {})
+
+
 @flow(name=FLOW_NAME, persist_result=False, validate_parameters=True)
-async def ingest_archive(
-    markets: list[str] | None = None,
-    data_types: list[str] | None = None,
-    frequencies: list[str] | None = None,
-    intervals: list[str] | None = None,
-    symbols: list[str] | None = None,
-    quote: str | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    source: str | None = None,
-    source_bucket: str | None = None,
-    source_root: str | None = None,
-    lake_endpoint: str | None = None,
-    bronze_bucket: str | None = None,
-    batch_files: int | None = None,
-    parallel_batches: int | None = None,
-) -> Any:
-    """Copy the archive files the parameters cover into bronze, verified; skip what is done.
+async def ingest_archive(request: IngestRequest | None = None) -> Any:
+    """Copy the archive files `request` covers into bronze, verified; skip what is done.
 
-    A parameter left empty takes `IngestRequest`'s default (the one home of each default).
-
-    `source` is "binance" (the real archive), an http(s) S3 endpoint URL (read anonymously),
-    or empty for SOURCE_ENDPOINT. Ends Failed, listing the files, when any file is corrupt
-    or failed; missing days are reported, not failed.
+    `request` holds every option and its default (`IngestRequest`); None or `{}` takes them
+    all. Its `source` is "binance" (the real archive), an http(s) S3 endpoint URL (read
+    anonymously), or empty for SOURCE_ENDPOINT. Ends Failed, listing the files, when any
+    file is corrupt or failed; missing days are reported, not failed.
     """
     from prefect.runtime import flow_run
 
-    given = {
-        "markets": markets,
-        "data_types": data_types,
-        "frequencies": frequencies,
-        "intervals": intervals,
-        "symbols": symbols,
-        "quote": quote,
-        "start": start,
-        "end": end,
-        "source": source,
-        "source_bucket": source_bucket,
-        "source_root": source_root,
-        "lake_endpoint": lake_endpoint,
-        "bronze_bucket": bronze_bucket,
-        "batch_files": batch_files,
-        "parallel_batches": parallel_batches,
-    }
-    request = IngestRequest(**{k: v for k, v in given.items() if v is not None})
+    request = await deployed_request(request)
     settings = Settings()
     async with pushing(settings.pushgateway_url):  # counters outlive the flow-run pod
         summary = await run_ingest(request, settings, str(flow_run.id or "local"))

@@ -6,12 +6,14 @@ the execution happens here instead of on a worker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from crypto_lakehouse.errors import IngestFailed, LakehouseError
 from crypto_lakehouse.flows.progress import Listener, listening
 from crypto_lakehouse.flows.summary import IngestSummary
+from crypto_lakehouse.flows.target import IngestRequest
 
 
 @dataclass
@@ -26,20 +28,24 @@ class IngestRun:
 
 
 async def run_ingest_locally(
-    parameters: dict[str, Any], listener: Listener | None = None
+    request: IngestRequest | Mapping[str, Any] | None = None, listener: Listener | None = None
 ) -> IngestRun:
-    """Run the flow with `parameters`; returns the run even when it ends Failed on bad files.
+    """Run the flow for `request` (or its fields as a mapping, e.g. JSON; None: every
+    default); returns the run even when it ends Failed on bad files.
 
-    A run that failed before it could summarise (unreachable source, bad settings) raises
-    that error (a LakehouseError when it is one of ours).
+    Raises pydantic's ValidationError for a mapping that is not a valid request. A run that
+    failed before it could summarise (unreachable source, bad settings) raises that error
+    (a LakehouseError when it is one of ours).
     """
     from crypto_lakehouse.flows.ingest import ingest_archive
 
     def ignore(_: object) -> None:
         return None
 
+    if not isinstance(request, IngestRequest):
+        request = IngestRequest.model_validate(request or {})
     with listening(listener or ignore):
-        state = await ingest_archive(**parameters, return_state=True)
+        state = await ingest_archive(request, return_state=True)
     result = await state.result(raise_on_failure=False)
     flow_run_id = str(state.state_details.flow_run_id)
     if isinstance(result, dict) and "listed" in result:

@@ -1,4 +1,8 @@
-"""What an ingest asks for (`IngestRequest`, the flow's parameters) and where it goes.
+"""What an ingest asks for (`IngestRequest`, the flow's one parameter) and where it goes.
+
+`IngestRequest` is the one home of every ingest option and its default: the flows take it
+as their `request` parameter (Prefect validates it and shows it as a form in the UI), the
+CLI maps its flags onto it, deployments and `run_deployment` pass its JSON form.
 
 Parameters carry endpoint *URLs* only, never credentials: they are shown in the Prefect
 UI and stored with every run. `IngestTarget.resolve()` adds the lake's credentials from
@@ -7,8 +11,10 @@ UI and stored with every run. `IngestTarget.resolve()` adds the lake's credentia
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -27,9 +33,11 @@ DEFAULT_MARKETS = ["spot", "futures/um", "futures/cm", "option"]
 class IngestRequest(BaseModel):
     """One ingest: what to copy, from which archive, into which bronze bucket."""
 
-    markets: list[str] = Field(default_factory=lambda: list(DEFAULT_MARKETS))
+    # (plain defaults, not factories, so the parameter schema - the UI's form - shows them;
+    # pydantic copies a mutable default for each instance)
+    markets: list[str] = list(DEFAULT_MARKETS)
     data_types: list[str] | None = None  # None: every published data type
-    frequencies: list[str] = Field(default_factory=lambda: ["daily", "monthly"])
+    frequencies: list[str] = ["daily", "monthly"]
     intervals: list[str] | None = None  # None: every published interval
     symbols: list[str] | None = None  # names or globs (`BTC*`); None: all symbols
     quote: str | None = None  # only symbols quoted in this asset (USDT, ...)
@@ -55,6 +63,19 @@ class IngestRequest(BaseModel):
     @classmethod
     def _bucket(cls, value: str) -> str:
         return validate_bucket_name(value)
+
+    def over(self, defaults: Mapping[str, Any]) -> IngestRequest:
+        """This request, with the fields it did not set taken from `defaults` (field names
+        to values, e.g. a deployment's `request` parameter) before the model's defaults.
+
+        Prefect merges a run's parameters over its deployment's one level deep, so a run
+        that passes `request` would otherwise drop every field its deployment set.
+        Raises pydantic's ValidationError when `defaults` holds an invalid value.
+        """
+        given = self.model_dump(exclude_unset=True)
+        if not defaults or set(defaults) <= set(given):
+            return self
+        return IngestRequest.model_validate({**defaults, **given})
 
     def query(self) -> ArchiveQuery:
         return ArchiveQuery(

@@ -19,6 +19,7 @@ from prefect.states import Failed
 
 from crypto_lakehouse.flows.ingest import ingest_archive
 from crypto_lakehouse.flows.silver import build_gold_flow, build_silver
+from crypto_lakehouse.flows.target import IngestRequest
 
 UPDATE_FLOW = "daily-update"
 
@@ -40,12 +41,15 @@ async def daily_update(
 ) -> Any:
     """Ingest the days `start`..`end` (default: yesterday, UTC), then silver, then gold.
 
-    `source` and `source_bucket` are ingest-archive's (default: SOURCE_ENDPOINT and the
-    archive's bucket). Returns each step's summary and seconds; Failed names the steps
-    that failed.
+    The other parameters are `IngestRequest` fields (an empty one takes its default there);
+    `markets`, `data_types` and `symbols` narrow silver too. Returns each step's summary
+    and seconds; Failed names the steps that failed.
     """
     day = last_complete_day()
     start, end = start or end or day, end or start or day
+    given = {"markets": markets, "data_types": data_types, "symbols": symbols,
+             "source": source, "source_bucket": source_bucket}  # fmt: skip
+    request = IngestRequest(start=start, end=end, **{k: v for k, v in given.items() if v})
     steps: dict[str, Any] = {}
     failed: list[str] = []
 
@@ -62,13 +66,7 @@ async def daily_update(
         if not state.is_completed():
             failed.append(name)
 
-    await step(
-        "ingest",
-        ingest_archive(
-            markets=markets, data_types=data_types, symbols=symbols, start=start, end=end,
-            source=source, source_bucket=source_bucket, return_state=True,
-        ),
-    )  # fmt: skip
+    await step("ingest", ingest_archive(request, return_state=True))
     await step(
         "silver",
         build_silver(markets=markets, data_types=data_types, symbols=symbols, return_state=True),
