@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from crypto_lakehouse.config import Settings
+from crypto_lakehouse.flows.tasks import flow_run_id
 from crypto_lakehouse.lake.maintenance import (
     DEFAULT_EXPIRE_OLDER_THAN,
     DEFAULT_ORPHANS_OLDER_THAN,
@@ -30,6 +31,7 @@ from crypto_lakehouse.lake.maintenance import (
     maintain,
 )
 from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+from crypto_lakehouse.observability import tracing
 
 MAINTAIN_FLOW = "maintain-lake"
 DAY_SECONDS = 86_400
@@ -41,7 +43,26 @@ def maintain_table(
 ) -> TableReport:
     """Compact, expire and remove orphans on one table. A failure is in the report rather
     than raised (no retry: every step is idempotent and the next scheduled run resumes)."""
-    return maintain(warehouse, options, [identifier]).tables[0]
+    with tracing.step(
+        "maintenance.table",
+        flow_run_id=flow_run_id(),
+        table=identifier,
+        dry_run=options.dry_run,
+        compact=options.compact,
+    ) as span:
+        report = maintain(warehouse, options, [identifier]).tables[0]
+        tracing.note(
+            span,
+            files_before=report.files_before,
+            files_after=report.files_after,
+            compaction_jobs=report.jobs,
+            files_rewritten=report.files_rewritten,
+            snapshots_expired=report.snapshots_expired,
+            orphans=len(report.orphans),
+            orphan_bytes=report.orphan_bytes,
+            failed=bool(report.error),  # the message stays in the report
+        )
+        return report
 
 
 @flow(name=MAINTAIN_FLOW, persist_result=False, validate_parameters=True)

@@ -24,13 +24,14 @@ from prefect.states import Failed
 
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.flows.tasks import transient_only
+from crypto_lakehouse.flows.tasks import flow_run_id, transient_only
 from crypto_lakehouse.lake.coverage import Coverage, build_coverage
-from crypto_lakehouse.lake.gold import build_gold
+from crypto_lakehouse.lake.gold import GoldResult, build_gold
 from crypto_lakehouse.lake.ledger import Ledger, Status
 from crypto_lakehouse.lake.silver import BronzeFile, SilverBuilder, batches, drop_silver
 from crypto_lakehouse.lake.summary import SilverSummary
 from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+from crypto_lakehouse.observability import tracing
 from crypto_lakehouse.observability.push import push_at_end
 from crypto_lakehouse.storage import S3Storage
 
@@ -48,7 +49,22 @@ GOLD_FLOW = "build-gold"
 )
 async def build_batch(builder: SilverBuilder, label: str, files: list[BronzeFile]) -> list:
     """Read one batch of one table's files, write its data files, commit it (one snapshot)."""
-    return await anyio.to_thread.run_sync(builder.build_batch, files)
+    first = files[0].archive
+    with tracing.step(
+        "silver.batch",
+        flow_run_id=flow_run_id(),
+        table=f"{first.market.value}_{first.data_type.value}",
+        batch=label,
+        files=len(files),
+        bytes=sum(f.size or 0 for f in files),
+    ) as span:
+        outcomes = await anyio.to_thread.run_sync(builder.build_batch, files)
+        statuses: dict[str, int] = {}
+        for outcome in outcomes:
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        tracing.note(span, rows=sum(o.rows for o in outcomes if o.status == "transformed"))
+        tracing.note(span, **statuses)
+        return outcomes
 
 
 def _label(files: list[BronzeFile]) -> str:
@@ -170,11 +186,16 @@ def gold_and_coverage(settings: Settings, *, full: bool = False) -> dict[str, An
     config = LakeConfig.from_settings(settings)
     warehouse = Warehouse(config)
     started = time.monotonic()
-    result = build_gold(warehouse, full=full)
+    run = flow_run_id()
+    with tracing.step("gold.build", flow_run_id=run, full=full) as span:
+        result = build_gold(warehouse, full=full)
+        _note_gold(span, result)
     built = time.monotonic()
     coverage = Coverage(config.sqlalchemy_url)
     try:
-        counts = build_coverage(warehouse, coverage)  # SQL in the catalog database
+        with tracing.step("gold.coverage", flow_run_id=run) as span:
+            counts = build_coverage(warehouse, coverage)  # SQL in the catalog database
+            tracing.note(span, **counts)
     finally:
         coverage.close()
     seconds = {"gold": built - started, "coverage": time.monotonic() - built}
@@ -187,6 +208,25 @@ def gold_and_coverage(settings: Settings, *, full: bool = False) -> dict[str, An
         "mismatches": [{**m, "open_time": str(m["open_time"])} for m in result.mismatches],
         "coverage": counts,
     }
+
+
+def _note_gold(span: tracing.StepSpan, result: GoldResult) -> None:
+    """Each gold table as an event of the build's span (lake/gold.py builds them in turn)."""
+    for table, rows in sorted(result.rows.items()):
+        counts = {
+            "table": table,
+            "rows": rows,
+            "recomputed": result.recomputed.get(table, 0),
+            "commits": result.commits.get(table, 0),
+        }
+        span.add_event("table built", tracing.attributes_of(counts))
+    tracing.note(
+        span,
+        tables=len(result.rows),
+        commits=sum(result.commits.values()),
+        checked=result.checked,
+        mismatches=len(result.mismatches),
+    )
 
 
 @flow(name=GOLD_FLOW, persist_result=False)

@@ -35,11 +35,22 @@ from crypto_lakehouse.flows.limits import transfer_slot
 from crypto_lakehouse.flows.mover import Mover
 from crypto_lakehouse.flows.progress import IngestEvent, Listener, emit
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
+from crypto_lakehouse.observability import tracing
 from crypto_lakehouse.observability.metrics import INGEST_BYTES, INGEST_FILES, INGEST_LAST_VERIFIED
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer import check_reachable
 
 PROBE_SECONDS = 5.0
+# Before any flow run starts (every flow module imports this one): spans go to the OTLP
+# endpoint when one is configured, Prefect's run spans included; otherwise a no-op.
+tracing.install()
+
+
+def flow_run_id() -> str | None:
+    """The current flow run's id, for span attributes (None outside a flow run)."""
+    from prefect.runtime import flow_run
+
+    return str(flow_run.id) if flow_run.id else None
 
 
 def inputs(*values: Any) -> list[Any]:
@@ -102,9 +113,29 @@ async def discover(
     """List the archive (files the request covers, with ETag/LastModified and sidecars)
     and plan it against the manifest as the listing streams in (`list_and_plan`)."""
 
+    run = flow_run_id()
+
     def work() -> Discovery:
-        _probe(target)
-        return list_and_plan(target, request.query(), manifest, before_plan=before_plan)
+        source = target.source
+        with tracing.step(
+            "ingest.discover",
+            flow_run_id=run,
+            source_bucket=source.bucket,
+            source_prefix=target.source_prefix,
+            bronze_bucket=target.bronze_bucket,
+        ) as span:
+            _probe(target)
+            found = list_and_plan(target, request.query(), manifest, before_plan=before_plan)
+            tracing.note(
+                span,
+                listed=found.listed,
+                listed_bytes=found.listed_bytes,
+                to_transfer=len(found.work.transfer),
+                up_to_date=found.up_to_date,
+                without_sidecar=len(found.without_sidecar),
+                missing_periods=found.missing_periods,
+            )
+            return found
 
     return await anyio.to_thread.run_sync(work)
 
@@ -135,6 +166,21 @@ def _probe(target: IngestTarget) -> None:
 )
 async def transfer_partition(batch: Batch, ctx: IngestContext) -> BatchOutcome:
     """Move one partition's files (zip + CHECKSUM) and record each file's outcome."""
+    with tracing.step(
+        "ingest.batch",
+        flow_run_id=ctx.run_id,
+        partition=batch.label,
+        partitions=len(batch.partitions),
+        files=len(batch.files),
+        bytes=batch.size,
+        bronze_bucket=ctx.target.bronze_bucket,
+    ) as span:
+        outcome = await _transfer(batch, ctx, span)
+        tracing.note(span, bytes_verified=outcome.bytes_verified)
+        return outcome
+
+
+async def _transfer(batch: Batch, ctx: IngestContext, span: tracing.StepSpan) -> BatchOutcome:
     files = list(batch.files)
 
     def on_bytes(count: int) -> None:
@@ -148,11 +194,10 @@ async def transfer_partition(batch: Batch, ctx: IngestContext) -> BatchOutcome:
     recorded: asyncio.Future[dict[str, ManifestOutcome]] | None = None
     try:
         async with transfer_slot():  # says what it waits for when slots are all taken
+            span.add_event("transfer slot leased")
             await started
             results = await _move(batch, ctx, staging, on_bytes)
-            recorded = asyncio.ensure_future(
-                anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
-            )
+            recorded = asyncio.ensure_future(_record(ctx, results))
         assert recorded is not None  # set before the lease is given back
         outcomes = await recorded
     finally:
@@ -172,26 +217,46 @@ async def _mark_started(batch: Batch, ctx: IngestContext) -> None:
     """Rows to `started` before the engine runs: the durable hand-over's first half."""
     files = list(batch.files)
     target = ctx.target
-    await anyio.to_thread.run_sync(
-        lambda: ctx.manifest.mark_started(
-            ctx.run_id, files, source_url=target.source_label, bronze_bucket=target.bronze_bucket
+    with tracing.step("ingest.mark_started", files=len(files)):
+        await anyio.to_thread.run_sync(
+            lambda: ctx.manifest.mark_started(
+                ctx.run_id,
+                files,
+                source_url=target.source_label,
+                bronze_bucket=target.bronze_bucket,
+            )
         )
-    )
+
+
+async def _record(ctx: IngestContext, results: list[FileResult]) -> dict[str, ManifestOutcome]:
+    """The manifest write of one batch's outcomes (verified / corrupt / failed)."""
+    with tracing.step("ingest.record", files=len(results)) as span:
+        outcomes = await anyio.to_thread.run_sync(ctx.manifest.record, ctx.run_id, results)
+        counts: dict[str, int] = {}
+        for outcome in outcomes.values():
+            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+        tracing.note(span, **counts)
+        return outcomes
 
 
 async def _move(
     batch: Batch, ctx: IngestContext, staging: Path, on_bytes: Callable[[int], None]
 ) -> list[FileResult]:
-    """The engine (or the executor) moves the batch; one result per file."""
-    return await anyio.to_thread.run_sync(
-        lambda: ctx.mover.move(
-            ctx.target,
-            list(batch.files),
-            staging=staging,
-            on_bytes=on_bytes,
-            cancel=ctx.cancel,
+    """The engine (or the executor) moves the batch, each file's SHA-256 checked against
+    its CHECKSUM sidecar; one result per file."""
+    with tracing.step("ingest.transfer", files=len(batch.files), bytes=batch.size) as span:
+        results = await anyio.to_thread.run_sync(
+            lambda: ctx.mover.move(
+                ctx.target,
+                list(batch.files),
+                staging=staging,
+                on_bytes=on_bytes,
+                cancel=ctx.cancel,
+            )
         )
-    )
+        ok = sum(1 for r in results if r.ok)
+        tracing.note(span, ok=ok, not_ok=len(results) - ok)
+        return results
 
 
 def _count(results: list[FileResult], outcomes: dict[str, ManifestOutcome]) -> None:

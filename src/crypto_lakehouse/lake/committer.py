@@ -37,6 +37,7 @@ from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.ledger import FileRecord, Ledger
 from crypto_lakehouse.lake.tables import REJECTS_TABLE, rejects_schema
 from crypto_lakehouse.lake.warehouse import Warehouse
+from crypto_lakehouse.observability import tracing
 
 BATCH_ID = "lakehouse.batch-id"  # snapshot summary: the batch that made the snapshot
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -113,6 +114,18 @@ class Journal:
 
     def commit(self, warehouse: Warehouse, batch_id: str, change: BatchChange) -> None:
         """Rejects snapshot, data snapshot, then ledger + `committed` in one transaction."""
+        with tracing.step(
+            "silver.commit",
+            table=change.table_name,
+            batch_id=batch_id,
+            data_files=len(change.data_files),
+            records=len(change.records),
+            stale_sources=len(change.stale_sources),
+            rejects=sum(r.num_rows for r in change.rejects),
+        ):
+            self._commit(warehouse, batch_id, change)
+
+    def _commit(self, warehouse: Warehouse, batch_id: str, change: BatchChange) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 BATCHES.update()
@@ -177,7 +190,7 @@ class Journal:
 
     def _finish(self, batch_id: str, records: list[FileRecord], superseded: list[str]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with tracing.step("silver.ledger", records=len(records)), self.engine.begin() as conn:
                 self.ledger.record_many(records, conn)
                 self.ledger.supersede(superseded, conn, batch_id)
                 conn.execute(

@@ -56,6 +56,7 @@ from crypto_lakehouse.lake.tables import SilverTable, rejects_schema
 from crypto_lakehouse.lake.warehouse import SILVER, LakeConfig, Warehouse
 from crypto_lakehouse.lake.writer import DataFileWriter
 from crypto_lakehouse.lake.zipstream import ZipMemberStream
+from crypto_lakehouse.observability import tracing
 from crypto_lakehouse.observability.metrics import (
     SILVER_FILES,
     SILVER_REJECTED_LINES,
@@ -281,7 +282,20 @@ class SilverBuilder:
         self.journal.open(batch_id, layout.identifier)
         table = self.table_for(layout)
         try:
-            read = self._read_and_write(table, layout, fingerprint, batch_id, to_read, change)
+            with tracing.step(
+                "silver.read",
+                table=layout.identifier,
+                batch_id=batch_id,
+                files=len(to_read),
+                periods=_periods(to_read),
+            ) as span:
+                read = self._read_and_write(table, layout, fingerprint, batch_id, to_read, change)
+                tracing.note(
+                    span,
+                    rows=sum(o.rows for o in read),
+                    rejects=sum(o.rejects for o in read),
+                    data_files=len(change.data_files),
+                )
             self.journal.commit(self.warehouse, batch_id, change)
         except BaseException:
             self.journal.abandon(self.warehouse, batch_id, layout.identifier)
@@ -504,6 +518,14 @@ def _windows(files: list[BronzeFile], count: int, size: int) -> Iterator[list[Br
         held += bronze.size or 0
     if part:
         yield part
+
+
+def _periods(files: list[BronzeFile]) -> str | None:
+    """`first..last` archive period of a batch's files (the partitions it writes into)."""
+    if not files:
+        return None
+    periods = sorted(f.archive.period for f in files)
+    return f"{periods[0]}..{periods[-1]}"
 
 
 def _unwrap(result: FileRows | LakehouseError) -> FileRows:
