@@ -282,3 +282,58 @@ def fanout(
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(run.as_json(), indent=2, default=str) + "\n")
         console.print(f"results written to {json_file}")
+
+
+@app.command()
+@handle_errors
+def faults(
+    files: Annotated[
+        int, typer.Option("--files", min=100, max=5000, help="Sample archive size.")
+    ] = 1000,
+    case: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--case",
+            min=1,
+            max=9,
+            help="Run only this case (repeatable): 1 lake S3 killed, 2 source resets + 503, "
+            "3 PostgreSQL restarted, 4 Prefect restarted, 5 staging cap too small, "
+            "6 executor replica killed, 7 silver killed mid-commit, 8 API fuzzed, "
+            "9 bad CLI input. Default: all.",
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Also write the results as JSON here.")
+    ] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option("--markdown", help="Also write the report (docs/reliability.md) here."),
+    ] = None,
+) -> None:
+    """Reliability campaign: faults against a private local stack, bronze audited vs the source.
+
+    Each case injects one fault, re-runs, and compares bronze with the source's CHECKSUM
+    sidecars (size and SHA-256). Exit 0 when every case held, 1 otherwise, 2 bad usage.
+    """
+    from crypto_lakehouse.bench import faults_report
+    from crypto_lakehouse.bench.faults import ALL_CASES, run_campaign
+
+    settings = load_settings()
+    command = "crypto-lakehouse bench faults" + "".join(f" --case {c}" for c in case or [])
+    campaign = run_campaign(
+        files=files, cases=case or ALL_CASES, command=command + f" --files {files}",
+        log_dir=settings.home_dir / "bench" / "faults", log=console.print,
+    )  # fmt: skip
+    console.print(faults_report.table(campaign))
+    data = campaign.as_json()
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        console.print(f"results written to {json_file}")
+    if markdown is not None:
+        report = faults_report.Campaign.from_json(json.loads(json.dumps(data, default=str)))
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(faults_report.document(report))
+        console.print(f"report written to {markdown}")
+    if not campaign.ok:
+        raise typer.Exit(1)
