@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -45,21 +47,28 @@ def test_deploy_registers_pools_limit_and_deployments(prefect_server: PrefectSer
     bronze = api(prefect_server, "GET", "/deployments/name/ingest-archive/bronze")
     assert bronze["work_pool_name"] == TRANSFER_POOL
     assert bronze["entrypoint"] == "crypto_lakehouse.flows.ingest.ingest_archive"
-    assert "markets" in bronze["parameter_openapi_schema"]["properties"]
+    schema = bronze["parameter_openapi_schema"]
+    assert list(schema["properties"]) == ["request"]  # the IngestRequest, as one form
+    assert "markets" in schema["definitions"]["IngestRequest"]["properties"]
+    assert bronze["parameters"] == {}  # every default lives in IngestRequest
 
 
 @pytest.mark.slow
 def test_a_worker_runs_a_deployment_flow_run(
     prefect_server: PrefectServer, ingest_env: IngestEnv
 ) -> None:
-    [bronze] = [r for r in asyncio.run(deploy_all()) if r.name == "ingest-archive/bronze"]
-    parameters = {**ingest_env.parameters, "symbols": ["BTCUSDT"]}  # leaves the corrupt file out
-    run = api(
-        prefect_server,
-        "POST",
-        f"/deployments/{bronze.deployment_id}/create_flow_run",
-        json={"parameters": parameters},
-    )
+    """The run is created as the docs say, `prefect deployment run ... --param request=JSON`;
+    the fields it leaves unset take the deployment's (`--parallel`), then the defaults."""
+    asyncio.run(deploy_all(parallel=1))
+    request = {**ingest_env.parameters, "symbols": ["BTCUSDT"]}  # leaves the corrupt file out
+    created = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "prefect"), "deployment", "run",
+         "ingest-archive/bronze", "--param", f"request={json.dumps(request)}"],
+        env={**os.environ, **ingest_env.env, "COLUMNS": "500"},
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stdout + created.stderr
+    run = {"id": re.search(r"UUID: ([0-9a-f-]{36})", created.stdout).group(1)}  # type: ignore[union-attr]
     worker = subprocess.Popen(
         [
             sys.executable,
@@ -93,3 +102,6 @@ def test_a_worker_runs_a_deployment_flow_run(
     btc = [p for p in ingest_env.archive.good if "/BTCUSDT/" in p]
     verified = {e.path for e in ingest_env.manifest.verified_files()}
     assert set(btc) == verified
+    [recorded] = [r["parameters"] for r in ingest_env.manifest.runs() if r["run_id"] == run["id"]]
+    assert recorded["symbols"] == ["BTCUSDT"] and recorded["start"] == request["start"]
+    assert recorded["parallel_batches"] == 1  # the deployment's, kept under the run's request

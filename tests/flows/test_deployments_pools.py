@@ -184,7 +184,7 @@ def test_deploy_kubernetes_pools_through_the_cli(
         assert pool.type == "kubernetes"
         assert pool.base_job_template == json.loads((K8S_TEMPLATES / f"{name}.json").read_text())
     assert slots == 6
-    assert bronze_parameters.get("parallel_batches") == 3
+    assert bronze_parameters == {"request": {"parallel_batches": 3}}
 
     # Without --job-templates an existing pool keeps its template.
     again = cli(pool_server, tmp_path, "--pool-type", "kubernetes")

@@ -14,12 +14,13 @@ import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.flows.local import IngestRun, run_ingest_locally
+from crypto_lakehouse.flows.target import IngestRequest
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.listing import Listing
 
 
 def ingest(env: IngestEnv) -> IngestRun:
-    return asyncio.run(run_ingest_locally(env.parameters))
+    return asyncio.run(run_ingest_locally(IngestRequest(**env.parameters)))
 
 
 def bronze_keys(env: IngestEnv) -> set[str]:
