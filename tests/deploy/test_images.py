@@ -15,9 +15,22 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from _manifests import ROOT
+from _manifests import ROOT, containers, pod_specs
 
 SCRIPT = ROOT / "deploy" / "docker" / "build-images.sh"
+OWN_IMAGES = "ghcr.io/crypto-lakehouse/"  # built by `make images`, tagged by the script
+# name[:tag][@digest]; the tag is what the rendered manifests must always carry
+REFERENCE = re.compile(
+    r"^(?P<name>[a-z0-9][a-z0-9._/-]*(?::\d+/[a-z0-9._/-]+)?)"
+    r"(?::(?P<tag>\w[\w.-]{0,127}))?(?:@sha256:[0-9a-f]{64})?$"
+)
+# where image references sit in deploy/: manifests, CloudNativePG clusters, Dockerfiles and
+# the job templates' default image
+IN_FILES = re.compile(
+    r"^\s*(?:-\s+)?(?:image|imageName):\s*[\"']?(?P<a>[^\s\"'#{]+)|^FROM\s+(?P<b>\S+)"
+    r"|\"default\":\s*\"(?P<c>[a-z0-9.-]+\.[a-z]+/[^\"]+:[^\"]+)\"",
+    re.M,
+)
 DOCKERFILES = [ROOT / "deploy" / "docker" / name / "Dockerfile" for name in ("app", "executor")]
 
 
@@ -116,3 +129,81 @@ def test_ci_never_builds_images() -> None:
     test_target = re.search(r"^test:.*?(?=^\S)", makefile, re.M | re.S)
     assert test_target and "images" not in test_target.group(0)
     assert re.search(r"^images:\n\tbash deploy/docker/build-images.sh$", makefile, re.M)
+
+
+def _tag(reference: str) -> str | None:
+    match = REFERENCE.match(reference)
+    assert match, f"not an image reference: {reference}"
+    return match.group("tag")
+
+
+def _images_in_files() -> dict[str, set[str]]:
+    """Every image reference written in deploy/, with the files naming it."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "deploy").rglob("*")):
+        if not path.is_file() or path.suffix not in {".yaml", ".yml", ".json", ""}:
+            continue
+        if path.suffix == "" and path.name != "Dockerfile":
+            continue
+        for match in IN_FILES.finditer(path.read_text()):
+            reference = next(g for g in match.groups() if g)
+            if reference in _stages(path):  # `FROM build`: an earlier stage, not an image
+                continue
+            found.setdefault(reference, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _stages(dockerfile: Path) -> set[str]:
+    return set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", dockerfile.read_text(), re.M))
+
+
+def _pinned_table() -> dict[str, str]:
+    """The `Pinned images` table of deploy/README.md: image reference -> evidence."""
+    text = (ROOT / "deploy" / "README.md").read_text()
+    section = re.search(r"^## Pinned images\n(.*?)(?=^## )", text, re.M | re.S)
+    assert section, "deploy/README.md has no '## Pinned images' section"
+    rows = re.findall(r"^\| `([^`]+)` \| (.+?) \|$", section.group(1), re.M)
+    return dict(rows)
+
+
+def test_every_image_in_deploy_names_an_explicit_tag_that_is_not_latest() -> None:
+    found = _images_in_files()
+    assert len(found) >= 10  # the scan sees the manifests, Dockerfiles and job templates
+    untagged = {ref: files for ref, files in found.items() if _tag(ref) in (None, "latest")}
+    assert untagged == {}
+
+
+def test_every_rendered_container_image_names_an_explicit_tag(
+    rendered: dict[str, list[dict]],
+) -> None:
+    """After kustomize's `images:` rewrites, in both overlays, and the job templates' image."""
+    import json
+
+    for overlay, docs in rendered.items():
+        images = {
+            c["image"]
+            for spec in pod_specs(docs).values()
+            for c in containers(spec)
+            if "{{" not in c["image"]
+        }
+        for doc in docs:
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith(
+                "prefect-job-templates"
+            ):
+                for text in doc["data"].values():
+                    images.add(json.loads(text)["variables"]["properties"]["image"]["default"])
+            if doc["kind"] == "Cluster":
+                images.add(doc["spec"]["imageName"])
+        assert len(images) >= 10, overlay
+        bad = sorted(i for i in images if _tag(i) in (None, "latest"))
+        assert bad == [], overlay
+
+
+def test_every_third_party_image_is_in_the_pinned_table_with_its_evidence() -> None:
+    """deploy/README.md's table lists exactly the third-party images deploy/ pins, each
+    with where its tag was found: a new or changed pin needs its evidence written down."""
+    third_party = {ref for ref in _images_in_files() if not ref.startswith(OWN_IMAGES)}
+    table = _pinned_table()
+    assert set(table) == third_party
+    for reference, evidence in table.items():
+        assert "github.com/" in evidence or "hub.docker.com" in evidence, reference
