@@ -277,6 +277,9 @@ def test_incremental_equals_full_and_rewrites_only_touched_partitions(lake: Lake
         assert summary["changed-partition-count"] == "1"
         added += int(summary.get("added-records") or 0)
     assert added <= feb_rows.num_rows
+    # Only the new day was recomputed and written: February's two older days of A stay in
+    # their data files (a whole-month recompute would add 3 x 24 rows).
+    assert added == 24
     for name, rows in after.items():  # every row outside (spot, A, February) as it was
         assert _outside_a_feb(rows).equals(_outside_a_feb(before[name])), name
 
@@ -418,3 +421,17 @@ def test_ledger_questions_read_what_changed_not_the_ledger(lake: Lake) -> None:
         probe = finest_query("spot", "klines", symbols, FIXED_INTERVALS, 86400)
         assert _rows_read(conn, probe) <= 20 * 8  # at most one row per (symbol, interval)
     state.dispose()
+
+
+def test_day_spans_widen_within_their_month() -> None:
+    from crypto_lakehouse.lake.gold import Part, _parts, _widen
+
+    spans: dict = {}
+    _widen(spans, (FEB, "A"), date(2026, 2, 3), date(2026, 2, 4))
+    _widen(spans, (FEB, "A"), date(2026, 2, 9), date(2026, 2, 10))
+    _widen(spans, (FEB, "B"), date(2026, 1, 20), date(2026, 3, 5))  # clipped to February
+    assert _parts(spans) == [
+        Part(FEB, "A", date(2026, 2, 3), date(2026, 2, 10)),
+        Part(FEB, "B", FEB, date(2026, 3, 1)),
+    ]
+    assert _parts(spans)[1].whole and not _parts(spans)[0].whole

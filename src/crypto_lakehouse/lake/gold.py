@@ -1,13 +1,16 @@
 """Gold: the tables of `lake/gold_tables.py`, kept up to date from silver incrementally.
 
 Every gold table is partitioned by `month` (first day of the UTC month) and sorted by
-symbol. A gold row depends only on silver rows of its own (market, symbol, month), and the
-interval klines are resampled from is chosen per symbol from the ledger, the same way for a
-full and an incremental build. So a build recomputes only the (market, symbol, month)
-partitions whose ledger rows changed since the table's watermark (`lake/gold_state.py`), a
-bounded group of partitions at a time: one silver scan pruned to the group, one commit that
-replaces exactly its rows. No table is ever held whole. A group whose recomputed rows
-equal the stored ones is not written, so a build with nothing new makes no snapshot.
+symbol. A gold row depends only on silver rows of its own (market, symbol, UTC day): an
+hour or a day bucket never crosses midnight UTC. The interval klines are resampled from is
+chosen per symbol from the ledger, the same way for a full and an incremental build. So a
+build recomputes only the days, within (market, symbol, month) partitions, whose ledger
+rows changed since the table's watermark (`lake/gold_state.py`): a daily file's day, a
+monthly file's month. A daily update therefore reads one day of silver per symbol, not the
+month so far. Work goes a bounded group of partitions at a time: one silver scan pruned to
+the group's days, one commit that replaces exactly their rows. No table is ever held
+whole. A group whose recomputed rows equal the stored ones is not written, so a build with
+nothing new makes no snapshot.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pyiceberg.table import Table
 
 from crypto_lakehouse.archive.catalog import Market
 from crypto_lakehouse.errors import ConfigError
-from crypto_lakehouse.lake.gold_state import MARGIN, GoldState
+from crypto_lakehouse.lake.gold_state import MARGIN, GoldState, next_month
 from crypto_lakehouse.lake.gold_tables import (
     FIXED_INTERVALS,
     GOLD_TABLES,
@@ -50,6 +53,7 @@ from crypto_lakehouse.lake.warehouse import GOLD, SILVER, Warehouse
 __all__ = ["GOLD_TABLES", "GoldResult", "build_gold"]
 
 GROUP_PARTITIONS = 400  # (symbol, month) partitions per silver scan and gold commit
+DAY_COLUMN = "date"  # every gold table's UTC day: what a partial recompute filters on
 LAYOUT_VERSION = "month-partitioned/1"  # bump when the SQL changes what a row means
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -152,15 +156,15 @@ class _Builder:
             touched, newest = self.state.everything(list(self.sources))
         else:
             touched, newest = self.state.touched(list(self.sources), since)
-        wanted: dict[Market, set[tuple[date, str]]] = defaultdict(set)
+        wanted: dict[Market, Spans] = defaultdict(dict)
         for t in touched:
-            wanted[self.sources[t.table_name]].add((t.month, t.symbol))
+            _widen(wanted[self.sources[t.table_name]], (t.month, t.symbol), t.first, t.next)
         chosen: dict[Market, dict[tuple[str, str], str | None]] = {}
         for market in list(wanted):
             chosen[market] = self._finest(market, wanted[market], since is None)
         recomputed = commits = 0
         for market, pairs in sorted(wanted.items()):
-            for group in _chunks(sorted(pairs), self.group_partitions):
+            for group in _chunks(_parts(pairs), self.group_partitions):
                 written, new_bad = self._refresh(table, market, group, chosen.get(market, {}))
                 recomputed += len(group)
                 commits += written
@@ -191,11 +195,11 @@ class _Builder:
         return table, True
 
     def _finest(
-        self, market: Market, pairs: set[tuple[date, str]], everything: bool
+        self, market: Market, pairs: Spans, everything: bool
     ) -> dict[tuple[str, str], str | None]:
         """The interval each touched symbol resamples from, per target. A symbol whose
         choice differs from the one its rows were built with (or that was never built) gets
-        all its months recomputed (added to `pairs`)."""
+        all its months recomputed whole (added to `pairs`)."""
         if not self.spec.targets:
             return {}
         symbols = {s for _, s in pairs}
@@ -210,14 +214,15 @@ class _Builder:
             changed = {s for (s, t), i in picked.items() if stored.get((s, t), "?") != i}
             if changed:
                 months = self.state.months(market.value, self.spec.data_type.value, changed)
-                pairs.update((m, s) for s, m in months)
+                for s, m in months:
+                    _widen(pairs, (m, s), m, next_month(m))
         return picked
 
     def _refresh(
         self,
         table: Table,
         market: Market,
-        group: list[tuple[date, str]],
+        group: list[Part],
         picked: dict[tuple[str, str], str | None],
     ) -> tuple[int, int]:
         """Recompute one group of partitions and replace their rows when they changed.
@@ -253,20 +258,21 @@ class _Builder:
     def _compute(
         self,
         market: Market,
-        group: list[tuple[date, str]],
+        group: list[Part],
         picked: dict[tuple[str, str], str | None],
     ) -> pa.Table:
-        """The gold rows of one group, from a silver scan pruned to its partitions."""
+        """The gold rows of one group, from a silver scan pruned to its partitions' days."""
         source = SilverTable.of(market, self.spec.data_type).identifier
         silver = self.engine.table(source)
         if silver is None:
             return pa.table({})
-        symbols = sorted({s for _, s in group})
-        months = sorted({m for m, _ in group})
+        symbols = sorted({p.symbol for p in group})
+        months = sorted({p.month for p in group})
+        first, last = min(p.first for p in group), max(p.next for p in group)
         parts: list[BooleanExpression] = [
             In("symbol", symbols),
-            GreaterThanOrEqual("date", months[0]),
-            LessThan("date", _next_month(months[-1])),
+            GreaterThanOrEqual("date", first),
+            LessThan("date", last),
         ]
         names = {f.name for f in silver.schema().fields}
         if "month" in names:
@@ -282,30 +288,71 @@ class _Builder:
         con.register("pairs", _pairs_table(group))
         for target in self.spec.targets:
             con.register(f"finest_{target}", _finest_table(picked, target, symbols))
+        # Constant bounds (two dates of ours) let DuckDB skip row groups outside the days.
+        bounds = f"s.date >= DATE '{first.isoformat()}' AND s.date < DATE '{last.isoformat()}'"
         con.execute(
-            "CREATE OR REPLACE TEMP VIEW src AS SELECT s.* FROM scan s JOIN pairs p "
-            "ON s.symbol = p.symbol AND s.date >= p.first AND s.date < p.next"
+            "CREATE OR REPLACE TEMP VIEW src AS SELECT s.* FROM scan s JOIN pairs p "  # noqa: S608
+            "ON s.symbol = p.symbol AND s.date >= p.first AND s.date < p.next WHERE " + bounds
         )
         return _run_sql(self.engine, self.spec.sql(market))
 
-    def _drop_strays(self, table: Table, wanted: dict[Market, set[tuple[date, str]]]) -> int:
+    def _drop_strays(self, table: Table, wanted: dict[Market, Spans]) -> int:
         """After a full build: delete partitions that silver no longer has (one commit per
         group)."""
         current = self.warehouse.table(self.spec.identifier) or table
         self.engine.con.register("gold_now", table_dataset(current, self.engine.filesystem))
         present = _run_sql(self.engine, "SELECT DISTINCT market, symbol, month FROM gold_now")
-        strays: dict[Market, list[tuple[date, str]]] = defaultdict(list)
+        strays: dict[Market, Spans] = defaultdict(dict)
         for row in present.to_pylist():
             market = Market(row["market"])
-            if (row["month"], row["symbol"]) not in wanted.get(market, set()):
-                strays[market].append((row["month"], row["symbol"]))
+            if (row["month"], row["symbol"]) not in wanted.get(market, {}):
+                _widen(
+                    strays[market],
+                    (row["month"], row["symbol"]),
+                    row["month"],
+                    _next_month(row["month"]),
+                )
         commits = 0
         for market, pairs in sorted(strays.items()):
-            for group in _chunks(sorted(pairs), self.group_partitions):
+            for group in _chunks(_parts(pairs), self.group_partitions):
                 where = _partition_filter(market, group)
                 self.warehouse.commit(self.spec.identifier, lambda t, w=where: t.delete(w))
                 commits += 1
         return commits
+
+
+# -- partitions and the days of them to recompute ----------------------------------------------
+
+Spans = dict[tuple[date, str], tuple[date, date]]  # (month, symbol) -> (first day, next day)
+
+
+@dataclass(frozen=True, order=True)
+class Part:
+    """The days [first, next) of one (month, symbol) gold partition to recompute."""
+
+    month: date
+    symbol: str
+    first: date
+    next: date
+
+    @property
+    def whole(self) -> bool:
+        return self.first <= self.month and self.next >= _next_month(self.month)
+
+
+def _widen(spans: Spans, key: tuple[date, str], first: date, next_: date) -> None:
+    """Add [first, next_) to the days of `key`: one span covering both (a day range, kept
+    whole rather than split, so a partition is recomputed once)."""
+    month = key[0]
+    first, next_ = max(first, month), min(next_, _next_month(month))
+    if key in spans:
+        known = spans[key]
+        first, next_ = min(first, known[0]), max(next_, known[1])
+    spans[key] = (first, next_)
+
+
+def _parts(spans: Spans) -> list[Part]:
+    return sorted(Part(m, s, first, next_) for (m, s), (first, next_) in spans.items())
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -334,12 +381,12 @@ def _run_sql(engine: QueryEngine, sql: str) -> pa.Table:
     return engine.con.sql(sql).to_arrow_table()
 
 
-def _pairs_table(group: list[tuple[date, str]]) -> pa.Table:
+def _pairs_table(group: list[Part]) -> pa.Table:
     return pa.table(
         {
-            "symbol": pa.array([s for _, s in group], pa.string()),
-            "first": pa.array([m for m, _ in group], pa.date32()),
-            "next": pa.array([_next_month(m) for m, _ in group], pa.date32()),
+            "symbol": pa.array([p.symbol for p in group], pa.string()),
+            "first": pa.array([p.first for p in group], pa.date32()),
+            "next": pa.array([p.next for p in group], pa.date32()),
         }
     )
 
@@ -358,12 +405,18 @@ def _finest_table(
     )
 
 
-def _partition_filter(market: Market, group: list[tuple[date, str]]) -> BooleanExpression:
-    """Exactly the group's (market, symbol, month) rows: per month, the symbols in it."""
-    by_month: dict[date, list[str]] = defaultdict(list)
-    for month, symbol in group:
-        by_month[month].append(symbol)
-    ors = [And(EqualTo("month", m), In("symbol", sorted(s))) for m, s in sorted(by_month.items())]
+def _partition_filter(market: Market, group: list[Part]) -> BooleanExpression:
+    """Exactly the group's rows: per month and day span, the symbols in it (a whole month
+    needs no day bounds, and then prunes by partition alone)."""
+    by_span: dict[tuple[date, date, date], list[str]] = defaultdict(list)
+    for p in group:
+        by_span[(p.month, p.first, p.next)].append(p.symbol)
+    ors: list[BooleanExpression] = []
+    for (month, first, next_), symbols in sorted(by_span.items()):
+        term: BooleanExpression = And(EqualTo("month", month), In("symbol", sorted(symbols)))
+        if not Part(month, "", first, next_).whole:
+            term = And(term, GreaterThanOrEqual(DAY_COLUMN, first), LessThan(DAY_COLUMN, next_))
+        ors.append(term)
     if not ors:
         return AlwaysFalse()
     return And(EqualTo("market", market.value), reduce(Or, ors))
@@ -395,8 +448,7 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+_next_month = next_month
 
 
 def _total_rows(table: Table | None) -> int | None:

@@ -7,8 +7,9 @@
                        kline interval the bars were resampled from; when a finer interval
                        appears for a symbol, every month of that symbol is recomputed
 
-Which (silver table, symbol, month) changed comes from the silver ledger's `updated_at`
-index, one query per gold table: rows updated after the watermark minus a margin. The
+Which (silver table, symbol, month) changed, and which days of it, comes from the silver
+ledger's `updated_at` index, one query per gold table: rows updated after the watermark
+minus a margin. A daily file changes its own day, a monthly file its whole month. The
 margin covers ledger rows whose transaction committed after their `updated_at` was stamped
 (and clocks a little apart between workers); the partitions it brings back a second time are
 recomputed and, being unchanged, not written again.
@@ -53,11 +54,22 @@ _IN_SILVER = [s.value for s in IN_SILVER]
 
 @dataclass(frozen=True, order=True)
 class Touched:
-    """One silver (table, symbol, month) whose ledger rows changed: a gold partition to redo."""
+    """One silver (table, symbol, month) whose ledger rows changed, and the days of it they
+    cover (`first` to `next`, exclusive): the part of a gold partition to redo."""
 
     table_name: str
     symbol: str
     month: date
+    first: date
+    next: date
+
+    @classmethod
+    def whole(cls, table_name: str, symbol: str, month: date) -> Touched:
+        return cls(table_name, symbol, month, month, next_month(month))
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 class GoldState:
@@ -94,8 +106,14 @@ class GoldState:
         that changed outcome may have changed what silver holds for its month."""
         query = touched_query(tables, since - self.margin)
         rows = self._run(lambda conn: conn.execute(query).all())
-        newest = max((r[3] for r in rows), default=None)
-        return sorted(Touched(r[0], r[1], r[2]) for r in rows), newest
+        newest = max((r.newest for r in rows), default=None)
+        touched = [
+            Touched.whole(r.table_name, r.symbol, r.month)
+            if r.monthly
+            else Touched(r.table_name, r.symbol, r.month, r.first, r.last + timedelta(days=1))
+            for r in rows
+        ]
+        return sorted(touched), newest
 
     def everything(self, tables: Sequence[str]) -> tuple[list[Touched], datetime | None]:
         """Every (table, symbol, month) with rows in silver, and the ledger's newest
@@ -111,7 +129,7 @@ class GoldState:
 
         def read(conn: sa.Connection) -> tuple[list[Touched], datetime | None]:
             mark = conn.execute(newest).scalar()
-            return sorted(Touched(*r) for r in conn.execute(query)), mark
+            return sorted(Touched.whole(*r) for r in conn.execute(query)), mark
 
         return self._run(read)
 
@@ -195,11 +213,18 @@ class GoldState:
 
 
 def touched_query(tables: Sequence[str], after: datetime) -> sa.Select:
-    """(table, symbol, month, newest updated_at) of ledger rows updated after `after`: a
-    range scan of the `updated_at` index, however large the ledger."""
+    """(table, symbol, month, first and last period, whether a monthly file is among them,
+    newest updated_at) of ledger rows updated after `after`: a range scan of the
+    `updated_at` index, however large the ledger."""
     return (
         sa.select(
-            FILES.c.table_name, FILES.c.symbol, FILES.c.month, sa.func.max(FILES.c.updated_at)
+            FILES.c.table_name,
+            FILES.c.symbol,
+            FILES.c.month,
+            sa.func.min(FILES.c.period).label("first"),
+            sa.func.max(FILES.c.period).label("last"),
+            sa.func.bool_or(FILES.c.frequency == "monthly").label("monthly"),
+            sa.func.max(FILES.c.updated_at).label("newest"),
         )
         .where(FILES.c.updated_at > after, FILES.c.table_name.in_(list(tables)))
         .group_by(FILES.c.table_name, FILES.c.symbol, FILES.c.month)

@@ -13,8 +13,9 @@
 
 The SQL reads `src` (the silver rows of the partitions being computed) and, for klines,
 `finest_<target>` (symbol -> the interval to resample from); the builder (`lake/gold.py`)
-registers both. Every row carries `month`, the first day of its UTC month: a 1h or 1d
-bucket never crosses a month, so a row depends only on silver rows of its own month.
+registers both. Every row carries `date`, its UTC day, and `month`, the first day of that
+month: a 1h or 1d bucket never crosses midnight UTC, so a row depends only on silver rows
+of its own day.
 
 Floating-point sums are taken as exact decimals (`_sum`): a float sum depends on the order
 rows arrive in, which changes with the plan (threads, joins, how many partitions a scan
@@ -100,7 +101,7 @@ def _check_sql(market: Market, label: str, seconds: int) -> str:
     SELECT market, symbol, interval, source_interval, open_time, mismatched,
            mismatched = '' AS ok, {", ".join(f"ours_{c}" for c in prices + sums)},
            {", ".join(f"binance_{c}" for c in prices + sums)},
-           CAST(date_trunc('month', open_time) AS DATE) AS month
+           CAST(open_time AS DATE) AS date, CAST(date_trunc('month', open_time) AS DATE) AS month
     FROM (
         SELECT g.market, g.symbol, g.interval, g.source_interval, g.open_time,
                concat_ws(',', {", ".join(cases)}) AS mismatched,
