@@ -59,7 +59,10 @@ def provider_from_environment(service_name: str = SERVICE_NAME) -> TracerProvide
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": service_name, "service.version": __version__})
+    resource = Resource.create({"service.version": __version__})
+    if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
+        # OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) wins when set
+        resource = resource.merge(Resource({"service.name": service_name}))
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     return provider
@@ -208,6 +211,18 @@ def note(span: StepSpan, **values: Any) -> None:
 def attributes_of(values: Mapping[str, Any]) -> dict[str, Any]:
     """Step attributes under the `lakehouse.` namespace, None values left out."""
     return {ATTRIBUTE_PREFIX + k: v for k, v in values.items() if v is not None}
+
+
+def trace_headers() -> dict[str, str]:
+    """W3C `traceparent` (and `tracestate`) of the current span, for an outgoing request,
+    so the executor's spans join the flow run's trace; empty while tracing is off."""
+    if _provider is None or _provider is _UNSET:
+        return {}
+    from opentelemetry import propagate
+
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
 
 
 def _tracer_for_steps() -> trace.Tracer | None:
