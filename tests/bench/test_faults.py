@@ -65,9 +65,25 @@ def test_the_cause_is_the_exception_line_of_a_traceback() -> None:
     assert cause_of(out, "") == (True, "crypto_lakehouse.errors.CatalogUnavailable: db gone")
 
 
+def test_the_fatal_traceback_names_the_cause_not_a_logged_one() -> None:
+    err = (
+        'Traceback (most recent call last):\n  File "x", line 6, in <module>\n    main()\n'
+        "prefect.exceptions.PrefectHTTPStatusError: Server error '500'\n"
+        "12:00 | ERROR | asyncio - Task exception was never retrieved\n"
+        'Traceback (most recent call last):\n  File "y", line 1, in _record\n'
+        "crypto_lakehouse.errors.CatalogUnavailable: catalog database unavailable\n"
+    )
+    assert cause_of("", err) == (
+        True,
+        "prefect.exceptions.PrefectHTTPStatusError: Server error '500'",
+    )
+
+
 def test_the_cause_is_the_first_problem_of_the_summary_else_stderr() -> None:
     out = "│ failed │ 2 │\nfailed: data/spot/a.zip\n  dial tcp: connection refused\n"
     assert cause_of(out, "") == (False, "dial tcp: connection refused")
+    sync = "│ staged │ 94 │\nfailed data/a.zip: AccessDenied: Access Denied. status code: 403\n"
+    assert cause_of(sync, "") == (False, "AccessDenied: Access Denied. status code: 403")
     assert cause_of("", "error: --market: unknown market 'moon'\n") == (
         False,
         "error: --market: unknown market 'moon'",

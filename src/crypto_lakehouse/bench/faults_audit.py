@@ -7,7 +7,8 @@ every object of a case's bronze bucket and the case's manifest, and counts:
   lost      archive files with no object in bronze (the re-run did not bring them back,
             or a verified file's object vanished);
   corrupt   objects in bronze whose size or SHA-256 differ from the sidecar (a partial
-            or torn write that survived);
+            or torn write that survived); a sidecar copied to bronze must equal the
+            source's sidecar;
   stray     objects in bronze that are not archive files at all (temporary keys);
   unasked   archive files in bronze that the case did not expect there (a file that
             should have been refused, e.g. one above the staging cap);
@@ -33,10 +34,11 @@ EXAMPLES = 5  # keys kept per kind, for the report
 
 @dataclass(frozen=True)
 class Published:
-    """One archive file as the source publishes it."""
+    """One archive file as the source publishes it (and its sidecar's own size and digest)."""
 
     size: int
     sha256: str
+    sidecar: tuple[int, str] | None = None
 
 
 def published(storage: S3Storage, bucket: str, prefix: str = "data/") -> dict[str, Published]:
@@ -54,12 +56,13 @@ def published(storage: S3Storage, bucket: str, prefix: str = "data/") -> dict[st
             sizes[obj.key] = obj.size
     keys = [k for k in sizes if k + CHECKSUM_SUFFIX in sidecars]
 
-    def digest(key: str) -> tuple[str, str]:
+    def digest(key: str) -> tuple[str, Published]:
         text = storage.get_bytes(bucket, key + CHECKSUM_SUFFIX)
-        return key, parse_checksum(text, key.rsplit("/", 1)[-1]).sha256
+        sha = parse_checksum(text, key.rsplit("/", 1)[-1]).sha256
+        return key, Published(sizes[key], sha, (len(text), hashlib.sha256(text).hexdigest()))
 
     with ThreadPoolExecutor(READERS) as pool:
-        return {key: Published(sizes[key], sha) for key, sha in pool.map(digest, keys)}
+        return dict(pool.map(digest, keys))
 
 
 @dataclass
@@ -132,6 +135,12 @@ def audit(
     result = Audit(expected=len(wanted), in_bronze=len(bronze))
     for key, (size, sha) in sorted(bronze.items()):
         truth = source.get(key)
+        zipped = source.get(key.removesuffix(CHECKSUM_SUFFIX))
+        if key.endswith(CHECKSUM_SUFFIX) and zipped is not None:  # ingest copies sidecars
+            if zipped.sidecar is not None and (size, sha) != zipped.sidecar:
+                result.corrupt += 1
+                result.note("corrupt", key)
+            continue
         if truth is None:
             result.stray += 1
             result.note("stray", key)

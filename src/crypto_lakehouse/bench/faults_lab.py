@@ -34,6 +34,7 @@ from crypto_lakehouse.errors import StackError
 SOURCE_BUCKET = "data.binance.vision"  # ingest's default source bucket
 STACK_ENV = ("MINIO_", "SOURCE_", "CATALOG_DATABASE_URL", "PREFECT_", "BRONZE_BUCKET",
               "SILVER_BUCKET", "GOLD_BUCKET", "LAKEHOUSE_HOME", "STAGING_")  # fmt: skip
+_TRACEBACK = "Traceback (most recent call last)"
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Unavailable|Interrupted|Crashed)\b.*")
 
 
@@ -73,16 +74,25 @@ class Outcome:
 
 
 def cause_of(stdout: str, stderr: str) -> tuple[bool, str]:
-    """(a traceback was printed, the one line that names why the run failed)."""
+    """(a traceback was printed, the one line that names why the run failed).
+
+    With several tracebacks (logged ones, then the one that ended the process), the cause
+    is the exception line of the traceback that starts at the program's `<module>` frame.
+    """
     both = stdout + "\n" + stderr
-    traceback = "Traceback (most recent call last)" in both
-    lines = [line.strip() for line in both.splitlines() if line.strip()]
-    if traceback:
-        named = [line for line in lines if _EXCEPTION_LINE.match(line)]
-        return True, (named[-1] if named else lines[-1])[:300]
-    for index, line in enumerate(lines):  # the summary's first problem: "failed: PATH" + error
+    raw = both.splitlines()
+    lines = [line.strip() for line in raw if line.strip()]
+    starts = [i for i, line in enumerate(raw) if line.startswith(_TRACEBACK)]
+    if starts:
+        fatal = [i for i in starts if i + 1 < len(raw) and "in <module>" in raw[i + 1]]
+        first = fatal[-1] if fatal else starts[-1]
+        named = [line for line in raw[first + 1 :] if _EXCEPTION_LINE.match(line)]
+        return True, (named[0] if named else lines[-1]).strip()[:300]
+    for index, line in enumerate(lines):  # ingest's summary: "failed: PATH", then the error
         if re.match(r"^(failed|corrupt)( \(known.*\))?: ", line) and index + 1 < len(lines):
             return False, lines[index + 1][:300]
+        if found := re.match(r"^(failed|corrupt) \S+: (.+)$", line):  # sync: one line each
+            return False, found[2][:300]
     errors = [line for line in stderr.splitlines() if line.strip()]
     return False, (errors[-1].strip() if errors else "")[:300]
 

@@ -324,7 +324,7 @@ def faults(
         files=files, cases=case or ALL_CASES, command=command + f" --files {files}",
         log_dir=settings.home_dir / "bench" / "faults", log=console.print,
     )  # fmt: skip
-    console.print(faults_report.table(campaign))
+    console.print(faults_report.table(campaign), width=None if console.is_terminal else 160)
     data = campaign.as_json()
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
