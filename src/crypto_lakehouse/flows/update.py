@@ -47,8 +47,8 @@ async def daily_update(
     """
     day = last_complete_day()
     start, end = start or end or day, end or start or day
-    given = {"markets": markets, "data_types": data_types, "symbols": symbols,
-             "source": source, "source_bucket": source_bucket}  # fmt: skip
+    given: dict[str, Any] = {"markets": markets, "data_types": data_types, "symbols": symbols,
+                             "source": source, "source_bucket": source_bucket}  # fmt: skip
     request = IngestRequest(start=start, end=end, **{k: v for k, v in given.items() if v})
     steps: dict[str, Any] = {}
     failed: list[str] = []
