@@ -169,8 +169,10 @@ def _s5cmd_retries(proxy_url: str, dest: Path) -> dict[str, object]:
         f"{len(retried)} retried requests ({', '.join(f'{n} {k}' for k, n in kinds.items())}), "
         f"{copied} objects copied, {failed} failed, exit {proc.returncode}"
     )
+    others = [line[:300] for line in retried if "SlowDown" not in line][:3]
     return {"retried": len(retried), "by_cause": dict(kinds), "copied": copied,
-            "failed": failed, "exit_code": proc.returncode, "summary": summary}  # fmt: skip
+            "failed": failed, "exit_code": proc.returncode, "summary": summary,
+            "not_slowdown_examples": others}  # fmt: skip
 
 
 def postgres_restarted(lab: Lab) -> CaseResult:

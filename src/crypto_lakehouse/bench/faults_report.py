@@ -104,6 +104,14 @@ def table(campaign: Campaign) -> Any:
     return out
 
 
+def print_table(campaign: Campaign, console: Any) -> None:
+    """The table on `console`; 160 columns wide when it is a log or a pipe, not 80."""
+    from rich.console import Console
+
+    out = console if console.is_terminal else Console(width=160, file=console.file)
+    out.print(table(campaign))
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -154,17 +162,19 @@ Exit code: 0 when every case that ran held, 1 otherwise, 2 on bad usage.
 def document(campaign: Campaign) -> str:
     """docs/reliability.md: what the campaign does, the conditions, the table, findings."""
     c = campaign.conditions
+    faults = c.get("source_faults") or {}
+    load = ", ".join(str(x) for x in c.get("load_average_at_start") or [])
     lines = [
         DOC_INTRO,
         "## Results",
         "",
-        f"`{campaign.command}`, {campaign.date}; {c.get('machine', '')}, load average at "
-        f"start {c.get('load_average_at_start', '')} (other work on the same cores); sample "
-        f"archive of {c.get('archive_files', 0):,} files ({c.get('archive_bytes', 0):,} bytes); "
-        f"whole campaign {c.get('seconds', 0):.0f} s. Source faults: "
-        f"{c.get('source_faults', {})}; staging cap in case 5: {c.get('staging_cap_bytes')} "
-        "bytes. Generated from the command's JSON "
-        "([benchmarks/results/faults.json](../benchmarks/results/faults.json)).",
+        f"`{campaign.command}`, {campaign.date}; {c.get('machine', '')}; load average "
+        f"{load} at the start (other work on the same cores); a clean sample archive of "
+        f"{c.get('archive_files', 0):,} files ({c.get('archive_bytes', 0):,} bytes); the "
+        f"whole campaign took {c.get('seconds', 0):.0f} s. Case 2's proxy: "
+        f"{faults.get('resets', 0):.0%} resets, {faults.get('slowdowns', 0):.0%} 503 "
+        f"SlowDown; case 5's cap: {c.get('staging_cap_bytes', 0):,} bytes. Written from the "
+        "command's JSON ([benchmarks/results/faults.json](../benchmarks/results/faults.json)).",
         "",
         markdown(campaign),
     ]

@@ -309,22 +309,29 @@ def faults(
         Path | None,
         typer.Option("--markdown", help="Also write the report (docs/reliability.md) here."),
     ] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Date written in the results, YYYY-MM-DD (default today).")
+    ] = None,
 ) -> None:
     """Reliability campaign: faults against a private local stack, bronze audited vs the source.
 
     Each case injects one fault, re-runs, and compares bronze with the source's CHECKSUM
     sidecars (size and SHA-256). Exit 0 when every case held, 1 otherwise, 2 bad usage.
     """
+    import re
+
     from crypto_lakehouse.bench import faults_report
     from crypto_lakehouse.bench.faults import ALL_CASES, run_campaign
 
+    if date is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise typer.BadParameter("YYYY-MM-DD", param_hint="--date")
     settings = load_settings()
     command = "crypto-lakehouse bench faults" + "".join(f" --case {c}" for c in case or [])
     campaign = run_campaign(
         files=files, cases=case or ALL_CASES, command=command + f" --files {files}",
-        log_dir=settings.home_dir / "bench" / "faults", log=console.print,
+        date=date, log_dir=settings.home_dir / "bench" / "faults", log=console.print,
     )  # fmt: skip
-    console.print(faults_report.table(campaign), width=None if console.is_terminal else 160)
+    faults_report.print_table(campaign, console)
     data = campaign.as_json()
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
