@@ -62,7 +62,8 @@ def test_a_file_the_case_did_not_expect_in_bronze_is_unasked() -> None:
 def test_the_cause_is_the_exception_line_of_a_traceback() -> None:
     out = "Traceback (most recent call last):\n  File x\n"
     out += "crypto_lakehouse.errors.CatalogUnavailable: db gone\n"
-    assert cause_of(out, "") == (True, "crypto_lakehouse.errors.CatalogUnavailable: db gone")
+    line = "crypto_lakehouse.errors.CatalogUnavailable: db gone"
+    assert cause_of(out, "") == (line, line)
 
 
 def test_the_fatal_traceback_names_the_cause_not_a_logged_one() -> None:
@@ -73,19 +74,23 @@ def test_the_fatal_traceback_names_the_cause_not_a_logged_one() -> None:
         'Traceback (most recent call last):\n  File "y", line 1, in _record\n'
         "crypto_lakehouse.errors.CatalogUnavailable: catalog database unavailable\n"
     )
-    assert cause_of("", err) == (
-        True,
-        "prefect.exceptions.PrefectHTTPStatusError: Server error '500'",
+    fatal = "prefect.exceptions.PrefectHTTPStatusError: Server error '500'"
+    assert cause_of("", err) == (fatal, fatal)
+    logged_only = err.split("12:00 | ")[1]
+    summary = "│ failed │ 300 │\nfailed: data/a.zip\n  500 Internal Server Error\n"
+    assert cause_of(summary, logged_only) == (
+        "crypto_lakehouse.errors.CatalogUnavailable: catalog database unavailable",
+        "500 Internal Server Error",
     )
 
 
 def test_the_cause_is_the_first_problem_of_the_summary_else_stderr() -> None:
     out = "│ failed │ 2 │\nfailed: data/spot/a.zip\n  dial tcp: connection refused\n"
-    assert cause_of(out, "") == (False, "dial tcp: connection refused")
+    assert cause_of(out, "") == ("", "dial tcp: connection refused")
     sync = "│ staged │ 94 │\nfailed data/a.zip: AccessDenied: Access Denied. status code: 403\n"
-    assert cause_of(sync, "") == (False, "AccessDenied: Access Denied. status code: 403")
+    assert cause_of(sync, "") == ("", "AccessDenied: Access Denied. status code: 403")
     assert cause_of("", "error: --market: unknown market 'moon'\n") == (
-        False,
+        "",
         "error: --market: unknown market 'moon'",
     )
 

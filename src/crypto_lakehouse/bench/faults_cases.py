@@ -30,6 +30,7 @@ RUN_TIMEOUT = 300.0  # a run still going after this is hung (leases expire withi
 DOWN_SECONDS = 3.0  # how long a killed service stays down before it is started again
 RESETS, SLOWDOWNS, SEED = 0.01, 0.05, 13  # case 2's proxy
 STAGING_CAP = 1024 * 1024  # case 5: the smallest cap the settings accept
+_CUT = re.compile(r"reset|EOF|connection broken")  # a reset as the client sees it
 _RETRY_LINE = re.compile(r"retr(y|ies|ying)|backoff|SlowDown|503", re.IGNORECASE)
 
 
@@ -45,9 +46,9 @@ def _finish(result: CaseResult, run: Outcome, rerun: Outcome, audit: Audit) -> C
         result.findings.append(f"{audit.repeated} files verified more than once (version > 1)")
     if audit.stray:
         result.findings.append(f"{audit.stray} stray objects in bronze: {audit.examples['stray']}")
-    if run.traceback or rerun.traceback:
-        which = "the run" if run.traceback else "the re-run"
-        result.findings.append(f"{which} printed a Python traceback ending in: {run.cause}")
+    for which, outcome in (("the run", run), ("the re-run", rerun)):
+        if outcome.traceback:
+            result.findings.append(f"{which} printed a Python traceback: {outcome.traceback}")
     if run.hung:
         result.findings.append(f"the run hung and was killed after {run.seconds:.0f} s")
     if not converged:
@@ -159,7 +160,7 @@ def _s5cmd_retries(proxy_url: str, dest: Path) -> dict[str, object]:
     lines = (proc.stdout + proc.stderr).splitlines()
     retried = [line for line in lines if "retryable error" in line]
     kinds = Counter(
-        "SlowDown" if "SlowDown" in line else "reset" if "reset" in line else "other"
+        "SlowDown" if "SlowDown" in line else "cut connection" if _CUT.search(line) else "other"
         for line in retried
     )
     copied = sum('"success":true' in line.replace(" ", "") for line in lines)
@@ -169,7 +170,7 @@ def _s5cmd_retries(proxy_url: str, dest: Path) -> dict[str, object]:
         f"{len(retried)} retried requests ({', '.join(f'{n} {k}' for k, n in kinds.items())}), "
         f"{copied} objects copied, {failed} failed, exit {proc.returncode}"
     )
-    others = [line[:300] for line in retried if "SlowDown" not in line][:3]
+    others = [line[:300] for line in retried if "SlowDown" not in line][:3]  # cut, as seen
     return {"retried": len(retried), "by_cause": dict(kinds), "copied": copied,
             "failed": failed, "exit_code": proc.returncode, "summary": summary,
             "not_slowdown_examples": others}  # fmt: skip

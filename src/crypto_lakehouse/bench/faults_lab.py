@@ -45,7 +45,7 @@ class Outcome:
     args: list[str]
     exit_code: int | None
     seconds: float
-    traceback: bool
+    traceback: str  # the exception line of a printed Python traceback; "" when none
     cause: str
     log: str
 
@@ -73,28 +73,40 @@ class Outcome:
         }
 
 
-def cause_of(stdout: str, stderr: str) -> tuple[bool, str]:
-    """(a traceback was printed, the one line that names why the run failed).
+def _exception_after(raw: list[str], start: int) -> str:
+    named = [line for line in raw[start + 1 :] if _EXCEPTION_LINE.match(line)]
+    return (named[0] if named else raw[-1]).strip()[:300]
 
-    With several tracebacks (logged ones, then the one that ended the process), the cause
-    is the exception line of the traceback that starts at the program's `<module>` frame.
+
+def cause_of(stdout: str, stderr: str) -> tuple[str, str]:
+    """(the exception line of a printed traceback or "", the line naming why the run failed).
+
+    A traceback that starts at the program's `<module>` frame ended the process: its
+    exception is the cause. Tracebacks only logged on the way (a background task's) are
+    reported, but the cause is then what the command itself printed.
     """
     both = stdout + "\n" + stderr
     raw = both.splitlines()
     lines = [line.strip() for line in raw if line.strip()]
     starts = [i for i, line in enumerate(raw) if line.startswith(_TRACEBACK)]
-    if starts:
-        fatal = [i for i in starts if i + 1 < len(raw) and "in <module>" in raw[i + 1]]
-        first = fatal[-1] if fatal else starts[-1]
-        named = [line for line in raw[first + 1 :] if _EXCEPTION_LINE.match(line)]
-        return True, (named[0] if named else lines[-1]).strip()[:300]
+    fatal = [i for i in starts if i + 1 < len(raw) and "in <module>" in raw[i + 1]]
+    if fatal:
+        line = _exception_after(raw, fatal[-1])
+        return line, line
+    logged = _exception_after(raw, starts[-1]) if starts else ""
+    errors = [line.strip() for line in stderr.splitlines() if line.strip()]
+    return logged, _printed_cause(lines) or logged or (errors[-1] if errors else "")[:300]
+
+
+def _printed_cause(lines: list[str]) -> str:
+    """The summary's first problem (ingest, sync) or the CLI's one-line `error:`."""
     for index, line in enumerate(lines):  # ingest's summary: "failed: PATH", then the error
         if re.match(r"^(failed|corrupt)( \(known.*\))?: ", line) and index + 1 < len(lines):
-            return False, lines[index + 1][:300]
+            return lines[index + 1][:300]
         if found := re.match(r"^(failed|corrupt) \S+: (.+)$", line):  # sync: one line each
-            return False, found[2][:300]
-    errors = [line for line in stderr.splitlines() if line.strip()]
-    return False, (errors[-1].strip() if errors else "")[:300]
+            return found[2][:300]
+    errors = [line for line in lines if line.startswith("error: ")]
+    return errors[-1][:300] if errors else ""
 
 
 class Running:
