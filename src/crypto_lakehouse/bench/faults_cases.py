@@ -38,7 +38,7 @@ def _finish(result: CaseResult, run: Outcome, rerun: Outcome, audit: Audit) -> C
     """Fill the row from the two runs and the audit; the verdict as documented."""
     result.run, result.rerun = run.describe(), rerun.describe()
     result.lost, result.corrupt = audit.lost, audit.corrupt
-    converged = rerun.exit_code == 0 and audit.verified == audit.expected
+    converged = rerun.exit_code == 0 and audit.verified == audit.expected and not audit.repeated
     result.held = audit.clean and converged and not run.hung
     if audit.lying:
         result.findings.append(f"{audit.lying} manifest rows say verified, bronze disagrees")

@@ -149,6 +149,10 @@ no history). Where a case is covered by existing tests, the campaign runs those 
 child pytest and says so in the row ("its test, run now"); a case that did not run is
 never reported as held.
 
+Each row is one run. Where a fault lands varies from run to run (it follows the first
+verified batch, while four batches are in flight), so a case that failed loudly in one run
+may ride the fault out in the next: both are acceptable outcomes, a loss never is.
+
 ```bash
 crypto-lakehouse bench faults                       # every case, about 1,000 files
 crypto-lakehouse bench faults --case 1 --case 2     # some cases
