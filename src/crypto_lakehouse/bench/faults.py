@@ -26,6 +26,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 from crypto_lakehouse.bench.faults_cases import CASES, RESETS, SLOWDOWNS, STAGING_CAP
@@ -74,11 +75,11 @@ def run_campaign(
             log(f"sample archive: {len(lab.source):,} files, {size:,} bytes")
             for case in on_stack:
                 runner = CASES.get(case, cli_bad_input)
-                campaign.results.append(_guarded(case, lambda r=runner: r(lab), log))
+                campaign.results.append(_guarded(case, partial(runner, lab), log))
     else:
         campaign.conditions = conditions(files, 0, 0)
     for case in (c for c in wanted if c in COVERED):
-        campaign.results.append(_guarded(case, lambda c=case: run_tests(c), log))
+        campaign.results.append(_guarded(case, partial(run_tests, case), log))
     campaign.conditions["seconds"] = round(time.monotonic() - started, 1)
     return campaign
 

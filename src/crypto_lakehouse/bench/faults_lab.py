@@ -216,7 +216,7 @@ class Lab:
 
         manifest = self.manifest(name)
         try:
-            return manifest.status_counts().get(FileStatus.VERIFIED, 0)
+            return int(manifest.status_counts().get(FileStatus.VERIFIED, 0))
         except CatalogError:
             return 0
         finally:
