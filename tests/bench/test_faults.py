@@ -174,3 +174,15 @@ def test_every_bad_input_gets_its_documented_exit_code(fast_campaign) -> None:
     _, data, _ = fast_campaign
     case = next(c for c in data["cases"] if c["case"] == 9)
     assert [i["input"] for i in case["details"]["inputs"] if not i["ok"]] == []
+
+
+@pytest.mark.parametrize("args", [["--case", "10"], ["--date", "3 Dec"], ["--files", "50"]])
+def test_bad_usage_exits_2_before_any_server_starts(args: list[str], tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "crypto-lakehouse"
+    proc = subprocess.run(
+        [str(cli), "bench", "faults", *args],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**_without_stack(os.environ), "LAKEHOUSE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "bench").exists()
