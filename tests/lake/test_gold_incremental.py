@@ -241,6 +241,7 @@ def test_incremental_equals_full_and_rewrites_only_touched_partitions(lake: Lake
     assert all(first.full.values())
     assert first.rows["gold.klines_1h"] == 4 * 24 + 2 * 0 + 24  # B has nothing below 1h
     assert first.mismatches == [] and first.checked > 0
+    assert first.commits["gold.klines_1h"] == 1  # spot and COIN-M partitions, one commit
     before = _gold(lake)
     jan_files = _files_by_month(lake, "gold.klines_1h")[JAN]
     history = {

@@ -163,12 +163,14 @@ class _Builder:
         for market in list(wanted):
             chosen[market] = self._finest(market, wanted[market], since is None)
         recomputed = commits = 0
-        for market, pairs in sorted(wanted.items()):
-            for group in _chunks(_parts(pairs), self.group_partitions):
-                written, new_bad = self._refresh(table, market, group, chosen.get(market, {}))
-                recomputed += len(group)
-                commits += written
-                result.new_mismatches += new_bad
+        every = [
+            (market, part) for market, pairs in sorted(wanted.items()) for part in _parts(pairs)
+        ]
+        for group in _chunks(every, self.group_partitions):  # markets share a commit
+            written, new_bad = self._refresh(table, group, chosen)
+            recomputed += len(group)
+            commits += written
+            result.new_mismatches += new_bad
         if since is None:
             commits += self._drop_strays(table, wanted)
         for market, picked in chosen.items():
@@ -221,17 +223,22 @@ class _Builder:
     def _refresh(
         self,
         table: Table,
-        market: Market,
-        group: list[Part],
-        picked: dict[tuple[str, str], str | None],
+        group: list[tuple[Market, Part]],
+        chosen: dict[Market, dict[tuple[str, str], str | None]],
     ) -> tuple[int, int]:
-        """Recompute one group of partitions and replace their rows when they changed.
-        Returns (commits made, mismatches among the recomputed rows)."""
-        data = self._compute(market, group, picked)
+        """Recompute one group of partitions (of any markets) and replace their rows, in one
+        commit, when they changed. Returns (commits made, mismatches among the new rows)."""
         target = self.warehouse.table(self.spec.identifier) or table
         arrow_schema = target.schema().as_arrow()
-        data = _sorted(_conform(data, arrow_schema), self.spec.key)
-        where = _partition_filter(market, group)
+        by_market: dict[Market, list[Part]] = defaultdict(list)
+        for market, part in group:
+            by_market[market].append(part)
+        computed = [
+            _conform(self._compute(market, parts, chosen.get(market, {})), arrow_schema)
+            for market, parts in by_market.items()
+        ]
+        data = _sorted(pa.concat_tables(computed).combine_chunks(), self.spec.key)
+        where = reduce(Or, [_partition_filter(m, parts) for m, parts in by_market.items()])
         stored = _sorted(
             _conform(target.scan(row_filter=where).to_arrow(), arrow_schema), self.spec.key
         )

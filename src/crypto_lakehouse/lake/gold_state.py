@@ -29,7 +29,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.ledger import FILES, IN_SILVER
 
-MARGIN = timedelta(minutes=10)  # longer than a silver commit's ledger transaction stays open
+# Ledger rows are stamped (worker clock) right before the one short transaction that writes
+# them: seconds, plus clock skew between NTP-synced workers. Two minutes covers both; a
+# longer margin makes the next build recompute everything silver wrote in it again (a
+# backfill's whole silver run, when gold follows within the margin).
+MARGIN = timedelta(minutes=2)
 
 _METADATA = sa.MetaData()
 STATE = sa.Table(
