@@ -165,11 +165,6 @@ def test_bad_input_gets_a_message_and_no_traceback(fast_campaign) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="ingest --market moon on a new catalog exits 1 (the missing ingest_runs table "
-    "hides the bad market) and --data-type candles exits 1 (ArchiveError), not 2",
-)
 def test_every_bad_input_gets_its_documented_exit_code(fast_campaign) -> None:
     _, data, _ = fast_campaign
     case = next(c for c in data["cases"] if c["case"] == 9)

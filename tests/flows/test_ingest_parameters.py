@@ -87,3 +87,15 @@ def test_the_cli_refuses_an_invalid_request_before_running() -> None:
     assert done.exit_code == 2, done.output
     assert "invalid bucket name 'A!'" in done.output
     assert "Traceback" not in done.output
+
+
+def test_archive_names_are_checked_and_spelled_as_the_archive() -> None:
+    from pydantic import ValidationError
+
+    from crypto_lakehouse.flows.target import IngestRequest
+
+    request = IngestRequest(markets=["um", "spot"], data_types=["aggtrades"])
+    assert request.markets == ["futures/um", "spot"] and request.data_types == ["aggTrades"]
+    for field, bad in (("markets", "moon"), ("data_types", "candles"), ("frequencies", "hourly")):
+        with pytest.raises(ValidationError, match=f"{bad!r}"):
+            IngestRequest(**{field: [bad]})

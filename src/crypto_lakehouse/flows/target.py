@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from crypto_lakehouse.archive import ArchiveQuery, ArchiveSource, binance_source
+from crypto_lakehouse.archive.catalog import parse_data_type, parse_frequency, parse_market
 from crypto_lakehouse.archive.discovery import BINANCE_BUCKET
 from crypto_lakehouse.archive.paths import ROOT
 from crypto_lakehouse.config import Settings
-from crypto_lakehouse.errors import ConfigError
+from crypto_lakehouse.errors import ArchiveError, ConfigError
 from crypto_lakehouse.storage import Endpoint
 from crypto_lakehouse.storage.urls import validate_bucket_name, validate_prefix
 
@@ -50,6 +51,23 @@ class IngestRequest(BaseModel):
     bronze_bucket: str | None = None  # None: BRONZE_BUCKET
     batch_files: int = Field(default=1000, ge=1, le=20000)  # files per transfer task
     parallel_batches: int = Field(default=4, ge=1, le=64)  # most batches in flight (<= cores)
+
+    @field_validator("markets", "data_types", "frequencies")
+    @classmethod
+    def _archive_names(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """Known names only, in the archive's spelling (`um` -> `futures/um`): a typo fails
+        here, at the edge, with the valid names, rather than deep in a run."""
+        parse = {
+            "markets": parse_market,
+            "data_types": parse_data_type,
+            "frequencies": parse_frequency,
+        }[info.field_name or ""]
+        if value is None:
+            return None
+        try:
+            return [parse(v).value for v in value]
+        except ArchiveError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("source_root")
     @classmethod
