@@ -317,8 +317,9 @@ def _egress_ports(policy: dict[str, Any]) -> set[int]:
 
 def test_network_policies_allow_exactly_the_needed_flows(production) -> None:
     prefect = {p["metadata"]["name"]: p for p in _policies(production, "prefect-prod")}
-    # Flow runs read the Binance archive over HTTPS and write the lake and the executor.
-    assert {443, 4200, 5432, 8080, 9000, 9091} == _egress_ports(prefect["prefect-flow-run"])
+    # Flow runs read the Binance archive over HTTPS, write the lake and the executor, push
+    # metrics (9091) and export their spans to Jaeger (4318).
+    assert {443, 4200, 4318, 5432, 8080, 9000, 9091} == _egress_ports(prefect["prefect-flow-run"])
     # Workers reach the API server through allow-kube-apiserver (test_runtime_rules.py).
     assert _egress_ports(prefect["prefect-worker"]) == {4200}
     assert _egress_ports(prefect["prefect-server"]) == {5432, 6379}
