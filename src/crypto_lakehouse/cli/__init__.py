@@ -92,8 +92,8 @@ def _root(
     ),
 ) -> None:
     """Exit codes: 0 ok; 1 unexpected error; 2 bad input or settings; 3 some objects failed or
-    were corrupt; 4 storage unreachable or refused; 5 a local service could not start;
-    6 (validate) a performance target was missed or could not be measured."""
+    were corrupt; 4 storage or a service unreachable, failing or refusing; 5 a local service
+    could not start; 6 (validate) a performance target was missed or could not be measured."""
 
 
 def main() -> None:

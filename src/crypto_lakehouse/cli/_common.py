@@ -71,8 +71,32 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)
+        except Exception as exc:
+            line = _service_failure(exc)
+            if line is None:
+                raise
+            raise fail(line, ExitCode.STORAGE) from None
 
     return wrapper
+
+
+def _service_failure(exc: BaseException) -> str | None:
+    """One line for an HTTP service (the Prefect API, mostly) that failed or vanished
+    mid-command, e.g. a 500 while its database restarts; None for anything else (a bug,
+    which keeps its traceback). httpx is looked up, not imported: a command that never
+    loaded it cannot have raised its errors."""
+    httpx = sys.modules.get("httpx")
+    if httpx is None:
+        return None
+    if isinstance(exc, httpx.HTTPStatusError):
+        request, response = exc.request, exc.response
+        return (
+            f"service error: {response.status_code} {response.reason_phrase} from "
+            f"{request.method} {request.url.host}:{request.url.port}{request.url.path}"
+        )
+    if isinstance(exc, httpx.TransportError):
+        return f"service unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+    return None
 
 
 def load_settings() -> Settings:
