@@ -99,3 +99,15 @@ def test_archive_names_are_checked_and_spelled_as_the_archive() -> None:
     for field, bad in (("markets", "moon"), ("data_types", "candles"), ("frequencies", "hourly")):
         with pytest.raises(ValidationError, match=f"{bad!r}"):
             IngestRequest(**{field: [bad]})
+
+
+def test_dates_out_of_order_are_rejected_at_the_edge() -> None:
+    from datetime import date
+
+    from pydantic import ValidationError
+
+    from crypto_lakehouse.flows.target import IngestRequest
+
+    with pytest.raises(ValidationError, match="start 2024-01-05 is after end 2024-01-01"):
+        IngestRequest(start=date(2024, 1, 5), end=date(2024, 1, 1))
+    assert IngestRequest(start=date(2024, 1, 1), end=date(2024, 1, 1)).end == date(2024, 1, 1)

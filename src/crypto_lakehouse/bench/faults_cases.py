@@ -150,7 +150,7 @@ def _s5cmd_retries(proxy_url: str, dest: Path) -> dict[str, object]:
     """The engine's s5cmd, as the engine runs it, copying the archive through the proxy with
     `--log debug`: how many requests it retried, by cause, and how many objects failed."""
     from crypto_lakehouse.storage.endpoint import Endpoint
-    from crypto_lakehouse.transfer.binary import Invocation
+    from crypto_lakehouse.transfer import Invocation
 
     invocation = Invocation(Endpoint(url=proxy_url, anonymous=True), log_level="debug")
     argv = invocation.argv("cp", f"s3://{SOURCE_BUCKET}/data/*", f"{dest}/")

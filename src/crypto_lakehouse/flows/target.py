@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from crypto_lakehouse.archive import ArchiveQuery, ArchiveSource, binance_source
 from crypto_lakehouse.archive.catalog import parse_data_type, parse_frequency, parse_market
@@ -68,6 +68,12 @@ class IngestRequest(BaseModel):
             return [parse(v).value for v in value]
         except ArchiveError as exc:
             raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> IngestRequest:
+        if self.start and self.end and self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}")
+        return self
 
     @field_validator("source_root")
     @classmethod
