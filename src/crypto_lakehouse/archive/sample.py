@@ -48,7 +48,7 @@ from crypto_lakehouse.archive.catalog import (
     intervals_for,
 )
 from crypto_lakehouse.archive.checksum import checksum_of
-from crypto_lakehouse.archive.paths import CHECKSUM_SUFFIX, ROOT, ArchiveFile, parse_key
+from crypto_lakehouse.archive.paths import CHECKSUM_SUFFIX, ROOT, ArchiveFile, next_month, parse_key
 from crypto_lakehouse.archive.rendering import bulk_trades, render
 from crypto_lakehouse.archive.schemas import FUTURES_HEADER_SINCE, SPOT_MICROSECONDS_SINCE
 from crypto_lakehouse.archive.simulation import Simulation
@@ -143,8 +143,8 @@ class SampleSpec:
         # so does a whole month (monthly files do not depend on the month's length).
         one_day = replace(base, days=1).file_count()
         per_day = replace(base, days=2).file_count() - one_day
-        month = _next_month(start)
-        month_days = (_next_month(month) - month).days
+        month = next_month(start)
+        month_days = (next_month(month) - month).days
         per_month = sum(
             f.frequency is Frequency.MONTHLY
             for f in plan_files(replace(base, start=month, days=month_days))
@@ -182,11 +182,11 @@ class SampleSpec:
         if self.start is None:
             return SPOT_MONTHS if market is Market.SPOT else FUTURES_MONTHS
         last = self.start + timedelta(days=self.days - 1)
-        first = self.start if self.start.day == 1 else _next_month(self.start)
+        first = self.start if self.start.day == 1 else next_month(self.start)
         months = []
-        while _next_month(first) - timedelta(days=1) <= last:
+        while next_month(first) - timedelta(days=1) <= last:
             months.append(first)
-            first = _next_month(first)
+            first = next_month(first)
         return tuple(months)
 
     def symbols_of(self, market: Market, data_type: DataType | None = None) -> list[str]:
@@ -205,10 +205,6 @@ class SampleSpec:
             ArchiveFile(Market.SPOT, Frequency.DAILY, DataType.TRADES, LARGE_SYMBOL, day)
             for day in days
         ]
-
-
-def _next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def _made_up(market: Market, n: int) -> str:

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from pyiceberg.expressions import AlwaysTrue
 from sqlalchemy.exc import SQLAlchemyError
 
-from crypto_lakehouse.archive.paths import month_start
+from crypto_lakehouse.archive.paths import month_start, next_month
 from crypto_lakehouse.catalog.schema import metadata as catalog_metadata
 from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.ledger import FILES
@@ -256,10 +256,6 @@ def _short(text: str, limit: int = 160) -> str:
 
 def _dataset(row: Any) -> Dataset:
     return Dataset(row.market, row.frequency, row.data_type, row.interval)
-
-
-def next_month(day: date) -> date:
-    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
 def _columns(summary: DatasetSummary, by_month: bool) -> list[date]:

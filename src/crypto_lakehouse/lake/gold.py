@@ -37,8 +37,9 @@ from pyiceberg.expressions import (
 from pyiceberg.table import Table
 
 from crypto_lakehouse.archive.catalog import Market
+from crypto_lakehouse.archive.paths import next_month
 from crypto_lakehouse.errors import ConfigError
-from crypto_lakehouse.lake.gold_state import MARGIN, GoldState, next_month
+from crypto_lakehouse.lake.gold_state import MARGIN, GoldState
 from crypto_lakehouse.lake.gold_tables import (
     FIXED_INTERVALS,
     GOLD_TABLES,
@@ -317,7 +318,7 @@ class _Builder:
                     strays[market],
                     (row["month"], row["symbol"]),
                     row["month"],
-                    _next_month(row["month"]),
+                    next_month(row["month"]),
                 )
         commits = 0
         for market, pairs in sorted(strays.items()):
@@ -344,14 +345,14 @@ class Part:
 
     @property
     def whole(self) -> bool:
-        return self.first <= self.month and self.next >= _next_month(self.month)
+        return self.first <= self.month and self.next >= next_month(self.month)
 
 
 def _widen(spans: Spans, key: tuple[date, str], first: date, next_: date) -> None:
     """Add [first, next_) to the days of `key`: one span covering both (a day range, kept
     whole rather than split, so a partition is recomputed once)."""
     month = key[0]
-    first, next_ = max(first, month), min(next_, _next_month(month))
+    first, next_ = max(first, month), min(next_, next_month(month))
     if key in spans:
         known = spans[key]
         first, next_ = min(first, known[0]), max(next_, known[1])
@@ -453,9 +454,6 @@ def _simple(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), max(size, 1)):
         yield items[start : start + size]
-
-
-_next_month = next_month
 
 
 def _total_rows(table: Table | None) -> int | None:

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from crypto_lakehouse.archive.paths import next_month
 from crypto_lakehouse.errors import StorageError
 from crypto_lakehouse.lake.ledger import FILES, IN_SILVER
 
@@ -70,10 +71,6 @@ class Touched:
     @classmethod
     def whole(cls, table_name: str, symbol: str, month: date) -> Touched:
         return cls(table_name, symbol, month, month, next_month(month))
-
-
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
 
 
 class GoldState:
