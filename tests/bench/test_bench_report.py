@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement
+from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement, case_label, split_case
 from crypto_lakehouse.bench.transfer import _Env
 from crypto_lakehouse.transfer import EngineOptions
 from crypto_lakehouse.validation.targets import TRANSFER_TARGETS
@@ -64,3 +64,23 @@ def test_plain_s5cmd_stays_on_disk_when_the_engines_chunks_do(tmp_path: Path) ->
     assert area.memory_dir is None and folder.parent == area.dir
     for opened in env.staging_areas:
         opened.close()
+
+
+def test_cases_behind_the_proxy_are_judged_by_the_round_trip_targets() -> None:
+    result = BenchResult()
+    for case in ("small@0ms", "small@150ms+1%rst"):
+        result.add(_m(case, "engine-staged", 2.0))
+        result.add(_m(case, "rclone", 3.0))
+        result.add(_m(case, "naive-boto3", 30.0))
+    rows = result.targets()
+    assert {r["workload"] for r in rows} == {"small@150ms+1%rst"}  # 0 ms: measured, not judged
+    by_target = {r["target"]: r for r in rows}
+    assert by_target["engine-staged >= 1.2x rclone"]["met"] is True  # 1.5
+    assert by_target["engine-staged >= 20x naive-boto3"]["met"] is False  # 15
+    assert by_target["engine-staged >= 1.2x aria2c"]["met"] is None
+
+
+def test_case_labels_round_trip() -> None:
+    assert split_case(case_label("large", 50.0)) == ("large", 50.0)
+    assert split_case(case_label("small", 150.0, 0.01)) == ("small", 150.0)
+    assert split_case(case_label("small", None)) == ("small", None)

@@ -9,7 +9,12 @@ from rich import box
 from rich.console import Group
 from rich.table import Table
 
-from crypto_lakehouse.validation.targets import TRANSFER_TARGETS
+from crypto_lakehouse.validation.targets import (
+    RTT_TARGET_FROM_MS,
+    RTT_TRANSFER_TARGETS,
+    TRANSFER_TARGETS,
+    RatioTarget,
+)
 
 
 @dataclass(frozen=True)
@@ -41,34 +46,40 @@ class BenchResult:
     def targets(self) -> list[dict[str, Any]]:
         """Every target of the comparison, `met: None` ("not measured") when a side is missing.
 
-        A run without the comparison's workloads (the memory run) has no target rows.
+        Loopback cases ("small", "large") are judged by `TRANSFER_TARGETS`; cases behind the
+        latency proxy ("small@150ms") by `RTT_TRANSFER_TARGETS` from `RTT_TARGET_FROM_MS`
+        up. A run without the comparison's workloads (the memory run) has no target rows.
         """
-        measured = {m.workload for m in self.measurements}
-        if not measured & {t.workload for t in TRANSFER_TARGETS}:
-            return []
-        rows = []
-        for t in TRANSFER_TARGETS:
-            num, den = (
-                self.seconds(t.workload, t.numerator),
-                self.seconds(t.workload, t.denominator),
-            )
-            row: dict[str, Any] = {
-                "target": t.text,
-                "workload": t.workload,
-                "ratio": None,
-                "rule": ">=" if t.at_least else "<=",
-                "limit": t.limit,
-                "met": None,
-            }
-            if num is None or den is None or den <= 0:
-                missing = [m for m, v in ((t.numerator, num), (t.denominator, den)) if not v]
-                row["note"] = f"not measured: no {' or '.join(missing)} result"
-            else:
-                ratio = num / den
-                row["ratio"] = round(ratio, 3)
-                row["met"] = ratio >= t.limit if t.at_least else ratio <= t.limit
-            rows.append(row)
+        cases = list(dict.fromkeys(m.workload for m in self.measurements))
+        rows: list[dict[str, Any]] = []
+        if set(cases) & {t.workload for t in TRANSFER_TARGETS}:
+            rows.extend(self._judge(t, t.workload) for t in TRANSFER_TARGETS)
+        for case in cases:
+            base, rtt = split_case(case)
+            if rtt is not None and rtt >= RTT_TARGET_FROM_MS:
+                rows.extend(
+                    self._judge(t, case) for t in RTT_TRANSFER_TARGETS if t.workload == base
+                )
         return rows
+
+    def _judge(self, t: RatioTarget, case: str) -> dict[str, Any]:
+        num, den = self.seconds(case, t.numerator), self.seconds(case, t.denominator)
+        row: dict[str, Any] = {
+            "target": t.text,
+            "workload": case,
+            "ratio": None,
+            "rule": ">=" if t.at_least else "<=",
+            "limit": t.limit,
+            "met": None,
+        }
+        if num is None or den is None or den <= 0:
+            missing = [m for m, v in ((t.numerator, num), (t.denominator, den)) if not v]
+            row["note"] = f"not measured: no {' or '.join(missing)} result"
+        else:
+            ratio = num / den
+            row["ratio"] = round(ratio, 3)
+            row["met"] = ratio >= t.limit if t.at_least else ratio <= t.limit
+        return row
 
     def table(self, *, narrow: bool = False) -> Group:
         """The results as rich tables; `narrow` fits 80 columns (logs, pipes, CI).
@@ -191,6 +202,22 @@ class BenchResult:
         if self.memory is not None:
             data["memory"] = self.memory
         return data
+
+
+def case_label(workload: str, rtt_ms: float | None, resets: float = 0.0) -> str:
+    """A case's name: the workload, and the proxy's round trip and reset rate if one runs."""
+    if rtt_ms is None:
+        return workload
+    faults = f"+{resets:.0%}rst" if resets else ""
+    return f"{workload}@{rtt_ms:g}ms{faults}"
+
+
+def split_case(case: str) -> tuple[str, float | None]:
+    """`case_label`'s inverse for what the targets need: ("small@150ms+1%rst") -> ("small", 150)."""
+    workload, _, rest = case.partition("@")
+    if not rest:
+        return workload, None
+    return workload, float(rest.split("ms", 1)[0])
 
 
 def _seconds(value: float | None) -> str:

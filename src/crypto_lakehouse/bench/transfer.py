@@ -28,7 +28,7 @@ from crypto_lakehouse.bench import baselines
 from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
 from crypto_lakehouse.bench.proc import cpu_seconds
-from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement
+from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement, case_label
 from crypto_lakehouse.config import MIB, Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
@@ -43,6 +43,7 @@ from crypto_lakehouse.transfer import (
 
 SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
 LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
+SAME_ENDPOINT_METHODS = ("engine-direct", "s5cmd-raw-direct", "traditional")
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,7 @@ class TransferBench:
                     S3Storage(env.signed_lake).ensure_bucket(bucket)
                 times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in methods}
                 reruns: dict[str, list[tuple[float, float, float]]] = {
-                    "engine-direct": [],
-                    "engine-staged": [],
+                    name: [] for name in ("engine-direct", "engine-staged") if name in methods
                 }
                 for round_no in range(self.repeats + 1):
                     for name, method in methods.items():
@@ -210,9 +210,9 @@ class TransferBench:
             return w.name
         config = NetemConfig.in_front_of(env.source.url, rtt_ms=rtt, resets=self.resets)
         env.proxy = NetemProxy(config).start()
-        faults = f"+{self.resets:.0%}rst" if self.resets else ""
-        self.log(f"proxy {env.proxy.url} -> {env.source.url}: rtt {rtt:g} ms{faults}")
-        return f"{w.name}@{rtt:g}ms{faults}"
+        case = case_label(w.name, rtt, self.resets)
+        self.log(f"proxy {env.proxy.url} -> {env.source.url}: {case}")
+        return case
 
     def _methods(self, env: _Env, w: Workload) -> dict[str, Callable[[str, str], object]]:
         engine = TransferEngine(env.options)
@@ -255,7 +255,7 @@ class TransferBench:
             finally:
                 raw_area.release(folder, total)
 
-        return {
+        methods: dict[str, Callable[[str, str], object]] = {
             "engine-direct": engine_run(lake, LAKE_SOURCE_BUCKET, Mode.DIRECT, False),
             "s5cmd-raw-direct": lambda b, p: baselines.s5cmd_raw_direct(
                 lake, f"s3://{LAKE_SOURCE_BUCKET}/{w.prefix}", f"s3://{b}/{p}", workers
@@ -278,6 +278,10 @@ class TransferBench:
             ),
             **self._overlap_study(w, engine_run, public),
         }
+        if env.proxy is not None:  # copies inside the lake never see the proxy: loopback runs
+            for name in SAME_ENDPOINT_METHODS:
+                del methods[name]
+        return methods
 
     def _overlap_study(self, w: Workload, engine_run: Callable, public: Endpoint) -> dict:
         """Large workload only: four chunks in turn vs four chunks with download/upload overlap.
