@@ -436,3 +436,40 @@ def test_day_spans_widen_within_their_month() -> None:
         Part(FEB, "B", FEB, date(2026, 3, 1)),
     ]
     assert _parts(spans)[1].whole and not _parts(spans)[0].whole
+
+
+def test_pieces_cut_days_at_the_row_bound() -> None:
+    from crypto_lakehouse.lake.gold import Part, _pieces
+
+    a, b = Part(FEB, "A", FEB, date(2026, 2, 5)), Part(FEB, "B", FEB, date(2026, 2, 3))
+    group = [(SPOT, a), (SPOT, b)]
+    rows = {("A", date(2026, 2, d)): 40 for d in range(1, 5)} | {("B", FEB): 500}
+    pieces = _pieces(group, lambda m, s, d: rows.get((s, d), 0), 100)
+    assert pieces == [
+        [(SPOT, Part(FEB, "A", FEB, date(2026, 2, 3)))],  # 80 rows; a third day would be 120
+        [(SPOT, Part(FEB, "A", date(2026, 2, 3), date(2026, 2, 5)))],
+        [(SPOT, Part(FEB, "B", FEB, date(2026, 2, 2)))],  # one day over the bound: alone
+        [(SPOT, Part(FEB, "B", date(2026, 2, 2), date(2026, 2, 3)))],
+    ]
+    # Under a large bound the whole group is one piece, its parts unchanged.
+    assert _pieces(group, lambda m, s, d: rows.get((s, d), 0), 10_000) == [group]
+
+
+def test_a_full_build_reads_silver_in_bounded_pieces_and_commits_once(lake: Lake) -> None:
+    """Four trades days of 40 rows: with a bound of 50 rows, every day is read alone (at most
+    40 silver rows planned per query, where one query per month plans 80), the month still
+    gets one commit, and the rows are the ones an unbounded build gives."""
+    silver = Silver(lake)
+    _seed_silver(silver)
+    bounded = build_gold(lake.warehouse, full=True, margin=NO_MARGIN, piece_rows=50)
+    name = "gold.trades_daily"
+    assert bounded.pieces[name] == 4 and bounded.largest_read[name] == 40
+    assert bounded.commits[name] == 1
+    pieced = _gold(lake)
+
+    for spec in GOLD_TABLES:
+        lake.warehouse.catalog.drop_table(spec.identifier)
+    whole = build_gold(lake.warehouse, full=True, margin=NO_MARGIN)
+    assert whole.pieces[name] == 1 and whole.largest_read[name] == 160
+    assert whole.largest_read["gold.klines_1h"] > bounded.largest_read["gold.klines_1h"]
+    _assert_same(pieced, _gold(lake))

@@ -7,17 +7,20 @@ chosen per symbol from the ledger, the same way for a full and an incremental bu
 build recomputes only the days, within (market, symbol, month) partitions, whose ledger
 rows changed since the table's watermark (`lake/gold_state.py`): a daily file's day, a
 monthly file's month. A daily update therefore reads one day of silver per symbol, not the
-month so far. Work goes a bounded group of partitions at a time: one silver scan pruned to
-the group's days, one commit that replaces exactly their rows. No table is ever held
-whole. A group whose recomputed rows equal the stored ones is not written, so a build with
-nothing new makes no snapshot.
+month so far. Work goes a bounded group of partitions at a time, one commit per group that
+replaces exactly their rows. Within a group, silver is read in pieces of at most
+`piece_rows` rows (the ledger's row counts per symbol and day; a piece is never smaller
+than one symbol's day): a full build of a busy trades month reads a day or a few at a
+time, not the month, and many small partitions still share one scan. Only gold rows (a
+few per symbol and day) are held for the whole group. A group whose recomputed rows equal
+the stored ones is not written, so a build with nothing new makes no snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import reduce
@@ -53,7 +56,11 @@ from crypto_lakehouse.lake.warehouse import GOLD, SILVER, Warehouse
 
 __all__ = ["GOLD_TABLES", "GoldResult", "build_gold"]
 
-GROUP_PARTITIONS = 400  # (symbol, month) partitions per silver scan and gold commit
+GROUP_PARTITIONS = 400  # (symbol, month) partitions per gold commit
+# Silver rows one recompute query may read (the ledger's count): peak memory follows the rows
+# a DuckDB query scans (about 420 MiB at 2 M trades rows, 1.1 GiB at 20 M), so a piece
+# stops before it would pass this, and one (symbol, day) over it is a piece of its own.
+PIECE_ROWS = 1_000_000
 DAY_COLUMN = "date"  # every gold table's UTC day: what a partial recompute filters on
 LAYOUT_VERSION = "month-partitioned/1"  # bump when the SQL changes what a row means
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -75,6 +82,8 @@ class GoldResult:
     recomputed: dict[str, int] = field(default_factory=dict)
     commits: dict[str, int] = field(default_factory=dict)
     full: dict[str, bool] = field(default_factory=dict)
+    pieces: dict[str, int] = field(default_factory=dict)  # silver queries made per table
+    largest_read: dict[str, int] = field(default_factory=dict)  # most rows one piece planned
     checked: int = 0
     mismatches: list[dict] = field(default_factory=list)
     new_mismatches: int = 0
@@ -89,13 +98,15 @@ def build_gold(
     full: bool = False,
     margin: timedelta = MARGIN,
     group_partitions: int = GROUP_PARTITIONS,
+    piece_rows: int = PIECE_ROWS,
 ) -> GoldResult:
     """Bring every gold table up to date with silver; tables without sources are left alone.
 
     Incremental unless `full` (or the table is new, or its layout changed): only the
     (market, symbol, month) partitions the silver ledger shows changed are recomputed. A
     table's watermark advances only after all of its partitions are written, so a build
-    that fails is redone from the same point. Raises StorageError for the catalog database.
+    that fails is redone from the same point. Silver is read at most about `piece_rows`
+    rows at a time (one symbol's day at least). Raises StorageError for the catalog database.
     """
     result = GoldResult()
     state = GoldState(warehouse.config.sqlalchemy_url, margin)
@@ -103,7 +114,9 @@ def build_gold(
     try:
         with QueryEngine(warehouse) as engine:
             for spec in GOLD_TABLES:
-                _Builder(warehouse, engine, state, spec, silver, group_partitions).run(full, result)
+                builder = _Builder(warehouse, engine, state, spec, silver, group_partitions)
+                builder.piece_rows = max(piece_rows, 1)
+                builder.run(full, result)
     finally:
         state.dispose()
     result.rows = {s.identifier: _total_rows(warehouse.table(s.identifier)) for s in GOLD_TABLES}
@@ -136,6 +149,8 @@ class _Builder:
     ) -> None:
         self.warehouse, self.engine, self.state, self.spec = warehouse, engine, state, spec
         self.group_partitions = group_partitions
+        self.piece_rows = PIECE_ROWS
+        self.pieces = self.largest_read = 0
         self.sources = {
             SilverTable.of(m, spec.data_type).identifier: m
             for m in spec.markets()
@@ -179,6 +194,7 @@ class _Builder:
         mark = max(m for m in (since, newest, _EPOCH) if m is not None)
         self.state.set_watermark(name, self.layout, mark)
         result.recomputed[name], result.commits[name] = recomputed, commits
+        result.pieces[name], result.largest_read[name] = self.pieces, self.largest_read
         result.full[name] = since is None
 
     def _ensure_table(self) -> tuple[Table, bool]:
@@ -234,10 +250,18 @@ class _Builder:
         by_market: dict[Market, list[Part]] = defaultdict(list)
         for market, part in group:
             by_market[market].append(part)
-        computed = [
-            _conform(self._compute(market, parts, chosen.get(market, {})), arrow_schema)
+        weights = {
+            market: self._day_rows(market, parts, chosen.get(market, {}))
             for market, parts in by_market.items()
-        ]
+        }
+        computed = []
+        for piece in _pieces(group, lambda m, s, d: weights[m].get((s, d), 0), self.piece_rows):
+            in_piece: dict[Market, list[Part]] = defaultdict(list)
+            for market, part in piece:
+                in_piece[market].append(part)
+            for market, parts in in_piece.items():
+                rows = self._compute(market, parts, chosen.get(market, {}))
+                computed.append(_conform(rows, arrow_schema))
         data = _sorted(pa.concat_tables(computed).combine_chunks(), self.spec.key)
         where = reduce(Or, [_partition_filter(m, parts) for m, parts in by_market.items()])
         stored = _sorted(
@@ -263,13 +287,38 @@ class _Builder:
         self.warehouse.commit(self.spec.identifier, replace)
         return 1, bad
 
+    def _day_rows(
+        self, market: Market, parts: list[Part], picked: dict[tuple[str, str], str | None]
+    ) -> dict[tuple[str, date], float]:
+        """Silver rows per (symbol, day) that recomputing `parts` reads, from the ledger (a
+        monthly file's rows spread over its days)."""
+        intervals = None
+        if self.spec.targets:
+            intervals = sorted({i for i in picked.values() if i} | set(self.spec.targets))
+        found = self.state.day_rows(
+            market.value,
+            self.spec.data_type.value,
+            {p.symbol for p in parts},
+            {p.month for p in parts},
+            intervals,
+        )
+        rows: dict[tuple[str, date], float] = defaultdict(float)
+        for (symbol, period, monthly), count in found.items():
+            if not monthly:
+                rows[(symbol, period)] += count
+                continue
+            days = (next_month(period) - period).days
+            for n in range(days):
+                rows[(symbol, period + timedelta(days=n))] += count / days
+        return rows
+
     def _compute(
         self,
         market: Market,
         group: list[Part],
         picked: dict[tuple[str, str], str | None],
     ) -> pa.Table:
-        """The gold rows of one group, from a silver scan pruned to its partitions' days."""
+        """The gold rows of one piece, from a silver scan pruned to its partitions' days."""
         source = SilverTable.of(market, self.spec.data_type).identifier
         silver = self.engine.table(source)
         if silver is None:
@@ -291,6 +340,8 @@ class _Builder:
         tasks = list(silver.scan(row_filter=reduce(And, parts)).plan_files())
         if any(task.delete_files for task in tasks):
             raise ConfigError(f"{source} has delete files; gold reads copy-on-write tables only")
+        self.pieces += 1
+        self.largest_read = max(self.largest_read, sum(t.file.record_count for t in tasks))
         con = self.engine.con
         con.register("scan", table_dataset(silver, self.engine.filesystem, tasks))
         con.register("pairs", _pairs_table(group))
@@ -361,6 +412,35 @@ def _widen(spans: Spans, key: tuple[date, str], first: date, next_: date) -> Non
 
 def _parts(spans: Spans) -> list[Part]:
     return sorted(Part(m, s, first, next_) for (m, s), (first, next_) in spans.items())
+
+
+def _pieces(
+    group: list[tuple[Market, Part]],
+    weight: Callable[[Market, str, date], float],
+    bound: int,
+) -> list[list[tuple[Market, Part]]]:
+    """`group`'s days cut, in order, into pieces of at most `bound` rows by `weight`
+    (rows of a market's symbol on a day); a day over `bound` alone is one piece. Each piece
+    lists (market, Part) with the Part narrowed to the days in it, so the pieces together
+    cover exactly the group's days, each day once."""
+    pieces: list[list[tuple[Market, Part]]] = []
+    piece: list[tuple[Market, Part]] = []
+    total = 0.0
+    for market, part in group:
+        start, day = part.first, part.first
+        while day < part.next:
+            rows = weight(market, part.symbol, day)
+            if total + rows > bound and (piece or day > start):
+                if day > start:
+                    piece.append((market, Part(part.month, part.symbol, start, day)))
+                pieces.append(piece)
+                piece, total, start = [], 0.0, day
+            total += rows
+            day += timedelta(days=1)
+        piece.append((market, Part(part.month, part.symbol, start, part.next)))
+    if piece:
+        pieces.append(piece)
+    return pieces
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crypto_lakehouse.archive.paths import next_month
 from crypto_lakehouse.errors import StorageError
-from crypto_lakehouse.lake.ledger import FILES, IN_SILVER
+from crypto_lakehouse.lake.ledger import FILES, IN_SILVER, Status
 
 # Ledger rows are stamped (worker clock) right before the one short transaction that writes
 # them: seconds, plus clock skew between NTP-synced workers. Two minutes covers both; a
@@ -143,6 +143,35 @@ class GoldState:
             .distinct()
         )
         return self._run(lambda conn: [(r[0], r[1]) for r in conn.execute(query)])
+
+    def day_rows(
+        self,
+        market: str,
+        data_type: str,
+        symbols: Iterable[str],
+        months: Iterable[date],
+        intervals: Iterable[str] | None = None,
+    ) -> dict[tuple[str, date, bool], int]:
+        """Rows in silver per (symbol, period, monthly file?) of `symbols` in `months` (only
+        `intervals`, for kline data sets), from the ledger's series index: what a gold
+        recompute of those days will read. Superseded daily files are not counted (their
+        rows are in silver through the monthly file)."""
+        wanted, periods = sorted(set(symbols)), sorted(set(months))
+        if not wanted or not periods:
+            return {}
+        monthly = FILES.c.frequency == "monthly"
+        query = (
+            sa.select(FILES.c.symbol, FILES.c.period, monthly, sa.func.sum(FILES.c.rows))
+            .where(FILES.c.market == market, FILES.c.data_type == data_type)
+            .where(FILES.c.symbol.in_(wanted), FILES.c.month.in_(periods))
+            .where(FILES.c.status == Status.TRANSFORMED.value)
+            .group_by(FILES.c.symbol, FILES.c.period, monthly)
+        )
+        if intervals is not None:
+            query = query.where(FILES.c.interval.in_(sorted(set(intervals))))
+        return self._run(
+            lambda conn: {(r[0], r[1], bool(r[2])): int(r[3] or 0) for r in conn.execute(query)}
+        )
 
     def finest(
         self,
