@@ -73,6 +73,16 @@ class Settings(BaseSettings):
         le=1024,
         validation_alias=AliasChoices("S5CMD_MAX_CONCURRENT", "s5cmd_max_concurrent"),
     )
+    # A far source (the real archive is 50-250 ms away) is latency-bound: objects/s is
+    # about workers / round trip, so reading it gets s5cmd's own default of 256 workers,
+    # while writing to the near lake keeps `s5cmd_max_concurrent` (docs/transfer.md).
+    s5cmd_source_workers: int = Field(
+        default=256,
+        ge=1,
+        le=1024,
+        validation_alias=AliasChoices("S5CMD_SOURCE_WORKERS", "s5cmd_source_workers"),
+        description="s5cmd --numworkers for reading the source (listing and downloads).",
+    )
     s5cmd_part_size: int = Field(
         default=50 * MIB,
         ge=5 * MIB,

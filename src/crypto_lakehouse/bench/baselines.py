@@ -20,11 +20,8 @@ from pathlib import Path
 from crypto_lakehouse.storage import Endpoint, S3Storage
 from crypto_lakehouse.transfer import Invocation
 
+RCLONE_TRANSFERS = 64  # fastest on loopback; behind the latency proxy it gets the engine's
 RCLONE_FLAGS = [
-    "--transfers",
-    "64",
-    "--checkers",
-    "64",
     "--no-check-dest",
     "--s3-no-check-bucket",
     "--s3-no-head",
@@ -43,12 +40,18 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 def s5cmd_raw(
-    source: Endpoint, src_url: str, dest: Endpoint, dst_url: str, workdir: Path, workers: int
+    source: Endpoint,
+    src_url: str,
+    dest: Endpoint,
+    dst_url: str,
+    workdir: Path,
+    workers: int,
+    source_workers: int,
 ) -> None:
     """`s5cmd cp 's3://src/p/*' dir/` then `s5cmd cp 'dir/*' s3://dst/q/`, then remove dir."""
     folder = Path(tempfile.mkdtemp(prefix="raw-", dir=workdir))
     try:
-        down = Invocation(source, numworkers=workers)
+        down = Invocation(source, numworkers=source_workers)
         proc = subprocess.run(
             down.argv("cp", f"{src_url}*", f"{folder}/"),
             env=down.env(),
@@ -100,9 +103,15 @@ def rclone_env(source: Endpoint, dest: Endpoint) -> dict[str, str]:
 
 
 def rclone(
-    source: Endpoint, src: tuple[str, str], dest: Endpoint, dst: tuple[str, str], workdir: Path
+    source: Endpoint,
+    src: tuple[str, str],
+    dest: Endpoint,
+    dst: tuple[str, str],
+    workdir: Path,
+    transfers: int = RCLONE_TRANSFERS,
 ) -> None:
-    """`rclone copy src:bucket/prefix dst:bucket/prefix` with the flags above."""
+    """`rclone copy src:bucket/prefix dst:bucket/prefix` with the flags above and
+    `transfers` parallel copies (and as many checkers)."""
     binary = shutil.which("rclone")
     if binary is None:
         raise BaselineError("rclone is not installed (Debian package 'rclone')")
@@ -117,6 +126,10 @@ def rclone(
             f"src:{src[0]}/{src[1]}",
             f"dst:{dst[0]}/{dst[1]}",
             *RCLONE_FLAGS,
+            "--transfers",
+            str(transfers),
+            "--checkers",
+            str(transfers),
         ],
         env=rclone_env(source, dest),
         capture_output=True,

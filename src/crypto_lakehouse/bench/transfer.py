@@ -217,6 +217,11 @@ class TransferBench:
     def _methods(self, env: _Env, w: Workload) -> dict[str, Callable[[str, str], object]]:
         engine = TransferEngine(env.options)
         workers = env.options.max_concurrent
+        # Reading the source, every tool gets the engine's parallelism there; on loopback
+        # rclone keeps the transfer count it is fastest with.
+        source_workers = env.options.source_workers
+        proxied = env.proxy is not None
+        rclone_transfers = source_workers if proxied else baselines.RCLONE_TRANSFERS
         naive = baselines.NaiveBoto3(env.public, env.signed_lake)
         lake, public = env.signed_lake, env.public
         expected = env.sha256[w.name]
@@ -250,7 +255,13 @@ class TransferBench:
             folder = raw_area.new_chunk(total)
             try:
                 baselines.s5cmd_raw(
-                    public, f"s3://{SOURCE_BUCKET}/{w.prefix}", lake, dest_url, folder, workers
+                    public,
+                    f"s3://{SOURCE_BUCKET}/{w.prefix}",
+                    lake,
+                    dest_url,
+                    folder,
+                    workers,
+                    source_workers,
                 )
             finally:
                 raw_area.release(folder, total)
@@ -264,13 +275,13 @@ class TransferBench:
             "engine-staged": engine_run(public, SOURCE_BUCKET, Mode.STAGED, True),
             "s5cmd-raw": lambda b, p: raw_two_step(f"s3://{b}/{p}"),
             "rclone": lambda b, p: baselines.rclone(
-                public, (SOURCE_BUCKET, w.prefix), lake, (b, p), env.root
+                public, (SOURCE_BUCKET, w.prefix), lake, (b, p), env.root, rclone_transfers
             ),
             "naive-boto3": lambda b, p: naive.copy((SOURCE_BUCKET, w.prefix), (b, p)),
             **(
                 {
                     "aria2c": lambda b, p: _aria2c_then_s5cmd(
-                        public, w.prefix, lake, f"s3://{b}/{p}", env.root, workers
+                        public, w.prefix, lake, f"s3://{b}/{p}", env.root, workers, source_workers
                     )
                 }
                 if shutil.which("aria2c")
@@ -278,7 +289,7 @@ class TransferBench:
             ),
             **self._overlap_study(w, engine_run, public),
         }
-        if env.proxy is not None:  # copies inside the lake never see the proxy: loopback runs
+        if proxied:  # copies inside the lake never see the proxy: they are loopback runs
             for name in SAME_ENDPOINT_METHODS:
                 del methods[name]
         return methods
@@ -441,7 +452,13 @@ class _ServerScope:
 
 
 def _aria2c_then_s5cmd(
-    source: Endpoint, prefix: str, dest: Endpoint, dst_url: str, workdir: Path, workers: int
+    source: Endpoint,
+    prefix: str,
+    dest: Endpoint,
+    dst_url: str,
+    workdir: Path,
+    workers: int,
+    source_workers: int,
 ) -> None:
     """List the source, fetch each object's HTTP URL with aria2c into a folder, upload it.
 
@@ -466,7 +483,7 @@ def _aria2c_then_s5cmd(
                 str(inputs),
                 "-d",
                 str(files),
-                f"-j{workers}",
+                f"-j{source_workers}",
                 "-x1",
                 "--allow-overwrite=true",
                 "--auto-file-renaming=false",

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from crypto_lakehouse.executor.client import ExecutorClient
 
 BytesFn = Callable[[int], None]  # called with the bytes moved since the last call
+RetriedFn = Callable[[str], None]  # called with "12 (SlowDown 10, ...)" when requests were retried
 
 
 class Mover(Protocol):
@@ -60,6 +61,7 @@ class Mover(Protocol):
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        on_retried: RetriedFn | None = None,
     ) -> list[FileResult]: ...
 
 
@@ -82,6 +84,7 @@ class EngineMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        on_retried: RetriedFn | None = None,
     ) -> list[FileResult]:
         keys: list[str] = []
         for item in files:
@@ -114,6 +117,8 @@ class EngineMover:
         if staging is not None:
             options = dataclasses.replace(options, staging_root=staging)
         report = TransferEngine(options).run(request, progress=progress, cancel=cancel)
+        if on_retried is not None and report.summary.retried:
+            on_retried(report.summary.retries_text)
         by_key = {r.source_key: r for r in report.results}
         return [file_result(item, by_key.get(item.source_key)) for item in files]
 
@@ -214,6 +219,7 @@ class ExecutorMover:
         staging: Path | None = None,
         on_bytes: BytesFn | None = None,
         cancel: threading.Event | None = None,
+        on_retried: RetriedFn | None = None,
     ) -> list[FileResult]:
         from crypto_lakehouse.executor.client import ExecutorClient
 

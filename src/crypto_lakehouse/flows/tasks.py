@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
@@ -244,6 +244,7 @@ async def _move(
 ) -> list[FileResult]:
     """The engine (or the executor) moves the batch, each file's SHA-256 checked against
     its CHECKSUM sidecar; one result per file."""
+    retried: list[str] = []
     with tracing.step("ingest.transfer", files=len(batch.files), bytes=batch.size) as span:
         results = await anyio.to_thread.run_sync(
             lambda: ctx.mover.move(
@@ -252,11 +253,20 @@ async def _move(
                 staging=staging,
                 on_bytes=on_bytes,
                 cancel=ctx.cancel,
+                on_retried=retried.append,
             )
         )
         ok = sum(1 for r in results if r.ok)
         tracing.note(span, ok=ok, not_ok=len(results) - ok)
-        return results
+    for text in retried:  # transient errors s5cmd rode out with back-off (or then gave up on)
+        get_run_logger().warning(
+            "batch %s: s5cmd retried %s requests; %d of %d files ok",
+            batch.label,
+            text,
+            ok,
+            len(results),
+        )
+    return results
 
 
 def _count(results: list[FileResult], outcomes: dict[str, ManifestOutcome]) -> None:

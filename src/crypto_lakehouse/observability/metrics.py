@@ -38,6 +38,12 @@ S5CMD_OBJECTS_TRANSFERRED = Counter(
     "Objects copied to a destination by the engine.",
     registry=REGISTRY,
 )
+S5CMD_RETRIED_REQUESTS = Counter(
+    "s5cmd_retried_requests",
+    "Requests s5cmd retried after a transient error (SlowDown, connection cut, timeout).",
+    ["cause"],
+    registry=REGISTRY,
+)
 S5CMD_ACTIVE_OPERATIONS = Gauge(
     "s5cmd_active_operations",
     "Executor operations running right now in this replica.",
@@ -168,6 +174,7 @@ EXECUTOR_METRICS = (
     S5CMD_OPERATION_DURATION,
     S5CMD_BYTES_TRANSFERRED,
     S5CMD_OBJECTS_TRANSFERRED,
+    S5CMD_RETRIED_REQUESTS,
     S5CMD_ACTIVE_OPERATIONS,
     S5CMD_QUEUED_OPERATIONS,
     S5CMD_STAGING_BYTES,

@@ -111,12 +111,13 @@ class Invocation:
 
 
 def _effective_log_level(level: str) -> str:
-    """s5cmd prints per-object success lines at `info`; `error` would hide them.
+    """s5cmd prints per-object success lines at `info` and each retried request at `debug`.
 
-    The engine needs those lines, so `error` (the design's default) is raised to `info`;
-    `debug` and `trace` pass through for troubleshooting.
+    The engine needs both (the retries are counted and reported by cause), so `error`
+    (the design's default) and `info` are raised to `debug`; `trace` passes through for
+    troubleshooting. At `debug` s5cmd prints nothing more per successful object.
     """
-    return level if level in {"debug", "trace"} else "info"
+    return "trace" if level == "trace" else "debug"
 
 
 def command_line(parts: Sequence[str]) -> str:

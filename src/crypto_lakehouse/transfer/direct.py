@@ -74,6 +74,7 @@ class DirectCopier:
             cancel=ctx.cancel,
             tick=ctx.ledger.report_progress,
         )
+        ctx.ledger.add_retries(outcome.retried)
         for i, item in enumerate(items):
             if i not in tracker.done:
                 reason = tracker.reason_for(

@@ -18,6 +18,7 @@ from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.observability.metrics import (
     S5CMD_BYTES_TRANSFERRED,
     S5CMD_OBJECTS_TRANSFERRED,
+    S5CMD_RETRIED_REQUESTS,
     S5CMD_STAGING_CAP_BYTES,
 )
 from crypto_lakehouse.storage.endpoint import Endpoint
@@ -110,8 +111,13 @@ class TransferEngine:
                 options=opts,
                 request=request,
                 ledger=ledger,
-                source=self._invocation(request.source),
-                dest=self._invocation(request.dest),
+                # Staged mode reads a far source (latency-bound: more workers); direct
+                # mode's server-side copies are the lake's own work, sized like its writes.
+                source=self._invocation(
+                    request.source,
+                    opts.max_concurrent if mode is Mode.DIRECT else opts.source_workers,
+                ),
+                dest=self._invocation(request.dest, opts.max_concurrent),
                 sidecars=set(),
                 cancel=cancel,
             )
@@ -138,13 +144,22 @@ class TransferEngine:
         )
         S5CMD_OBJECTS_TRANSFERRED.inc(report.summary.copied)
         S5CMD_BYTES_TRANSFERRED.inc(report.summary.bytes_copied)
+        for cause, count in report.summary.retried.items():
+            S5CMD_RETRIED_REQUESTS.labels(cause).inc(count)
+        if report.summary.retried:
+            log.warning(
+                "s5cmd retried %s requests to %s or %s",
+                report.summary.retries_text,
+                request.source.describe(),
+                request.dest.describe(),
+            )
         return report
 
-    def _invocation(self, endpoint: Endpoint) -> Invocation:
+    def _invocation(self, endpoint: Endpoint, workers: int) -> Invocation:
         opts = self.options
         return Invocation(
             endpoint=endpoint,
-            numworkers=opts.max_concurrent,
+            numworkers=workers,
             retry_count=opts.retry_count,
             log_level=opts.log_level,
             stats=opts.stats,

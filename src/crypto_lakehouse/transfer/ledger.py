@@ -32,6 +32,7 @@ class TransferLedger:
         self.bytes_done = 0
         self.bytes_copied = 0
         self.deleted = 0
+        self.retried: Counter[str] = Counter()  # requests s5cmd retried, by cause
         self.started = time.monotonic()
 
     def plan(self, objects: int, nbytes: int) -> None:
@@ -52,6 +53,12 @@ class TransferLedger:
             self.bytes_done += result.size
             if result.outcome is TransferOutcome.COPIED:
                 self.bytes_copied += result.size
+
+    def add_retries(self, retried: Counter[str]) -> None:
+        """Count the requests one s5cmd process retried (they succeeded or failed later)."""
+        if retried:
+            with self._lock:
+                self.retried.update(retried)
 
     def snapshot(self) -> TransferProgress:
         with self._lock:
@@ -86,5 +93,6 @@ class TransferLedger:
                 staging_peak_bytes=staging_peak,
                 cancelled=cancelled,
                 deleted=self.deleted,
+                retried=dict(self.retried),
             )
             return TransferReport(summary=summary, results=self.results)

@@ -86,6 +86,7 @@ class EngineOptions:
 
     staging_root: Path
     max_concurrent: int = _default("s5cmd_max_concurrent")  # s5cmd --numworkers
+    source_workers: int = _default("s5cmd_source_workers")  # --numworkers reading the source
     part_size_mib: int = _default("s5cmd_part_size") // MIB  # s5cmd --part-size (MiB)
     retry_count: int = _default("s5cmd_retry_count")  # the real work's; probes use 0
     staging_cap_bytes: int = _default("staging_cap_bytes")
@@ -103,6 +104,7 @@ class EngineOptions:
         return cls(
             staging_root=settings.staging_root,
             max_concurrent=settings.s5cmd_max_concurrent,
+            source_workers=settings.s5cmd_source_workers,
             part_size_mib=settings.part_size_mib,
             retry_count=settings.s5cmd_retry_count,
             staging_cap_bytes=settings.staging_cap_bytes,
@@ -191,6 +193,15 @@ class TransferSummary:
     staging_peak_bytes: int = 0  # most bytes held in staging at once (staged mode)
     cancelled: bool = False
     deleted: int = 0  # destination objects removed by delete_extra
+    retried: dict[str, int] = field(default_factory=dict)  # retried requests, by cause
+
+    @property
+    def retries_text(self) -> str:
+        """ "12 (SlowDown 10, connection cut 2)", or "" when nothing was retried."""
+        if not self.retried:
+            return ""
+        causes = ", ".join(f"{cause} {n}" for cause, n in sorted(self.retried.items()))
+        return f"{sum(self.retried.values())} ({causes})"
 
     @property
     def mb_per_s(self) -> float:
@@ -221,6 +232,7 @@ class TransferSummary:
             "objects_per_s": round(self.objects_per_s, 1),
             "staging_peak_bytes": self.staging_peak_bytes,
             "deleted": self.deleted,
+            "retried": self.retried,
             "cancelled": self.cancelled,
             "ok": self.ok,
         }

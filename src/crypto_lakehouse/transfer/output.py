@@ -8,7 +8,9 @@ What s5cmd v2.3 prints (captured from real runs, see tests/transfer/test_transfe
 - stdout, per listed object (`ls`): `{"key":"s3://b/k","etag":"...","last_modified":
   "2026-01-01T00:00:00Z","type":"file","size":4096,...}`;
 - stdout, with `--stat`: `{"operation":"cp","success":3,"error":0}` (counts, not a result);
-- stderr, per failure: `{"operation":"cp","command":"cp s3://b/k /dir/k","error":"..."}`.
+- stderr, per failure: `{"operation":"cp","command":"cp s3://b/k /dir/k","error":"..."}`;
+- stdout at `--log debug`, per retried request: `{"error":"retryable error: SlowDown: ..."}`
+  (the request is retried up to `--retry-count` times with back-off before it fails).
 
 The exit code only says "something failed", and `sync` may exit 0 after errors, so the
 engine decides each object's outcome from these lines alone.
@@ -64,7 +66,14 @@ class Other:
     text: str
 
 
-Event = Done | Failed | Listed | Other
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """A request s5cmd retried after a transient error (`cause`: see `retry_cause`)."""
+
+    cause: str
+
+
+Event = Done | Failed | Listed | Retried | Other
 
 
 def parse_line(line: str | bytes) -> Event:
@@ -81,6 +90,9 @@ def parse_line(line: str | bytes) -> Event:
         return Other(_text(line))
     if "error" in data and "command" in data:
         return Failed(str(data.get("operation", "")), str(data["command"]), str(data["error"]))
+    error = data.get("error")
+    if isinstance(error, str) and error.startswith(_RETRY_MARKERS):
+        return Retried(retry_cause(error))
     if data.get("success") is True and "source" in data:
         obj = data.get("object") or {}
         size = obj.get("size") if isinstance(obj, dict) else None
@@ -122,6 +134,20 @@ _UNREACHABLE = (
     "EOF",
     "RequestError: send request failed",
 )
+
+
+_RETRY_MARKERS = ("retryable error", "Retrying to upload")
+
+
+def retry_cause(error: str) -> str:
+    """A retried request's cause in a word or two, to count retries by cause in a log line."""
+    if "SlowDown" in error or "503" in error:
+        return "SlowDown"
+    if "connection reset" in error or "EOF" in error or "broken pipe" in error:
+        return "connection cut"
+    if "timeout" in error.lower():
+        return "timeout"
+    return "other"
 
 
 def is_empty_listing(error: str) -> bool:

@@ -20,6 +20,7 @@ def delete_keys(ctx: TransferContext, keys: list[str], staging: StagingArea) -> 
             url = s3_url(bucket, key)
             cf.remove(url)
             tracker.expect(n, url, f"rm {url}")
-    run_s5cmd(ctx.dest, ["run", str(run_file)], tracker.handler, cancel=ctx.cancel)
+    outcome = run_s5cmd(ctx.dest, ["run", str(run_file)], tracker.handler, cancel=ctx.cancel)
+    ctx.ledger.add_retries(outcome.retried)
     staging.release(workdir, 0)
     return len(tracker.done)

@@ -13,15 +13,15 @@ import errno
 import subprocess
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from crypto_lakehouse.errors import TransferError, TransferInterrupted
 from crypto_lakehouse.transfer.binary import Invocation
-from crypto_lakehouse.transfer.output import Event, Other, parse_line
+from crypto_lakehouse.transfer.output import Event, Other, Retried, parse_line
 
 Handler = Callable[[Event], None]
 _POLL_SECONDS = 0.05
@@ -39,6 +39,7 @@ class ProcessResult:
     timed_out: bool = False
     seconds: float = 0.0
     stderr_tail: str = ""  # last non-JSON stderr lines, for batch-level errors
+    retried: Counter[str] = field(default_factory=Counter)  # requests s5cmd retried, by cause
 
 
 def run_s5cmd(
@@ -79,9 +80,14 @@ def run_s5cmd(
 
     seen_output = threading.Event()
     tail: deque[str] = deque(maxlen=5)
+    retried: list[Counter[str]] = [Counter(), Counter()]  # one per reader: no lock needed
     readers = [
-        threading.Thread(target=_pump, args=(proc.stdout, handler, seen_output, None), daemon=True),
-        threading.Thread(target=_pump, args=(proc.stderr, handler, seen_output, tail), daemon=True),
+        threading.Thread(
+            target=_pump, args=(proc.stdout, handler, seen_output, None, retried[0]), daemon=True
+        ),
+        threading.Thread(
+            target=_pump, args=(proc.stderr, handler, seen_output, tail, retried[1]), daemon=True
+        ),
     ]
     for reader in readers:
         reader.start()
@@ -117,6 +123,7 @@ def run_s5cmd(
     result.returncode = proc.returncode if proc.returncode is not None else -1
     result.seconds = time.monotonic() - started
     result.stderr_tail = "\n".join(tail)
+    result.retried = retried[0] + retried[1]
     if tick is not None:
         tick()
     return result
@@ -127,6 +134,7 @@ def _pump(
     handler: Handler,
     seen: threading.Event,
     tail: deque[str] | None,
+    retried: Counter[str],
 ) -> None:
     """Read lines as bytes: decoding and setting the event per line cost more than parsing."""
     if stream is None:
@@ -138,6 +146,9 @@ def _pump(
             if not line.strip():
                 continue
             event = parse_line(line)
+            if isinstance(event, Retried):
+                retried[event.cause] += 1
+                continue
             if tail is not None and isinstance(event, Other):
                 tail.append(event.text)
             handler(event)

@@ -192,6 +192,7 @@ class StagedCopier:
             cancel=ctx.cancel,
             tick=ctx.ledger.report_progress,
         )
+        ctx.ledger.add_retries(outcome.retried)
         for n, key in enumerate(sidecars):
             if len(items) + n in tracker.done:
                 chunk.sidecar_paths[key] = chunk.dir / "s" / str(n)
@@ -347,6 +348,7 @@ class StagedCopier:
             cancel=ctx.cancel,
             tick=ctx.ledger.report_progress if tick else None,
         )
+        ctx.ledger.add_retries(outcome.retried)
         for i in todo:
             item = items[i]
             if i in quarantined:
