@@ -36,6 +36,10 @@ from crypto_lakehouse.observability.push import push_at_end
 from crypto_lakehouse.storage import S3Storage
 
 SILVER_FLOW = "build-silver"
+LIGHT_PER_LANE = 4  # light batches in flight per lane of `parallel`
+# A light batch: at most this many small files and zip bytes (about 40 MB of rows in memory).
+LIGHT_BATCH_FILES = 1_000
+LIGHT_BATCH_BYTES = 4 << 20
 GOLD_FLOW = "build-gold"
 
 
@@ -65,6 +69,26 @@ async def build_batch(builder: SilverBuilder, label: str, files: list[BronzeFile
         tracing.note(span, rows=sum(o.rows for o in outcomes if o.status == "transformed"))
         tracing.note(span, **statuses)
         return outcomes
+
+
+def batch_weight(files: list[BronzeFile], large_file_bytes: int) -> int:
+    """Gate units a batch takes: `LIGHT_PER_LANE` (a whole lane of `parallel`), or 1 for a
+    light batch (at most `LIGHT_BATCH_FILES` small files, `LIGHT_BATCH_BYTES` of zips).
+
+    A daily update is one light batch per table, some 24 of them, each a few files; run
+    `parallel` at a time they wait on each other's round trips (catalog, S3, ledger), not on
+    CPU. Light batches hold little memory (tens of MB of rows), so up to `LIGHT_PER_LANE` of
+    them share one lane; heavy batches (backfills: up to 5,000 files or 1 GiB) still run at
+    most `parallel` at a time, which keeps memory bounded by `parallel` batches.
+    """
+    if len(files) > LIGHT_BATCH_FILES:
+        return LIGHT_PER_LANE
+    size = 0
+    for bronze in files:
+        if bronze.size is None or bronze.size > large_file_bytes:
+            return LIGHT_PER_LANE
+        size += bronze.size
+    return 1 if size <= LIGHT_BATCH_BYTES else LIGHT_PER_LANE
 
 
 def _label(files: list[BronzeFile]) -> str:
@@ -115,23 +139,25 @@ async def run_silver(
             )
         )
         work = batches(pending)
-        gate = asyncio.Semaphore(max(1, parallel))
+        gate = asyncio.Semaphore(max(1, parallel) * LIGHT_PER_LANE)
         running: set[asyncio.Task] = set()
 
-        async def one(files: list[BronzeFile]) -> None:
+        async def one(files: list[BronzeFile], units: int) -> None:
             try:
                 for outcome in await build_batch(builder, _label(files), files):
                     summary.add(outcome)
             finally:
-                gate.release()
+                for _ in range(units):
+                    gate.release()
 
         while True:
-            await gate.acquire()
             files = await anyio.to_thread.run_sync(next, work, None)
             if files is None:
-                gate.release()
                 break
-            running.add(asyncio.create_task(one(files)))
+            units = batch_weight(files, builder.large_file_bytes)
+            for _ in range(units):  # only this loop acquires: no two batches hold parts
+                await gate.acquire()
+            running.add(asyncio.create_task(one(files, units)))
             done = {t for t in running if t.done()}
             running -= done
             for finished in done:

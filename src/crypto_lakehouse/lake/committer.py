@@ -20,13 +20,15 @@ snapshot reads only snapshots newer than the batch (snapshot expiry keeps the li
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import And, BooleanExpression, In
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
@@ -72,6 +74,10 @@ class BatchChange:
     rejects_stale: list[str] = field(default_factory=list)
     records: list[FileRecord] = field(default_factory=list)
     superseded: list[str] = field(default_factory=list)
+    # The table as the batch loaded it: the commit's first attempt uses it instead of
+    # loading it again (a daily update commits to some 24 tables; each load is a catalog
+    # query and a metadata.json read). Stale means CommitFailed, then a fresh load.
+    table: Table | None = field(default=None, repr=False)
 
 
 class Journal:
@@ -227,7 +233,25 @@ def _commit_data(warehouse: Warehouse, change: BatchChange, properties: dict[str
                     for data_file in change.data_files:
                         add.append_data_file(data_file)
 
-    warehouse.commit(change.table_name, replace)
+    _commit_loaded(warehouse, change.table_name, change.table, replace)
+
+
+def _commit_loaded(
+    warehouse: Warehouse, identifier: str, table: Table | None, change: Callable[[Table], None]
+) -> None:
+    """`change` on the table already loaded, else (or when another writer committed since
+    it was loaded) through `Warehouse.commit`, which reloads and retries. pyiceberg checks
+    the commit's requirements (the snapshot it started from) against the catalog, so a
+    stale table fails the commit, it never overwrites another's."""
+    if table is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Delete operation did not match")
+                change(table)
+            return
+        except CommitFailedException:
+            pass
+    warehouse.commit(identifier, change)
 
 
 def _commit_rejects(warehouse: Warehouse, change: BatchChange, properties: dict[str, str]) -> None:
@@ -247,7 +271,7 @@ def _commit_rejects(warehouse: Warehouse, change: BatchChange, properties: dict[
             if change.rejects:
                 tx.append(pa.concat_tables(change.rejects), snapshot_properties=properties)
 
-    warehouse.commit(REJECTS_TABLE, replace)
+    _commit_loaded(warehouse, REJECTS_TABLE, table, replace)
 
 
 def _json_row(record: FileRecord) -> dict[str, Any]:

@@ -171,7 +171,9 @@ class Ledger:
     """The `lake_silver_files` table; SQL errors become StorageError here."""
 
     def __init__(self, url: str) -> None:
-        self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=4)
+        # Each batch in flight holds one connection for its table's advisory lock and takes
+        # another for a moment per lookup; light batches run up to 4 per lane of `parallel`.
+        self.engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=16)
         try:
             with self.engine.begin() as conn:
                 _refuse_old_layout(conn)

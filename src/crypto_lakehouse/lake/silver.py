@@ -281,6 +281,7 @@ class SilverBuilder:
             change.stale_where = _stale_partitions(layout, todo)
         self.journal.open(batch_id, layout.identifier)
         table = self.table_for(layout)
+        change.table = table
         try:
             with tracing.step(
                 "silver.read",

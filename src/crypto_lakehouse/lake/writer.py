@@ -82,7 +82,7 @@ class DataFileWriter:
                 counter=self._counter,
             )
         else:
-            written = [f for part, k in parts for f in self._write_one_partition(part, k)]
+            written = self._write_partitions(parts)
         written = list(written)  # pyiceberg's writer is lazy: write before anyone is told
         if self._on_files is not None and written:
             self._on_files(written)
@@ -143,8 +143,11 @@ class DataFileWriter:
             )
         return parts
 
-    def _write_one_partition(self, chunk: pa.Table, key: PartitionKey) -> list[DataFile]:
-        """What `_dataframe_to_data_files` does for one partition, minus finding it."""
+    def _write_partitions(self, parts: list[tuple[pa.Table, PartitionKey]]) -> list[DataFile]:
+        """What `_dataframe_to_data_files` does for partitions already found: every part's
+        files in one `write_file` call, which writes them on pyiceberg's thread pool (a
+        daily update writes one small file into each of many partitions; one after another
+        they cost a PUT round trip each)."""
         metadata = self.table.metadata
         target = property_as_int(
             metadata.properties,
@@ -152,11 +155,11 @@ class DataFileWriter:
             TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT,
         )
         task_schema = pyarrow_to_schema(
-            chunk.schema,
+            parts[0][0].schema,  # every part is a slice of one chunk
             name_mapping=metadata.schema().name_mapping,
             format_version=metadata.format_version,
         )
-        tasks = (
+        tasks = [
             WriteTask(
                 write_uuid=self._uuid,
                 task_id=next(self._counter),
@@ -164,9 +167,10 @@ class DataFileWriter:
                 partition_key=key,
                 schema=task_schema,
             )
+            for chunk, key in parts
             for batches in bin_pack_arrow_table(chunk, target)
-        )
-        return list(write_file(io=self.table.io, table_metadata=metadata, tasks=tasks))
+        ]
+        return list(write_file(io=self.table.io, table_metadata=metadata, tasks=iter(tasks)))
 
     def discard(self) -> None:
         """Delete every data file written so far (they were never committed)."""
