@@ -137,6 +137,7 @@ def test_source_faults_are_ridden_out_with_every_file_verified(fast_campaign) ->
     assert case["lost"] == 0 and case["corrupt"] == 0
     assert case["details"]["audit"]["verified"] == case["details"]["audit"]["expected"] > 100
     assert case["details"]["run"]["exit_code"] == 0
+    assert case["details"]["retry_lines"] > 0, "s5cmd's retries must show in the ingest log"
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ DOWN_SECONDS = 3.0  # how long a killed service stays down before it is started 
 RESETS, SLOWDOWNS, SEED = 0.01, 0.05, 13  # case 2's proxy
 STAGING_CAP = 1024 * 1024  # case 5: the smallest cap the settings accept
 _CUT = re.compile(r"reset|EOF|connection broken")  # a reset as the client sees it
-_RETRY_LINE = re.compile(r"retr(y|ies|ying)|backoff|SlowDown|503", re.IGNORECASE)
+_RETRY_LINE = re.compile(r"retr(y|ies|ying|ied)|backoff|SlowDown|503", re.IGNORECASE)
 
 
 def _finish(result: CaseResult, run: Outcome, rerun: Outcome, audit: Audit) -> CaseResult:
