@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -146,3 +147,25 @@ def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_set(
     assert service == tracing.SERVICE_NAME
     names = [s.name for scope in resource_spans.scope_spans for s in scope.spans]
     assert names == ["GET /health"]
+
+
+def test_executor_requests_carry_the_callers_trace(spans: InMemorySpanExporter) -> None:
+    from crypto_lakehouse.executor.client import ExecutorClient
+
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("traceparent"))
+        return httpx.Response(200, json={"items": [], "total": 0, "limit": 50, "offset": 0})
+
+    client = ExecutorClient("http://executor.test", TOKEN, transport=httpx.MockTransport(answer))
+    client.list()  # outside any span: no trace to join
+    with tracing.step("ingest.transfer", files=1):
+        client.list()
+    (step,) = [s for s in spans.get_finished_spans() if s.name == "ingest.transfer"]
+    assert seen[0] is None
+    _version, trace_id, parent_id, _flags = (seen[1] or "").split("-")
+    assert (trace_id, parent_id) == (
+        f"{step.context.trace_id:032x}",
+        f"{step.context.span_id:016x}",
+    )

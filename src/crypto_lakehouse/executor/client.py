@@ -34,6 +34,7 @@ from crypto_lakehouse.executor.models import (
     SubmitResponse,
     SyncRequest,
 )
+from crypto_lakehouse.observability import tracing
 
 ProgressCallback = Callable[[OperationView], None]
 LONG_POLL_SECONDS = 20.0  # one long-poll's wait (the server answers sooner when it ends)
@@ -199,8 +200,11 @@ class ExecutorClient:
     # -- transport ----------------------------------------------------------------------
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        # The caller's span (a flow run's transfer step) as `traceparent`: the replica's
+        # request span joins the flow run's trace. Empty while tracing is off.
+        headers = tracing.trace_headers()
         try:
-            response = self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, headers=headers or None, **kwargs)
         except httpx.TransportError as exc:
             raise ExecutorUnavailable(
                 f"executor at {self._http.base_url} unreachable ({type(exc).__name__})"
