@@ -16,6 +16,7 @@ verified, and copying is what re-verifies it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import os
 import threading
@@ -231,7 +232,11 @@ class ExecutorMover:
                 max(1, min(self.in_flight, len(parts))), thread_name_prefix="executor-op"
             ) as pool,
         ):
-            running = [pool.submit(_run_part, client, target, part, cancel) for part in parts]
+            # Each operation in the caller's context (its own copy): the trace span goes along.
+            running = [
+                pool.submit(contextvars.copy_context().run, _run_part, client, target, part, cancel)
+                for part in parts
+            ]
             for future in as_completed(running):
                 for result in future.result():
                     results[result.listed.source_key] = result
