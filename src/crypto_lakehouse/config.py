@@ -145,6 +145,17 @@ class Settings(BaseSettings):
     executor_api_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("EXECUTOR_API_TOKEN", "executor_api_token")
     )
+    # An ingest batch through the executor is cut into up to this many operations, submitted
+    # together so that several replicas work on one batch (3 measured 0.90-0.92x the
+    # in-process engine with 3 replicas; more replicas want more).
+    executor_operations_in_flight: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices(
+            "EXECUTOR_OPERATIONS_IN_FLIGHT", "executor_operations_in_flight"
+        ),
+    )
     executor_database_url: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("EXECUTOR_DATABASE_URL", "executor_database_url"),

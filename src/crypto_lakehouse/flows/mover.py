@@ -69,7 +69,7 @@ class Mover(Protocol):
 def mover_for(settings: Settings) -> Mover:
     """The executor when `EXECUTOR_URL` is set, else the engine in this process."""
     if settings.executor_url:
-        return ExecutorMover(settings)
+        return ExecutorMover(settings, in_flight=settings.executor_operations_in_flight)
     return EngineMover(EngineOptions.from_settings(settings))
 
 
@@ -191,7 +191,6 @@ def file_result(item: ListedFile, result: ObjectResult | None) -> FileResult:
     return FileResult(item, ok=False, error=result.error or f"not copied ({result.outcome})")
 
 
-OPERATIONS_IN_FLIGHT = 3  # a batch's executor operations submitted and awaited at once
 MIN_OPERATION_FILES = 100  # below this a batch is not split further (a run's fixed cost)
 CANCEL_CHECK_SECONDS = 2.0  # a long-poll's length while a cancel may come
 
@@ -208,9 +207,10 @@ class ExecutorMover:
     answer (nothing is read back from bronze).
     """
 
-    def __init__(self, settings: Settings, *, in_flight: int = OPERATIONS_IN_FLIGHT) -> None:
+    def __init__(self, settings: Settings, *, in_flight: int | None = None) -> None:
         self.settings = settings
-        self.in_flight = max(1, in_flight)
+        wanted = settings.executor_operations_in_flight if in_flight is None else in_flight
+        self.in_flight = max(1, wanted)
 
     def move(
         self,
