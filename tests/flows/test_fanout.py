@@ -57,6 +57,49 @@ def test_split_never_makes_more_shares_than_groups() -> None:
         fanout.split(COUNTS, 0)
 
 
+def _covered(cuts: list[tuple[fanout.Piece, int]], counts: dict) -> list[tuple[str, str, str]]:
+    """Every (market, data type, symbol) a list of pieces covers (None: all of the group's)."""
+    out = []
+    for (market, data_types, symbols), _ in cuts:
+        for data_type in data_types:
+            group = sorted(s for m, d, s in counts if (m, d) == (market, data_type))
+            out += [(market, data_type, s) for s in (symbols or group)]
+    return out
+
+
+def test_a_dominant_group_is_cut_by_symbol_ranges() -> None:
+    """As on the real archive: spot klines far larger than the rest. The pieces cover every
+    symbol once, a large group's pieces are contiguous symbol ranges, small groups of one
+    market are packed whole, and the pieces go largest first."""
+    counts = {("spot", "klines", f"S{i:03d}USDT"): 300 for i in range(40)}  # 12,000 files
+    counts |= {("spot", "trades", f"S{i:03d}USDT"): 20 for i in range(10)}
+    counts |= {("futures/um", "fundingRate", f"S{i:03d}USDT"): 5 for i in range(10)}
+    counts |= {("futures/um", "klines", f"S{i:03d}USDT"): 30 for i in range(10)}
+    counts[("option", "BVOLIndex", "BTCBVOLUSDT")] = 0
+    cuts = fanout.cut(counts, 9)
+    assert sorted(_covered(cuts, counts)) == sorted(k for k, n in counts.items() if n)
+    assert sum(n for _, n in cuts) == sum(counts.values())
+    target = -(-sum(counts.values()) // 9)
+    klines = [(p, n) for p, n in cuts if p[1] == ("klines",) and p[0] == "spot"]
+    assert len(klines) >= 8  # the dominant group alone fills most pieces
+    for (_, _, symbols), n in klines:
+        assert symbols and list(symbols) == sorted(symbols)
+        assert n <= target + 300  # at most one symbol over the target
+    assert [n for _, n in cuts] == sorted((n for _, n in cuts), reverse=True)
+    small = [p for p, _ in cuts if p[2] is None]
+    assert ("futures/um", ("fundingRate", "klines"), None) in small  # packed, one market
+    assert ("spot", ("trades",), None) in small
+    assert fanout.cut({}, 3) == []
+    with pytest.raises(ConfigError):
+        fanout.cut(counts, 0)
+
+
+def test_a_symbol_is_never_cut() -> None:
+    counts = {("spot", "klines", "BTCUSDT"): 1000, ("spot", "klines", "ETHUSDT"): 10}
+    cuts = fanout.cut(counts, 4)
+    assert [(p[2], n) for p, n in cuts] == [(("BTCUSDT",), 1000), (("ETHUSDT",), 10)]
+
+
 def test_small_requests_stay_in_one_process() -> None:
     assert not fanout._fan_out({("spot", "klines"): 1500, ("spot", "trades"): 400}, 2000, 4)
     assert fanout._fan_out({("spot", "klines"): 1500, ("spot", "trades"): 600}, 2000, 4)
@@ -74,6 +117,9 @@ def test_a_slice_keeps_only_the_intervals_it_publishes() -> None:
     klines = fanout.narrow(request, "futures/um", ["klines", "fundingRate"])
     assert klines.intervals == ["1h"]  # 1s klines are spot-only
     assert fanout.narrow(request, "spot", ["klines"]).intervals == ["1h", "1s"]
+    piece = fanout.narrow(request, "spot", ["klines"], ("BTCUSDT", "BTCFDUSD"))
+    assert piece.symbols == ["BTCUSDT", "BTCFDUSD"]  # the names the parent listed
+    assert piece.query().exact_symbols() == ("BTCFDUSD", "BTCUSDT")  # lists only those
 
 
 def test_merged_summaries_add_up() -> None:
@@ -151,24 +197,30 @@ def test_fan_out_over_two_workers_equals_one_process(
         local_workers(TRANSFER_POOL, 2, environ, logs) as movers,
         local_workers(GENERAL_POOL, 2, environ, logs) as builders,
     ):
-        state, ingest = asyncio.run(
-            fanout.run_locally(fanout.ingest_fanout, request=request, min_files=0, children=2)
+        state, ingest = asyncio.run(  # the children do every piece: no help from the parent
+            fanout.run_locally(
+                fanout.ingest_fanout, request=request, min_files=0, children=2, parent_works=False
+            )
         )
         silver_state, silver = asyncio.run(
             fanout.run_locally(fanout.silver_fanout, min_files=0, children=2)
         )
 
-    # Two groups (spot klines with the planted corrupt file, USD-M funding): two children,
-    # one per worker; the parent fails naming the child whose files were not all verified.
-    children = ingest["fanout"]["children"]
-    assert ingest["fanout"]["fanned_out"] and len(children) == 2
+    # Two children, one per worker, claim the pieces (spot klines by symbol, USD-M funding)
+    # between them: each piece run once. The parent fails naming the child whose files were
+    # not all verified (the planted corrupt file is an ETHUSDT spot kline).
+    fan_out = ingest["fanout"]
+    children = fan_out["children"]
+    assert fan_out["fanned_out"] and len(children) == 2 and fan_out["parent_pieces"] == []
     assert {c["worker"] for c in children} == set(movers.names)
+    assert sorted(i for c in children for i in c["pieces"]) == list(range(fan_out["pieces"]))
+    assert fan_out["pieces"] > 2  # spot klines alone is cut by symbol
     assert state == "Failed"
     failed = [c for c in children if c["state"] != "COMPLETED"]
-    assert [c["share"] for c in failed] == ["spot klines"]
+    assert len(failed) == 1 and "spot klines" in failed[0]["share"]
     for key in ("listed", "verified", "corrupt", "failed", "skipped", "missing_periods"):
         assert ingest[key] == getattr(single, key), key
-    assert [p["path"] for p in ingest["problems"]] == [p.path for p in single.problems]
+    assert sorted(p["path"] for p in ingest["problems"]) == sorted(p.path for p in single.problems)
     assert _verified(fan["CATALOG_DATABASE_URL"]) == _verified(one["CATALOG_DATABASE_URL"])
     assert _verified(fan["CATALOG_DATABASE_URL"]) == set(ingest_env.archive.good)
 

@@ -9,8 +9,8 @@ catalog database and its own bronze/silver/gold buckets, so both start empty:
            by W local process workers (`prefect worker start --pool P`, started and
            stopped by PID; one run at a time each, polling every second)
 
-Both sides use the flows' defaults (batches in flight per run), as a user running
-`ingest --fan-out` would.
+Both sides use the flows' defaults (batches in flight per run; the ingest parent works
+through pieces too), as a user running `ingest --fan-out` would.
 
 Reported per step: wall seconds of the process, the child runs (share, worker, seconds),
 and the fan-out overhead: the extra wall time over the one-process run, in % of it.
@@ -55,6 +55,9 @@ class StepResult:
     rows: int = 0
     count_seconds: float = 0.0
     children: list[dict[str, Any]] = field(default_factory=list)
+    pieces: int = 0  # ingest: pieces cut; the parent's share of them and of the files
+    parent_pieces: int = 0
+    parent_files: int = 0
 
     @property
     def longest_child(self) -> float:
@@ -266,7 +269,9 @@ class FanoutBench:
             fan = out.get("fanout") or {}
             files = out.get("verified", out.get("transformed", 0))
             item = StepResult(side, step, seconds, out["state"], files, out.get("rows", 0),
-                              fan.get("count_seconds", 0.0), fan.get("children", []))  # fmt: skip
+                              fan.get("count_seconds", 0.0), fan.get("children", []),
+                              fan.get("pieces", 0), len(fan.get("parent_pieces", [])),
+                              fan.get("parent_files", 0))  # fmt: skip
             result.steps.append(item)
             workers = sorted({c.get("worker") or "?" for c in item.children})
             self.log(f"  {side:<8} {step:<7} {seconds:6.1f} s  {item.state:<10} {files} files"
@@ -303,9 +308,12 @@ def text(run: FanoutRun) -> str:
     for s in run.steps:
         kids = "; ".join(
             f"{c['share']} -> {c.get('worker') or '?'} {c.get('seconds') or 0:.1f} s "
-            f"(picked up after {c.get('pickup') or 0:.1f} s)"
+            f"(picked up after {c.get('pickup') or 0:.1f} s"
+            + (f", {len(c.get('pieces') or [])} pieces, {c['files']} files)" if s.pieces else ")")
             for c in s.children
         )
+        if s.pieces:
+            kids = f"parent: {s.parent_pieces} of {s.pieces} pieces, {s.parent_files} files; {kids}"
         lines.append(f"{s.side:<8} {s.step:<7} {s.seconds:8.1f} {s.state:<10} {s.files:>6} "
                      f"{s.rows:>10,}  {kids}")  # fmt: skip
     for step in ("ingest", "silver"):

@@ -224,6 +224,9 @@ def print_children(fan: dict[str, Any]) -> None:
         console.print(f"{fan['files']} files: ran in this process (no fan-out)")
         return
     table = Table("child run", "share", "files", "worker", "state", "seconds")
+    if fan.get("pieces"):  # ingest: the parent works through pieces too
+        mine = f"{len(fan['parent_pieces'])} of {fan['pieces']} pieces"
+        table.add_row("(this process)", mine, str(fan["parent_files"]), "", "", "")
     for c in fan["children"]:
         seconds = f"{c['seconds']:.1f}" if c["seconds"] is not None else ""
         table.add_row(

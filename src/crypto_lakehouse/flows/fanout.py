@@ -1,26 +1,33 @@
 """Fan-out: one large ingest or silver build split into child flow runs that any worker runs.
 
-    parent   count the work per (market, data type): the archive listing (ingest) or the
-             pending silver query (silver). At most `min_files` files: run the usual body
-             here, in this process, without the fan-out cost. Above: pack the groups into
-             `children` shares of about equal files (largest first), start one child run per
-             share with `run_deployment` on the child deployment's pool, wait, aggregate.
-    child    `ingest-part` / `silver-part`: the usual body (`run_ingest`, `run_silver`) once
-             per slice of its share (one market, some of its data types: a request is a
-             market x data type product, so a slice never covers another share's files).
-             Publishes its summary as the `fanout-part` artifact, which the parent reads.
+    ingest   the parent lists the request once, counting files per (market, data type,
+             symbol), and cuts it into *pieces* of about equal files: whole groups, or a
+             large group's symbols in contiguous ranges. It starts `children` runs of
+             `ingest-part` with the whole piece list, then works through the pieces itself;
+             every consumer (the parent and each child) takes the next unclaimed piece
+             (a claim is a Prefect variable created once: the server refuses a second), so
+             the parent is busy while the children's processes start, and whoever is
+             faster does more. Pieces go largest first, so the last ones are short.
+    silver   the parent recovers once, counts pending files per table and packs the tables
+             into `children` shares (largest first into the lightest share); one
+             `silver-part` run per share. Shares are disjoint by table, so every Iceberg
+             commit stays the only writer of its table.
 
-Shares are disjoint by table (market x data type), so silver children never wait on each
-other's table lock and every Iceberg commit stays the only writer of its table. The parent
-ends Failed listing every child that did not complete (and the files the children list).
+At most `min_files` files: the usual body runs in the parent's process, without the
+fan-out cost. Each consumer publishes its summary as the `fanout-part` artifact, which the
+parent reads and adds up. The parent ends Failed listing every child that did not complete
+(and the files the children list).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +48,8 @@ SILVER_CHILD = "silver-part"
 PART_ARTIFACT = "fanout-part"
 DEFAULT_MIN_FILES = 2000  # fan out only above this many files
 DEFAULT_CHILDREN = 4
+PIECES_PER_CONSUMER = 3  # ingest pieces per consumer (parent + children): a short tail
+CLAIM_PREFIX = "fanout"  # claim of piece i of parent run R: Prefect variable fanout_R_i
 POLL_SECONDS = 1.0
 PICKUP_SECONDS = 300.0  # a child no worker started by then fails the parent
 HEARTBEAT_SECONDS = 30  # workers run flows with PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 (minimum)
@@ -49,6 +58,10 @@ CRASH_AUTOMATION = "crash-silent-flow-runs"
 
 Group = tuple[str, str]  # (market, data type): one silver table, one archive folder family
 Slice = tuple[str, tuple[str, ...]]  # one market and some of its data types
+# An ingest piece: one market, some of its data types, and the symbols it covers (None:
+# every symbol of the request); JSON-able as a flow parameter.
+Piece = tuple[str, tuple[str, ...], tuple[str, ...] | None]
+SymbolGroup = tuple[str, str, str]  # (market, data type, symbol)
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,67 @@ def split(counts: dict[Group, int], children: int) -> list[Share]:
     return shares
 
 
+def piece_label(piece: Piece) -> str:
+    market, data_types, symbols = piece
+    label = f"{market} {','.join(data_types)}"
+    if symbols:
+        label += f" {symbols[0]}" + (
+            f"..{symbols[-1]} ({len(symbols)})" if len(symbols) > 1 else ""
+        )
+    return label
+
+
+def cut(counts: dict[SymbolGroup, int], pieces: int) -> list[tuple[Piece, int]]:
+    """The request cut into about `pieces` pieces of similar file counts, largest first.
+
+    A (market, data type) group above the target size (total / pieces) is cut into
+    contiguous runs of its sorted symbols of about the target size each: on the real
+    archive spot klines and trades are far larger than everything else, and a whole group
+    would bound the balance. A symbol is never cut (its series stay whole, so the gaps of a
+    series are found by the consumer that lists it). Smaller groups of one market are
+    packed together up to the target size. Returns (piece, files) pairs.
+    """
+    if pieces < 1:
+        raise ConfigError(f"pieces must be at least 1, got {pieces}")
+    groups: dict[Group, dict[str, int]] = {}
+    for (market, data_type, symbol), n in counts.items():
+        if n > 0:
+            groups.setdefault((market, data_type), {})[symbol] = n
+    total = sum(sum(s.values()) for s in groups.values())
+    if not total:
+        return []
+    target = -(-total // pieces)
+    out: list[tuple[Piece, int]] = []
+    small: list[tuple[int, Group]] = []
+    for (market, data_type), symbols in sorted(groups.items()):
+        size = sum(symbols.values())
+        if size <= target:
+            small.append((size, (market, data_type)))
+            continue
+        run: list[str] = []
+        files = 0
+        for symbol in sorted(symbols):
+            run.append(symbol)
+            files += symbols[symbol]
+            if files >= target:
+                out.append(((market, (data_type,), tuple(run)), files))
+                run, files = [], 0
+        if run:
+            out.append(((market, (data_type,), tuple(run)), files))
+    packs: dict[str, list[tuple[int, list[str]]]] = {}  # market -> open packs
+    for size, (market, data_type) in sorted(small, key=lambda x: (-x[0], x[1])):
+        open_packs = packs.setdefault(market, [])
+        fit = next((i for i, (n, _) in enumerate(open_packs) if n + size <= target), None)
+        if fit is None:
+            open_packs.append((size, [data_type]))
+        else:
+            n, types = open_packs[fit]
+            open_packs[fit] = (n + size, [*types, data_type])
+    for market, open_packs in sorted(packs.items()):
+        out += [((market, tuple(sorted(types)), None), n) for n, types in open_packs]
+    return sorted(out, key=lambda x: (-x[1], piece_label(x[0])))
+
+
 @dataclass
 class ChildRun:
     """One child flow run as the parent saw it end."""
@@ -96,6 +170,7 @@ class ChildRun:
     worker: str | None = None  # the Prefect worker that ran it
     seconds: float | None = None  # running time (Prefect's total_run_time)
     pickup: float | None = None  # scheduled -> running: worker poll + flow-run process start
+    pieces: list[int] = field(default_factory=list)  # ingest: the pieces it claimed and ran
     summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
@@ -111,6 +186,9 @@ class FanOut:
     files: int  # counted before deciding
     count_seconds: float
     children: list[ChildRun] = field(default_factory=list)
+    pieces: int = 0  # ingest: pieces cut (silver: 0, one share per child)
+    parent_pieces: list[int] = field(default_factory=list)  # ingest: done by the parent
+    parent_files: int = 0
 
     @property
     def failed(self) -> list[ChildRun]:
@@ -127,6 +205,9 @@ class FanOut:
             "fanned_out": self.fanned_out,
             "files": self.files,
             "count_seconds": round(self.count_seconds, 3),
+            "pieces": self.pieces,
+            "parent_pieces": self.parent_pieces,
+            "parent_files": self.parent_files,
             "children": [
                 {k: v for k, v in vars(c).items() if k != "summary"} for c in self.children
             ],
@@ -177,9 +258,16 @@ def merge_silver(parts: list[SilverSummary]) -> SilverSummary:
 # -- children ---------------------------------------------------------------------------------
 
 
-def narrow(request: IngestRequest, market: str, data_types: list[str]) -> IngestRequest:
-    """`request` for one slice. Requested intervals shrink to those the slice publishes
-    (none for a slice of funding rates): a query naming an unpublished interval is invalid."""
+def narrow(
+    request: IngestRequest,
+    market: str,
+    data_types: list[str],
+    symbols: list[str] | tuple[str, ...] | None = None,
+) -> IngestRequest:
+    """`request` for one slice or piece. Requested intervals shrink to those the slice
+    publishes (none for a slice of funding rates): a query naming an unpublished interval is
+    invalid. `symbols`: the exact names the parent listed (they passed the request's
+    filters), so the piece lists only their folders."""
     from crypto_lakehouse.archive import ArchiveQuery
 
     published = {
@@ -190,8 +278,11 @@ def narrow(request: IngestRequest, market: str, data_types: list[str]) -> Ingest
         for interval in intervals
     }
     kept = [i for i in request.intervals if i in published] if request.intervals else None
-    fields = request.model_dump(exclude={"markets", "data_types", "intervals"})
-    return IngestRequest(**fields, markets=[market], data_types=data_types, intervals=kept or None)
+    fields = request.model_dump(exclude={"markets", "data_types", "intervals", "symbols"})
+    return IngestRequest(
+        **fields, markets=[market], data_types=data_types, intervals=kept or None,
+        symbols=list(symbols) if symbols else request.symbols,
+    )  # fmt: skip
 
 
 async def _publish_part(summary: dict[str, Any]) -> None:
@@ -202,30 +293,87 @@ async def _publish_part(summary: dict[str, Any]) -> None:
     )
 
 
+def _claim_name(parent: str, index: int) -> str:
+    return f"{CLAIM_PREFIX}_{parent.replace('-', '')}_{index}"
+
+
+async def consume(
+    parent: str,
+    pieces: list[Piece],
+    owner: str,
+    work: Callable[[int, Piece], Awaitable[IngestSummary]],
+) -> list[tuple[int, IngestSummary]]:
+    """Take the parent's pieces in order, each one only if no other consumer has: a claim
+    is the Prefect variable `fanout_<parent>_<i>`, which the server creates once (a second
+    create is refused with 409). Returns (index, summary) of the pieces done here."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import VariableCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    done = []
+    async with get_client() as client:
+        for index, piece in enumerate(pieces):
+            try:
+                await client.create_variable(
+                    VariableCreate(name=_claim_name(parent, index), value=owner)
+                )
+            except ObjectAlreadyExists:
+                continue
+            done.append((index, await work(index, piece)))
+    return done
+
+
+async def release_claims(parent: str, count: int) -> None:
+    """Delete the parent's claim variables (once every consumer has ended)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    async def drop(index: int) -> None:
+        with contextlib.suppress(ObjectNotFound):
+            await client.delete_variable_by_name(_claim_name(parent, index))
+
+    async with get_client() as client:
+        await asyncio.gather(*(drop(i) for i in range(count)))
+
+
+def _piece_worker(
+    request: IngestRequest, settings: Settings, run_id: str
+) -> Callable[[int, Piece], Awaitable[IngestSummary]]:
+    from crypto_lakehouse.flows.ingest import run_ingest
+
+    async def work(index: int, piece: Piece) -> IngestSummary:
+        market, data_types, symbols = piece
+        narrowed = narrow(request, market, list(data_types), symbols)
+        return await run_ingest(narrowed, settings, f"{run_id}/{index + 1}")
+
+    return work
+
+
 @flow(name=INGEST_PART_FLOW, persist_result=False, validate_parameters=True)
-async def ingest_part(request: IngestRequest | None, slices: list[Slice]) -> Any:
-    """`ingest-archive` for one share: `request` narrowed to each slice's market and data
-    types in turn (its unset fields take the deployment's, as in `ingest-archive`).
-    Failed when a file is corrupt or failed, like `ingest-archive`."""
+async def ingest_part(request: IngestRequest | None, pieces: list[Piece], parent: str) -> Any:
+    """`ingest-archive` for the pieces of fan-out `parent` (its claim key) that no other
+    consumer has claimed: `request` narrowed to each piece in turn (its unset fields take
+    the deployment's, as in `ingest-archive`). Failed when a file is corrupt or failed."""
     from prefect.runtime import flow_run
 
-    from crypto_lakehouse.flows.ingest import _publish, deployed_request, run_ingest
+    from crypto_lakehouse.flows.ingest import _publish, deployed_request
     from crypto_lakehouse.observability.push import pushing
 
     settings = Settings()
     run_id = str(flow_run.id or "local")
-    parts = []
     async with pushing(settings.pushgateway_url):
         whole = await deployed_request(request)
-        for market, data_types in slices:
-            narrowed = narrow(whole, market, list(data_types))
-            parts.append(await run_ingest(narrowed, settings, f"{run_id}/{market}"))
+        done = await consume(
+            parent, pieces, flow_run.name or run_id, _piece_worker(whole, settings, run_id)
+        )
+    parts = [summary for _, summary in done]
     summary = merge_ingest(parts, run_id)
     summary.seconds = sum(p.seconds for p in parts)
-    await asyncio.gather(_publish(summary), _publish_part(summary.as_dict()))
+    data = {**summary.as_dict(), "pieces": [index for index, _ in done]}
+    await asyncio.gather(_publish(summary), _publish_part(data))
     if not summary.ok:
-        return Failed(message=summary.message(), data=summary.as_dict())
-    return summary.as_dict()
+        return Failed(message=summary.message(), data=data)
+    return data
 
 
 @flow(name=SILVER_PART_FLOW, persist_result=False, validate_parameters=True)
@@ -301,9 +449,13 @@ async def ensure_crash_detection() -> bool:
 
 
 async def _start_children(
-    flow_name: str, deployment: str, shares: list[Share], parameters: list[dict[str, Any]]
+    flow_name: str,
+    deployment: str,
+    shares: list[tuple[str, int]],
+    parameters: list[dict[str, Any]],
 ) -> list[ChildRun]:
-    """One flow run per share on the child deployment (registered first: idempotent)."""
+    """One flow run per (label, files) share on the child deployment (registered first:
+    idempotent). Ingest children learn their share as they claim pieces: ("", 0)."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import arun_deployment
     from prefect.exceptions import ObjectNotFound
@@ -331,8 +483,8 @@ async def _start_children(
         )
     )
     return [
-        ChildRun(run.name, str(run.id), share.label, share.files)
-        for run, share in zip(runs, shares, strict=True)
+        ChildRun(run.name, str(run.id), label, files)
+        for run, (label, files) in zip(runs, shares, strict=True)
     ]
 
 
@@ -392,8 +544,9 @@ async def _wait(children: list[ChildRun], pickup_seconds: float) -> None:
 # -- the parents ------------------------------------------------------------------------------
 
 
-def _fan_out(counts: dict[Group, int], min_files: int, children: int) -> bool:
-    """Worth its cost: more than `min_files` files in at least two groups, two children."""
+def _fan_out(counts: dict[Any, int], min_files: int, children: int) -> bool:
+    """Worth its cost: more than `min_files` files in at least two groups (ingest: symbols
+    of a group; silver: tables), two children."""
     return (
         sum(counts.values()) > min_files
         and children > 1
@@ -401,11 +554,11 @@ def _fan_out(counts: dict[Group, int], min_files: int, children: int) -> bool:
     )
 
 
-def _count_archive(target: IngestTarget, request: IngestRequest) -> Counter[Group]:
+def _count_archive(target: IngestTarget, request: IngestRequest) -> Counter[SymbolGroup]:
     from crypto_lakehouse.archive import ArchiveLister
 
     return Counter(
-        (f.market.value, f.data_type.value)
+        (f.market.value, f.data_type.value, f.symbol)
         for f in ArchiveLister(target.source).files(request.query())
     )
 
@@ -418,10 +571,13 @@ async def run_ingest_fanout(
     min_files: int = DEFAULT_MIN_FILES,
     children: int = DEFAULT_CHILDREN,
     pickup_seconds: float = PICKUP_SECONDS,
+    parent_works: bool = True,
 ) -> tuple[IngestSummary, FanOut]:
     """The ingest parent's body: count by listing the archive, then run here or fan out.
 
-    Raises the listing's storage errors; a child's failure is in the returned `FanOut`.
+    Fanned out: `children` runs of `ingest-part` share the pieces with this process (when
+    `parent_works`), each taking the next unclaimed one. Raises the listing's storage
+    errors and this process's own pieces' errors; a child's failure is in the `FanOut`.
     """
     from crypto_lakehouse.flows.ingest import run_ingest
 
@@ -431,15 +587,35 @@ async def run_ingest_fanout(
     fan = FanOut(False, sum(counts.values()), time.monotonic() - started)
     if not _fan_out(counts, min_files, children):
         return await run_ingest(request, settings, run_id), fan
-    shares = split(counts, children)
-    # What the request set, as JSON (dates as ISO days); the slices name markets and data
-    # types, and the fields left unset take the child deployment's values, then defaults.
+    consumers = children + (1 if parent_works else 0)
+    cuts = cut(counts, PIECES_PER_CONSUMER * consumers)
+    pieces = [piece for piece, _ in cuts]
+    # What the request set, as JSON (dates as ISO days); the pieces name markets, data types
+    # and symbols, and the fields left unset take the child deployment's values, then defaults.
     base = request.model_dump(mode="json", exclude_unset=True, exclude={"markets", "data_types"})
-    parameters = [{"request": base, "slices": share.slices} for share in shares]
+    claims = uuid.uuid4().hex  # this fan-out's claim names (a re-run never sees old ones)
+    parameters = {"request": base, "pieces": pieces, "parent": claims}
     fan.fanned_out = True
-    fan.children = await _start_children(INGEST_PART_FLOW, INGEST_CHILD, shares, parameters)
-    await _wait(fan.children, pickup_seconds)
-    parts = [IngestSummary.from_dict(c.summary) for c in fan.children if c.summary]
+    fan.pieces = len(pieces)
+    fan.children = await _start_children(
+        INGEST_PART_FLOW, INGEST_CHILD, [("", 0)] * children, [parameters] * children
+    )
+    own: list[tuple[int, IngestSummary]] = []
+    try:
+        if parent_works:  # busy while the children's processes start
+            own = await consume(claims, pieces, "parent", _piece_worker(request, settings, run_id))
+        await _wait(fan.children, pickup_seconds)
+    finally:
+        await release_claims(claims, len(pieces))
+    files = [n for _, n in cuts]
+    fan.parent_pieces = [index for index, _ in own]
+    fan.parent_files = sum(files[i] for i in fan.parent_pieces)
+    for child in fan.children:
+        taken = child.pieces = (child.summary or {}).get("pieces", [])
+        child.files = sum(files[i] for i in taken)
+        child.share = "; ".join(piece_label(pieces[i]) for i in taken) or "-"
+    parts = [summary for _, summary in own]
+    parts += [IngestSummary.from_dict(c.summary) for c in fan.children if c.summary]
     summary = merge_ingest(parts, run_id)
     summary.phases["count"] = round(fan.count_seconds, 3)
     summary.seconds = time.monotonic() - started
@@ -510,7 +686,9 @@ async def run_silver_fanout(
         {"slices": share.slices, "symbols": symbols, "parallel": parallel} for share in shares
     ]
     fan.fanned_out = True
-    fan.children = await _start_children(SILVER_PART_FLOW, SILVER_CHILD, shares, parameters)
+    fan.children = await _start_children(
+        SILVER_PART_FLOW, SILVER_CHILD, [(s.label, s.files) for s in shares], parameters
+    )
     await _wait(fan.children, pickup_seconds)
     summary = merge_silver([SilverSummary.from_dict(c.summary) for c in fan.children if c.summary])
     summary.recovered = recovered
@@ -546,10 +724,12 @@ async def ingest_fanout(
     min_files: int = DEFAULT_MIN_FILES,
     children: int = DEFAULT_CHILDREN,
     pickup_seconds: float = PICKUP_SECONDS,
+    parent_works: bool = True,
 ) -> Any:
-    """`ingest-archive` for `request` (None: every default), split over up to `children`
-    child runs of deployment `ingest-part/bronze-part` when it covers more than
-    `min_files` files; else run here. Failed listing the failed children and files."""
+    """`ingest-archive` for `request` (None: every default), shared by `children` child
+    runs of deployment `ingest-part/bronze-part` and this run (`parent_works`) when it
+    covers more than `min_files` files; else run here. Failed listing the failed children
+    and files."""
     from prefect.runtime import flow_run
 
     from crypto_lakehouse.flows.ingest import _publish, deployed_request
@@ -557,6 +737,7 @@ async def ingest_fanout(
     summary, fan = await run_ingest_fanout(
         await deployed_request(request), Settings(), str(flow_run.id or "local"),
         min_files=min_files, children=children, pickup_seconds=pickup_seconds,
+        parent_works=parent_works,
     )  # fmt: skip
     await _publish(summary)
     return _final(summary, fan)
