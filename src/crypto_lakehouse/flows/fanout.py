@@ -601,12 +601,12 @@ async def run_ingest_fanout(
         INGEST_PART_FLOW, INGEST_CHILD, [("", 0)] * children, [parameters] * children
     )
     own: list[tuple[int, IngestSummary]] = []
-    try:
-        if parent_works:  # busy while the children's processes start
-            own = await consume(claims, pieces, "parent", _piece_worker(request, settings, run_id))
-        await _wait(fan.children, pickup_seconds)
-    finally:
-        await release_claims(claims, len(pieces))
+    if parent_works:  # busy while the children's processes start
+        own = await consume(claims, pieces, "parent", _piece_worker(request, settings, run_id))
+    await _wait(fan.children, pickup_seconds)
+    # Only once every consumer has ended: a claim dropped earlier could be taken again. (When
+    # this process fails first, its few claims stay: their names are never used again.)
+    await release_claims(claims, len(pieces))
     files = [n for _, n in cuts]
     fan.parent_pieces = [index for index, _ in own]
     fan.parent_files = sum(files[i] for i in fan.parent_pieces)
