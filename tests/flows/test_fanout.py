@@ -224,6 +224,20 @@ def test_fan_out_over_two_workers_equals_one_process(
     assert _verified(fan["CATALOG_DATABASE_URL"]) == _verified(one["CATALOG_DATABASE_URL"])
     assert _verified(fan["CATALOG_DATABASE_URL"]) == set(ingest_env.archive.good)
 
+    # Again, with no worker left and the parent working: it runs every piece itself (all
+    # verified already: skipped) and cancels the children no worker took, as not needed.
+    again_state, again = asyncio.run(
+        fanout.run_locally(fanout.ingest_fanout, request=request, min_files=0, children=2)
+    )
+    assert again["fanout"]["parent_pieces"] == list(range(again["fanout"]["pieces"]))
+    assert [(c["state"], c["not_needed"]) for c in again["fanout"]["children"]] == [
+        ("CANCELLED", True),
+        ("CANCELLED", True),
+    ]
+    assert again["skipped"] == ingest["verified"] and again["verified"] == 0
+    assert again_state == "Failed"  # the known corrupt file, as in a plain re-run
+    assert again["corrupt"] == single.corrupt
+
     silver_children = silver["fanout"]["children"]
     assert silver_state == "Completed" and len(silver_children) == 2
     assert {c["worker"] for c in silver_children} == set(builders.names)

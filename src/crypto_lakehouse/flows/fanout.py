@@ -171,11 +171,12 @@ class ChildRun:
     seconds: float | None = None  # running time (Prefect's total_run_time)
     pickup: float | None = None  # scheduled -> running: worker poll + flow-run process start
     pieces: list[int] = field(default_factory=list)  # ingest: the pieces it claimed and ran
+    not_needed: bool = False  # cancelled before it started: every piece was already taken
     summary: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
-        return self.state == "COMPLETED"
+        return self.state == "COMPLETED" or (self.not_needed and self.state == "CANCELLED")
 
 
 @dataclass
@@ -189,16 +190,26 @@ class FanOut:
     pieces: int = 0  # ingest: pieces cut (silver: 0, one share per child)
     parent_pieces: list[int] = field(default_factory=list)  # ingest: done by the parent
     parent_files: int = 0
+    missing_pieces: list[int] = field(default_factory=list)  # ingest: claimed, not reported
 
     @property
     def failed(self) -> list[ChildRun]:
         return [c for c in self.children if not c.ok]
 
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.missing_pieces
+
     def failure_message(self) -> str:
-        return "failed children: " + ", ".join(
-            f"{c.name} ({c.state.lower()}{': ' + c.message if c.message else ''})"
-            for c in self.failed
-        )
+        parts = []
+        if self.failed:
+            parts.append("failed children: " + ", ".join(
+                f"{c.name} ({c.state.lower()}{': ' + c.message if c.message else ''})"
+                for c in self.failed
+            ))  # fmt: skip
+        if self.missing_pieces:  # claimed by a run that ended without reporting them
+            parts.append(f"pieces not done: {self.missing_pieces}")
+        return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +219,7 @@ class FanOut:
             "pieces": self.pieces,
             "parent_pieces": self.parent_pieces,
             "parent_files": self.parent_files,
+            "missing_pieces": self.missing_pieces,
             "children": [
                 {k: v for k, v in vars(c).items() if k != "summary"} for c in self.children
             ],
@@ -488,9 +500,11 @@ async def _start_children(
     ]
 
 
-async def _wait(children: list[ChildRun], pickup_seconds: float) -> None:
+async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool = False) -> None:
     """Poll every child until each is final; a child still not started after
-    `pickup_seconds` (no worker on its pool) is cancelled and reported."""
+    `pickup_seconds` (no worker on its pool) is cancelled and reported. `all_taken`: every
+    ingest piece is claimed, so a child not picked up yet is cancelled at once, not needed
+    (a small request does not wait for a process that would find nothing to do)."""
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
@@ -511,6 +525,9 @@ async def _wait(children: list[ChildRun], pickup_seconds: float) -> None:
             runs = await client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
             )
+            if all_taken:
+                await _cancel_unneeded(client, runs, by_id)
+                all_taken = False
             pending = [r for r in runs if r.state is None or not r.state.is_final()]
             if not pending:
                 break
@@ -539,6 +556,23 @@ async def _wait(children: list[ChildRun], pickup_seconds: float) -> None:
     for artifact in artifacts:
         data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
         by_id[str(artifact.flow_run_id)].summary = data[0]
+
+
+async def _cancel_unneeded(client: Any, runs: list[Any], by_id: dict[str, ChildRun]) -> None:
+    """Cancel the children still scheduled (no worker has taken them), through the server's
+    orchestration rules (not forced): one a worker took meanwhile is left to run."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.states import Cancelled
+
+    for run in runs:
+        if run.state is None or run.state.type is not StateType.SCHEDULED:
+            continue
+        result = await client.set_flow_run_state(
+            run.id, Cancelled(message="not needed: every piece was already taken")
+        )
+        if result.status is SetStateStatus.ACCEPT:
+            by_id[str(run.id)].not_needed = True
 
 
 # -- the parents ------------------------------------------------------------------------------
@@ -603,7 +637,7 @@ async def run_ingest_fanout(
     own: list[tuple[int, IngestSummary]] = []
     if parent_works:  # busy while the children's processes start
         own = await consume(claims, pieces, "parent", _piece_worker(request, settings, run_id))
-    await _wait(fan.children, pickup_seconds)
+    await _wait(fan.children, pickup_seconds, all_taken=parent_works)
     # Only once every consumer has ended: a claim dropped earlier could be taken again. (When
     # this process fails first, its few claims stay: their names are never used again.)
     await release_claims(claims, len(pieces))
@@ -614,6 +648,8 @@ async def run_ingest_fanout(
         taken = child.pieces = (child.summary or {}).get("pieces", [])
         child.files = sum(files[i] for i in taken)
         child.share = "; ".join(piece_label(pieces[i]) for i in taken) or "-"
+    done = fan.parent_pieces + [i for c in fan.children for i in c.pieces]
+    fan.missing_pieces = sorted(set(range(len(pieces))) - set(done))
     parts = [summary for _, summary in own]
     parts += [IngestSummary.from_dict(c.summary) for c in fan.children if c.summary]
     summary = merge_ingest(parts, run_id)
@@ -711,7 +747,7 @@ def _advance_cursor(config: Any, began: Any) -> None:
 def _final(summary: Any, fan: FanOut) -> Any:
     """The parent's return value, or its Failed state naming the failed children."""
     data = {**summary.as_dict(), "fanout": fan.as_dict()}
-    if fan.failed:
+    if not fan.ok:
         return Failed(message=fan.failure_message(), data=data)
     if not summary.ok:
         return Failed(message=summary.message(), data=data)
