@@ -105,6 +105,24 @@ SPECS: list[DeploymentSpec] = [
         description="One share of a fanned-out silver build (started by flow silver-fanout).",
         tags=("lakehouse", "silver", "fanout"),
     ),
+    # The fan-out parents. The ingest parent works through pieces like its children, so a
+    # worker slot it holds is not wasted, and children no slot took are cancelled once every
+    # piece is taken. The silver parent only waits: it runs on the transfer pool so it never
+    # holds a slot of the pool its children need.
+    DeploymentSpec(
+        name="bronze-fanout",
+        flow="crypto_lakehouse.flows.fanout:ingest_fanout",
+        pool=TRANSFER_POOL,
+        description="A large ingest shared by child runs of ingest-part/bronze-part.",
+        tags=("ingest", "bronze", "fanout"),
+    ),
+    DeploymentSpec(
+        name="silver-fanout",
+        flow="crypto_lakehouse.flows.fanout:silver_fanout",
+        pool=TRANSFER_POOL,
+        description="A large silver build split by table over runs of silver-part/silver-part.",
+        tags=("lakehouse", "silver", "fanout"),
+    ),
 ]
 
 
