@@ -23,6 +23,7 @@ from crypto_lakehouse.flows.silver import (
     LIGHT_BATCH_FILES,
     LIGHT_PER_LANE,
     batch_weight,
+    heavy_first,
     run_silver,
 )
 from crypto_lakehouse.lake.committer import BATCHES, _commit_loaded
@@ -85,6 +86,28 @@ def test_light_batches_share_a_lane_heavy_ones_take_a_whole_lane() -> None:
     assert batch_weight(files(11, many_bytes), LARGE_FILE_BYTES) == LIGHT_PER_LANE
     assert batch_weight(files(1, LARGE_FILE_BYTES + 1), LARGE_FILE_BYTES) == LIGHT_PER_LANE
     assert batch_weight(files(1, None), LARGE_FILE_BYTES) == LIGHT_PER_LANE  # size unknown
+
+
+def test_tables_with_a_heavy_batch_start_first_and_a_tables_batches_keep_their_order() -> None:
+    def batch(data_type: str, day: int, size: int) -> list[BronzeFile]:
+        folder, name = (
+            (f"{data_type}/BTCUSDT/1h", "1h")
+            if data_type == "klines"
+            else (f"{data_type}/BTCUSDT", data_type)
+        )
+        key = f"data/spot/daily/{folder}/BTCUSDT-{name}-2024-01-{day:02d}.zip"
+        return [BronzeFile(key, "0" * 64, size=size)]
+
+    light_a = batch("aggTrades", 1, 2_000)
+    heavy_t1 = batch("trades", 1, LARGE_FILE_BYTES + 1)
+    light_t2 = batch("trades", 2, 2_000)
+    light_x = batch("klines", 1, 2_000)
+    work = [light_a, light_x, heavy_t1, light_t2]
+    assert list(heavy_first(iter(work), LARGE_FILE_BYTES)) == [
+        heavy_t1, light_t2, light_a, light_x,
+    ]  # fmt: skip
+    # Past the lookahead, batches come in the order they were planned.
+    assert list(heavy_first(iter(work), LARGE_FILE_BYTES, lookahead=1)) == work
 
 
 @pytest.mark.slow

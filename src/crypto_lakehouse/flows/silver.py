@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -40,6 +41,7 @@ LIGHT_PER_LANE = 4  # light batches in flight per lane of `parallel`
 # A light batch: at most this many small files and zip bytes (about 40 MB of rows in memory).
 LIGHT_BATCH_FILES = 1_000
 LIGHT_BATCH_BYTES = 4 << 20
+LOOKAHEAD_FILES = 20_000  # pending files looked at before the first batch starts
 GOLD_FLOW = "build-gold"
 
 
@@ -91,6 +93,38 @@ def batch_weight(files: list[BronzeFile], large_file_bytes: int) -> int:
     return 1 if size <= LIGHT_BATCH_BYTES else LIGHT_PER_LANE
 
 
+def heavy_first(
+    work: Iterator[list[BronzeFile]], large_file_bytes: int, lookahead: int = LOOKAHEAD_FILES
+) -> Iterator[list[BronzeFile]]:
+    """The batches, those of the first `lookahead` files reordered so that tables with a
+    heavy batch start first; a table's own batches keep their order (monthly files first).
+
+    A daily update's one big file (a busy symbol's trades day, seconds of work) would
+    otherwise start last, after the light tables that sort before it, and end the run alone.
+    Past the lookahead (a backfill) batches stream in planning order as they come.
+    """
+    head: list[list[BronzeFile]] = []
+    held = 0
+    for files in work:
+        head.append(files)
+        held += len(files)
+        if held >= lookahead:
+            break
+    weight: dict[tuple[str, str], int] = {}
+    for files in head:
+        table = _table_of(files)
+        weight[table] = max(weight.get(table, 0), batch_weight(files, large_file_bytes))
+    order = {table: n for n, table in enumerate(weight)}  # first seen, planning order
+    head.sort(key=lambda files: (-weight[_table_of(files)], order[_table_of(files)]))
+    yield from head
+    yield from work
+
+
+def _table_of(files: list[BronzeFile]) -> tuple[str, str]:
+    first = files[0].archive
+    return first.market.value, first.data_type.value
+
+
 def _label(files: list[BronzeFile]) -> str:
     first, last = files[0].archive, files[-1].archive
     dataset = f"{first.market.value} {first.data_type.value}"
@@ -138,7 +172,7 @@ async def run_silver(
                 markets=markets, data_types=data_types, symbols=symbols, since=since
             )
         )
-        work = batches(pending)
+        work = heavy_first(batches(pending), builder.large_file_bytes)
         gate = asyncio.Semaphore(max(1, parallel) * LIGHT_PER_LANE)
         running: set[asyncio.Task] = set()
 
