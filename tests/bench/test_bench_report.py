@@ -84,3 +84,19 @@ def test_case_labels_round_trip() -> None:
     assert split_case(case_label("large", 50.0)) == ("large", 50.0)
     assert split_case(case_label("small", 150.0, 0.01)) == ("small", 150.0)
     assert split_case(case_label("small", None)) == ("small", None)
+
+
+def test_an_unknown_method_is_refused_before_any_server_starts() -> None:
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "crypto-lakehouse"
+    proc = subprocess.run(
+        [str(cli), "bench", "transfer", "--method", "engine-staged", "--method", "robocopy"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "unknown method robocopy" in proc.stderr and "rclone" in proc.stderr

@@ -44,6 +44,16 @@ from crypto_lakehouse.transfer import (
 SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
 LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
 SAME_ENDPOINT_METHODS = ("engine-direct", "s5cmd-raw-direct", "traditional")
+METHODS = (  # every method a run can have (`--method` picks some)
+    *SAME_ENDPOINT_METHODS,
+    "engine-staged",
+    "s5cmd-raw",
+    "rclone",
+    "naive-boto3",
+    "aria2c",
+    "staged-4chunks",
+    "staged-4chunks-overlap",
+)
 
 
 @dataclass(frozen=True)
@@ -122,8 +132,10 @@ class TransferBench:
         log: Callable[[str], None] = print,
         rtts: Sequence[float] = (),
         resets: float = 0.0,
+        only: Sequence[str] = (),
     ) -> None:
         self.settings = settings
+        self.only = set(only)  # empty: every method
         self.quick = quick
         self.repeats = max(1, repeats)
         self.log = log
@@ -292,6 +304,8 @@ class TransferBench:
         if proxied:  # copies inside the lake never see the proxy: they are loopback runs
             for name in SAME_ENDPOINT_METHODS:
                 del methods[name]
+        if self.only:
+            methods = {name: run for name, run in methods.items() if name in self.only}
         return methods
 
     def _overlap_study(self, w: Workload, engine_run: Callable, public: Endpoint) -> dict:

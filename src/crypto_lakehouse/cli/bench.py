@@ -46,12 +46,26 @@ def transfer(
         float,
         typer.Option("--resets", min=0.0, max=1.0, help="With --rtt: fraction of requests reset."),
     ] = 0.0,
+    method: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help="Run only this method; repeat for several (e.g. --method engine-staged "
+            "--method rclone). Targets that need another show 'not measured'.",
+        ),
+    ] = None,
 ) -> None:
     """engine-direct, engine-staged, traditional, s5cmd-raw, rclone, naive-boto3 side by side."""
-    from crypto_lakehouse.bench.transfer import TransferBench
+    from crypto_lakehouse.bench.transfer import METHODS, TransferBench
 
     if resets and not rtt:
         raise typer.BadParameter("--resets needs --rtt", param_hint="--resets")
+    unknown = sorted(set(method or ()) - set(METHODS))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}",
+            param_hint="--method",
+        )
     bench = TransferBench(
         load_settings(),
         quick=quick,
@@ -59,6 +73,7 @@ def transfer(
         log=console.print,
         rtts=rtt or (),
         resets=resets,
+        only=method or (),
     )
     result = bench.run_memory(objects) if objects is not None else bench.run()
     narrow = not console.is_terminal  # a log or a pipe: a layout that fits 80 columns
