@@ -463,13 +463,13 @@ def test_a_full_build_reads_silver_in_bounded_pieces_and_commits_once(lake: Lake
     _seed_silver(silver)
     bounded = build_gold(lake.warehouse, full=True, margin=NO_MARGIN, piece_rows=50)
     name = "gold.trades_daily"
-    assert bounded.pieces[name] == 4 and bounded.largest_read[name] == 40
+    assert bounded.pieces[name] == 4 and bounded.largest_plan[name] == 40
     assert bounded.commits[name] == 1
     pieced = _gold(lake)
 
     for spec in GOLD_TABLES:
         lake.warehouse.catalog.drop_table(spec.identifier)
     whole = build_gold(lake.warehouse, full=True, margin=NO_MARGIN)
-    assert whole.pieces[name] == 1 and whole.largest_read[name] == 160
-    assert whole.largest_read["gold.klines_1h"] > bounded.largest_read["gold.klines_1h"]
+    assert whole.pieces[name] == 1 and whole.largest_plan[name] == 160
+    assert whole.largest_plan["gold.klines_1h"] > bounded.largest_plan["gold.klines_1h"]
     _assert_same(pieced, _gold(lake))

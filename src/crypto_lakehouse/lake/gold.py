@@ -27,6 +27,7 @@ from functools import reduce
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 from pyiceberg.expressions import (
     AlwaysFalse,
     And,
@@ -83,7 +84,7 @@ class GoldResult:
     commits: dict[str, int] = field(default_factory=dict)
     full: dict[str, bool] = field(default_factory=dict)
     pieces: dict[str, int] = field(default_factory=dict)  # silver queries made per table
-    largest_read: dict[str, int] = field(default_factory=dict)  # most rows one piece planned
+    largest_plan: dict[str, int] = field(default_factory=dict)  # most rows in one piece's files
     checked: int = 0
     mismatches: list[dict] = field(default_factory=list)
     new_mismatches: int = 0
@@ -150,7 +151,7 @@ class _Builder:
         self.warehouse, self.engine, self.state, self.spec = warehouse, engine, state, spec
         self.group_partitions = group_partitions
         self.piece_rows = PIECE_ROWS
-        self.pieces = self.largest_read = 0
+        self.pieces = self.largest_plan = 0
         self.sources = {
             SilverTable.of(m, spec.data_type).identifier: m
             for m in spec.markets()
@@ -194,7 +195,7 @@ class _Builder:
         mark = max(m for m in (since, newest, _EPOCH) if m is not None)
         self.state.set_watermark(name, self.layout, mark)
         result.recomputed[name], result.commits[name] = recomputed, commits
-        result.pieces[name], result.largest_read[name] = self.pieces, self.largest_read
+        result.pieces[name], result.largest_plan[name] = self.pieces, self.largest_plan
         result.full[name] = since is None
 
     def _ensure_table(self) -> tuple[Table, bool]:
@@ -341,9 +342,15 @@ class _Builder:
         if any(task.delete_files for task in tasks):
             raise ConfigError(f"{source} has delete files; gold reads copy-on-write tables only")
         self.pieces += 1
-        self.largest_read = max(self.largest_read, sum(t.file.record_count for t in tasks))
+        self.largest_plan = max(self.largest_plan, sum(t.file.record_count for t in tasks))
         con = self.engine.con
-        con.register("scan", table_dataset(silver, self.engine.filesystem, tasks))
+        dataset = table_dataset(silver, self.engine.filesystem, tasks)
+        if isinstance(dataset, ds.Dataset):
+            # A planned file holds other symbols' rows of its days (a trades day file every
+            # symbol's): only the piece's own (symbol, day) rows reach DuckDB, and row groups
+            # of other symbols are skipped by their statistics, unread.
+            dataset = dataset.filter(_silver_filter(group))
+        con.register("scan", dataset)
         con.register("pairs", _pairs_table(group))
         for target in self.spec.targets:
             con.register(f"finest_{target}", _finest_table(picked, target, symbols))
@@ -508,6 +515,20 @@ def _partition_filter(market: Market, group: list[Part]) -> BooleanExpression:
     if not ors:
         return AlwaysFalse()
     return And(EqualTo("market", market.value), reduce(Or, ors))
+
+
+def _silver_filter(group: list[Part]) -> pc.Expression:
+    """Exactly the silver rows of the parts' symbols and days, as a pyarrow filter."""
+    by_span: dict[tuple[date, date], list[str]] = defaultdict(list)
+    for p in group:
+        by_span[(p.first, p.next)].append(p.symbol)
+    terms = [
+        pc.field("symbol").isin(sorted(symbols))
+        & (pc.field("date") >= first)
+        & (pc.field("date") < next_)
+        for (first, next_), symbols in sorted(by_span.items())
+    ]
+    return reduce(lambda a, b: a | b, terms)
 
 
 def _conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
