@@ -430,6 +430,11 @@ class SilverBuilder:
 
     # -- reading ------------------------------------------------------------------------------
 
+    @cached_property
+    def _bronze(self) -> pafs.S3FileSystem:
+        """One client for every batch (thread-safe): a daily update runs some 24 batches."""
+        return bronze_filesystem(self.storage)
+
     def _is_large(self, bronze: BronzeFile) -> bool:
         return bronze.size is None or bronze.size > self.large_file_bytes
 
@@ -440,7 +445,7 @@ class SilverBuilder:
         parser release the GIL), in order, a bounded window ahead."""
         if not files:
             return
-        filesystem = bronze_filesystem(self.storage)
+        filesystem = self._bronze
         window = self.fetch_threads * 4
 
         def one(bronze: BronzeFile) -> FileRows | LakehouseError:
