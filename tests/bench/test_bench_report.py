@@ -100,3 +100,18 @@ def test_an_unknown_method_is_refused_before_any_server_starts() -> None:
     )
     assert proc.returncode == 2
     assert "unknown method robocopy" in proc.stderr and "rclone" in proc.stderr
+
+
+def test_a_run_that_gave_up_under_faults_is_listed_not_averaged() -> None:
+    from rich.console import Console
+
+    result = BenchResult()
+    result.add(_m("small@150ms+1%rst", "engine-staged", 2.0))
+    failure = {"workload": "small@150ms+1%rst", "method": "naive-boto3", "round": 1,
+               "copied": 217, "objects": 500, "error": "ResponseStreamingError: reset"}  # fmt: skip
+    result.failed_runs.append(failure)
+    assert result.as_json()["failed_runs"] == [failure]
+    console = Console(width=100, record=True)
+    console.print(result.table(narrow=True))
+    assert "naive-boto3 round 1: copied 217 of 500" in console.export_text()
+    assert result.seconds("small@150ms+1%rst", "naive-boto3") is None

@@ -33,6 +33,8 @@ class TransferMeasurement:
 class BenchResult:
     measurements: list[TransferMeasurement] = field(default_factory=list)
     memory: dict[str, Any] | None = None
+    # Runs that failed under injected faults (`--resets`): case, method, round, copied, error.
+    failed_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, measurement: TransferMeasurement) -> None:
         self.measurements.append(measurement)
@@ -158,6 +160,13 @@ class BenchResult:
                     mark,
                 )
             parts.append(table)
+        if self.failed_runs:
+            parts.append("runs that failed under injected faults (not in the medians):")
+            parts.extend(
+                f"  {f['workload']} {f['method']} round {f['round']}: copied {f['copied']} of "
+                f"{f['objects']}; {f['error']}"
+                for f in self.failed_runs
+            )
         if self.memory:
             m = self.memory
             table = Table(title="engine memory (child process running only the engine)")
@@ -201,6 +210,8 @@ class BenchResult:
         }
         if self.memory is not None:
             data["memory"] = self.memory
+        if self.failed_runs:
+            data["failed_runs"] = self.failed_runs
         return data
 
 

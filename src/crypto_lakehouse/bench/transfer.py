@@ -163,10 +163,19 @@ class TransferBench:
                 for round_no in range(self.repeats + 1):
                     for name, method in methods.items():
                         prefix = f"r{round_no}/"
-                        timing = _timed(
-                            lambda m=method, b=buckets[name], p=prefix: m(b, p), env.server_pids
-                        )
-                        self._check_copied(env, buckets[name], prefix, workload, name)
+                        try:
+                            timing = _timed(
+                                lambda m=method, b=buckets[name], p=prefix: m(b, p),
+                                env.server_pids,
+                            )
+                            self._check_copied(env, buckets[name], prefix, workload, name)
+                        except Exception as exc:
+                            if not self.resets:
+                                raise
+                            # Under injected faults a method may give up: that is its result.
+                            self._failed(env, result, case, name, round_no, buckets[name],
+                                         prefix, workload, exc)  # fmt: skip
+                            continue
                         if name in reruns:
                             again = _timed(
                                 lambda m=method, b=buckets[name], p=prefix: m(b, p),
@@ -190,6 +199,8 @@ class TransferBench:
                     **times,
                     **{f"{k}-rerun": v for k, v in reruns.items()},
                 }.items():
+                    if not values:  # every run of it failed (listed in failed_runs)
+                        continue
                     result.add(
                         TransferMeasurement(
                             case,
@@ -203,6 +214,28 @@ class TransferBench:
                         )
                     )
         return result
+
+    def _failed(
+        self,
+        env: _Env,
+        result: BenchResult,
+        case: str,
+        name: str,
+        round_no: int,
+        bucket: str,
+        prefix: str,
+        w: Workload,
+        exc: Exception,
+    ) -> None:
+        """Record a method that failed under injected faults, with how much it copied."""
+        copied = sum(1 for _ in S3Storage(env.signed_lake).list_objects(bucket, prefix))
+        reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+        result.failed_runs.append(
+            {"workload": case, "method": name, "round": round_no, "copied": copied,
+             "objects": w.count, "error": f"{type(exc).__name__}: {reason}"}
+        )  # fmt: skip
+        self.log(f"{case:5} {name:19} FAILED after {copied} of {w.count} objects: {reason}")
+        self._clear(env, bucket, prefix)
 
     def _cases(self) -> list[tuple[Workload, float | None]]:
         """Each workload, once per round trip asked for (None: no proxy)."""
@@ -254,8 +287,13 @@ class TransferBench:
                         expected_sha256=expected if checks else None,
                     )
                 )
-                if not report.summary.ok:
-                    raise baselines.BaselineError(f"engine {mode}: {report.failures()[:2]}")
+                summary = report.summary
+                if not summary.ok:
+                    reasons = sorted({r.error or "" for r in report.failures()})[:2]
+                    raise baselines.BaselineError(
+                        f"engine {mode}: {summary.failed} failed and {summary.corrupt} corrupt "
+                        f"of {summary.objects}, each reported ({'; '.join(reasons)})"
+                    )
 
             return run
 
