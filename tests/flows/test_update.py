@@ -49,6 +49,7 @@ def test_one_day_reaches_silver_and_gold_and_a_rerun_adds_nothing(
     assert rows == [{"symbol": "BTCUSDT", "n": 24}, {"symbol": "ETHUSDT", "n": 24}]
     gold = steps["gold"]["summary"]
     assert gold["recomputed"]["gold.klines_1h"] >= 2  # each symbol's month, from the new day
+    assert gold["pieces"]["gold.klines_1h"] >= 1  # silver read in bounded pieces, reported
 
     state, again = _run(ingest_env)
     assert state.is_completed(), again  # type: ignore[attr-defined]

@@ -180,7 +180,9 @@ def gold(
         result = gold_and_coverage(_settings(), full=full)
     for table, rows in sorted(result["rows"].items()):
         redone = result["recomputed"].get(table, 0)
-        console.print(f"  {table:<28} {rows:,} rows, {redone:,} partitions recomputed")
+        pieces = result["pieces"].get(table, 0)
+        read = f" in {pieces:,} silver reads" if pieces else ""
+        console.print(f"  {table:<28} {rows:,} rows, {redone:,} partitions recomputed{read}")
     console.print(
         f"  resampled bars checked against Binance's: {result['checked']}, "
         f"mismatched: {len(result['mismatches'])}"

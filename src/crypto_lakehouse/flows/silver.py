@@ -264,6 +264,8 @@ def gold_and_coverage(settings: Settings, *, full: bool = False) -> dict[str, An
         "rows": result.rows,
         "recomputed": result.recomputed,
         "commits": result.commits,
+        "pieces": result.pieces,  # silver queries per table (bounded by rows, lake/gold.py)
+        "largest_plan": result.largest_plan,  # most rows in the files one query planned
         "checked": result.checked,
         "mismatches": [{**m, "open_time": str(m["open_time"])} for m in result.mismatches],
         "coverage": counts,
@@ -278,6 +280,8 @@ def _note_gold(span: tracing.StepSpan, result: GoldResult) -> None:
             "rows": rows,
             "recomputed": result.recomputed.get(table, 0),
             "commits": result.commits.get(table, 0),
+            "pieces": result.pieces.get(table, 0),
+            "largest_plan": result.largest_plan.get(table, 0),
         }
         span.add_event("table built", tracing.attributes_of(counts))
     tracing.note(
