@@ -147,6 +147,7 @@ def test_worker_processes_share_one_sqlite_store(
     """`serve --workers 2`: two processes, two replicas, one SQLite file, one run each."""
     fill_bucket(source_server, source_bucket, "data/", 2)
     replica = start_replica("two-workers", executor_workers=2, executor_max_operations=1)
+    _wait_for_replicas(replica.url, 2)  # a loaded machine starts the second process later
     with ExecutorClient(replica.url, api_token) as client:
         ops = []
         for i in range(6):
@@ -157,3 +158,14 @@ def test_worker_processes_share_one_sqlite_store(
         views = [client.wait(op, poll_seconds=0.2, timeout=180) for op in ops]
     assert [(v.status, v.attempts) for v in views] == [("completed", 1)] * 6
     assert len({v.replica for v in views}) == 2, "both worker processes ran operations"
+
+
+def _wait_for_replicas(url: str, count: int, timeout: float = 60.0) -> None:
+    """Until `count` distinct replicas have answered /health (a new connection each time,
+    so that every worker process gets to accept one)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < count:
+        assert time.monotonic() < deadline, f"only replicas {seen} answered in {timeout:g} s"
+        with httpx.Client(timeout=5.0) as fresh:
+            seen.add(fresh.get(f"{url}/health").json()["replica"])
