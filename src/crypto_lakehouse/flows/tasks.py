@@ -205,9 +205,15 @@ async def _transfer(batch: Batch, ctx: IngestContext, span: tracing.StepSpan) ->
             staging.rmdir()
         ctx.slots.put_nowait(slot)
         for pending in (started, recorded):  # when the lease failed: let them finish
-            if pending is not None and not pending.done():
+            if pending is None:
+                continue
+            if not pending.done():
                 with contextlib.suppress(BaseException):
                     await pending
+            elif not pending.cancelled():
+                # Retrieved, so asyncio does not print it as a traceback at exit: the error
+                # that ends this batch is already on its way up.
+                pending.exception()
     _count(results, outcomes)
     emit(IngestEvent("batch", files=len(files), label=batch.label), ctx.listener)
     return BatchOutcome(batch.label, outcomes, results)
