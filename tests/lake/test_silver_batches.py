@@ -14,7 +14,7 @@ from lake_helpers import Lake
 
 from crypto_lakehouse.catalog.manifest import Manifest
 from crypto_lakehouse.catalog.schema import bronze_files
-from crypto_lakehouse.lake import committer
+from crypto_lakehouse.lake import committer, writer
 from crypto_lakehouse.lake.committer import Journal
 from crypto_lakehouse.lake.ledger import Status
 from crypto_lakehouse.lake.silver import BronzeFile, SilverBuilder
@@ -150,6 +150,37 @@ def test_a_crash_between_write_and_commit_leaves_no_orphan(
     assert _data_files(lake) == []
     assert {o.status for o in fresh.transform_many(files)} == {"transformed"}
     assert lake.rows("silver.spot_klines").num_rows == 6 * 24
+    assert set(_data_files(lake)) == _live_files(lake, "silver.spot_klines")
+
+
+def test_a_crash_in_the_middle_of_a_write_leaves_no_orphan(
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed while pyiceberg writes the data files (some exist, none was reported back):
+    the journal named their paths before the write began, so recovery deletes them."""
+    files = _klines(lake, ["BTCUSDT", "ETHUSDT"], 3)
+    real_write = writer.write_file
+
+    def write_then_die(**kwargs: object) -> None:
+        written = list(real_write(**kwargs))  # the files exist on S3 now
+        assert written
+        raise SystemExit("killed before write_file returned")
+
+    monkeypatch.setattr(writer, "write_file", write_then_die)
+    monkeypatch.setattr(Journal, "abandon", lambda *a: None)
+    with pytest.raises(SystemExit):
+        lake.builder.transform_many(files)
+    orphans = _data_files(lake)
+    assert orphans  # on S3, referenced by nothing, never returned to the writer
+    monkeypatch.undo()
+
+    with lake.ledger.engine.connect() as conn:
+        journaled = conn.execute(sa.select(committer.BATCHES.c.data_files)).scalar_one()
+    assert {p.split("/", 3)[-1] for p in journaled} >= set(orphans)
+    fresh = SilverBuilder(lake.warehouse, lake.ledger, lake.storage, lake.config.bronze_bucket)
+    assert fresh.recover() == {"finished": 0, "abandoned": 1}
+    assert _data_files(lake) == []
+    assert {o.status for o in fresh.transform_many(files)} == {"transformed"}
     assert set(_data_files(lake)) == _live_files(lake, "silver.spot_klines")
 
 

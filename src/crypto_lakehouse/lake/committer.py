@@ -3,8 +3,8 @@
 A batch is up to a few thousand source files of one table, written as a few data files.
 Its life, in the journal table `lake_silver_batches` (catalog database):
 
-    open()        status `writing`; every data file is added to the row as soon as it
-                  exists (`add_files`), before anything references it
+    open()        status `writing`; every data file's path is added to the row before the
+                  file is written (`add_paths`), so no file exists that the row does not name
     commit()      the ledger rows to write are stored in the row, then one snapshot on the
                   rejects table (if the batch has rejects) and one on the data table, each
                   with the summary property `lakehouse.batch-id`; then, in one database
@@ -105,15 +105,16 @@ class Journal:
                 )
             )
 
-    def add_files(self, batch_id: str, files: Sequence[DataFile]) -> None:
-        """Note data files the moment they exist, so a crash cannot orphan them."""
-        paths = sa.literal([f.file_path for f in files], JSONB)
+    def add_paths(self, batch_id: str, paths: Sequence[str]) -> None:
+        """Note data file paths before the files are written, so a crash cannot orphan one
+        (recovery deletes them; a path whose write never happened is simply not found)."""
+        listed = sa.literal(list(paths), JSONB)
         with self.engine.begin() as conn:
             conn.execute(
                 BATCHES.update()
                 .where(BATCHES.c.batch_id == batch_id)
                 .values(
-                    data_files=BATCHES.c.data_files.op("||")(paths),
+                    data_files=BATCHES.c.data_files.op("||")(listed),
                     updated_at=datetime.now(UTC),
                 )
             )

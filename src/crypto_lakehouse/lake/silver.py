@@ -315,11 +315,11 @@ class SilverBuilder:
         files: list[BronzeFile],
         change: BatchChange,
     ) -> list[FileOutcome]:
-        on_files = lambda written: self.journal.add_files(batch_id, written)  # noqa: E731
+        on_paths = lambda paths: self.journal.add_paths(batch_id, paths)  # noqa: E731
         names = itertools.count(0)  # file names are unique per batch: uuid + this counter
         shared = DataFileWriter(
             table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
-            on_files=on_files,
+            on_paths=on_paths,
         )  # fmt: skip
         outcomes: list[FileOutcome] = []
         small = [f for f in files if not self._is_large(f)]
@@ -341,7 +341,7 @@ class SilverBuilder:
             for bronze in large:
                 own = DataFileWriter(
                     table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
-                    on_files=on_files,
+                    on_paths=on_paths,
                 )  # fmt: skip
                 outcome = self._take(
                     bronze,

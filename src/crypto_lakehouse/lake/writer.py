@@ -20,14 +20,17 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyiceberg.io.pyarrow import (
+    FileFormatFactory,
     _dataframe_to_data_files,
     bin_pack_arrow_table,
     pyarrow_to_schema,
     write_file,
 )
-from pyiceberg.manifest import DataFile
+from pyiceberg.manifest import DataFile, FileFormat
 from pyiceberg.partitioning import PartitionFieldValue, PartitionKey
 from pyiceberg.table import Table, TableProperties, WriteTask
+from pyiceberg.table.locations import load_location_provider
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.utils.properties import property_as_int
 
@@ -42,7 +45,7 @@ class DataFileWriter:
         *,
         write_uuid: uuid.UUID | None = None,
         counter: itertools.count | None = None,
-        on_files: Callable[[list[DataFile]], None] | None = None,
+        on_paths: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.table = table
         self.chunk_rows = chunk_rows
@@ -54,7 +57,9 @@ class DataFileWriter:
         self._uuid = write_uuid or uuid.uuid4()
         # Writers sharing a write uuid must share the counter too: it numbers the file names.
         self._counter = counter if counter is not None else itertools.count(0)
-        self._on_files = on_files  # told of each flush's files (a journal of what exists)
+        # Told of every data file path before the file can exist (a journal of what a crash
+        # may leave): the paths a write will use are known before it starts.
+        self._on_paths = on_paths
 
     def add(self, rows: pa.Table) -> None:
         if not rows.num_rows:
@@ -73,21 +78,25 @@ class DataFileWriter:
         self._pending, self._pending_rows = [], 0
         key = self._single_partition(chunk)
         parts = [(chunk, key)] if key is not None else self._identity_partitions(chunk)
-        if parts is None:
-            written = _dataframe_to_data_files(
-                table_metadata=self.table.metadata,
-                df=chunk,
-                io=self.table.io,
-                write_uuid=self._uuid,
-                counter=self._counter,
+        if parts is None:  # not identity partitions: paths known only once written
+            written = list(
+                _dataframe_to_data_files(
+                    table_metadata=self.table.metadata,
+                    df=chunk,
+                    io=self.table.io,
+                    write_uuid=self._uuid,
+                    counter=self._counter,
+                )
             )
+            self._announce([f.file_path for f in written])
         else:
             written = self._write_partitions(parts)
-        written = list(written)  # pyiceberg's writer is lazy: write before anyone is told
-        if self._on_files is not None and written:
-            self._on_files(written)
         self.files.extend(written)
         self.rows += chunk.num_rows
+
+    def _announce(self, paths: list[str]) -> None:
+        if self._on_paths is not None and paths:
+            self._on_paths(paths)
 
     def _single_partition(self, chunk: pa.Table) -> PartitionKey | None:
         """The partition key when every row of `chunk` is in one partition (a daily file),
@@ -147,7 +156,8 @@ class DataFileWriter:
         """What `_dataframe_to_data_files` does for partitions already found: every part's
         files in one `write_file` call, which writes them on pyiceberg's thread pool (a
         daily update writes one small file into each of many partitions; one after another
-        they cost a PUT round trip each)."""
+        they cost a PUT round trip each). The paths are announced before the write starts,
+        so a process killed in the middle leaves no file its journal does not name."""
         metadata = self.table.metadata
         target = property_as_int(
             metadata.properties,
@@ -170,7 +180,11 @@ class DataFileWriter:
             for chunk, key in parts
             for batches in bin_pack_arrow_table(chunk, target)
         ]
-        return list(write_file(io=self.table.io, table_metadata=metadata, tasks=iter(tasks)))
+        planned = _planned_paths(metadata, tasks)
+        self._announce(planned)
+        written = list(write_file(io=self.table.io, table_metadata=metadata, tasks=iter(tasks)))
+        self._announce(sorted({f.file_path for f in written} - set(planned)))  # never, so far
+        return written
 
     def discard(self) -> None:
         """Delete every data file written so far (they were never committed)."""
@@ -188,3 +202,24 @@ class DataFileWriter:
         for data_file in files:
             with contextlib.suppress(Exception):
                 table.io.delete(data_file.file_path)
+
+
+def _planned_paths(metadata: TableMetadata, tasks: list[WriteTask]) -> list[str]:
+    """The paths `write_file` will give these tasks' data files: the same location provider
+    and file names (write uuid, task id, the format's extension), computed before writing."""
+    file_format = FileFormat(
+        metadata.properties.get(
+            TableProperties.WRITE_FILE_FORMAT, TableProperties.WRITE_FILE_FORMAT_DEFAULT
+        )
+    )
+    extension = FileFormatFactory.get(file_format).file_extension()
+    provider = load_location_provider(
+        table_location=metadata.location, table_properties=metadata.properties
+    )
+    return [
+        provider.new_data_location(
+            data_file_name=task.generate_data_file_filename(extension),
+            partition_key=task.partition_key,
+        )
+        for task in tasks
+    ]
