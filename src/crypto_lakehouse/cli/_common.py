@@ -67,7 +67,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
             )
-            raise fail(f"invalid settings: {problems}", ExitCode.BAD_INPUT) from None
+            # `title` is the model's name: the settings (environment, .env) or what the
+            # command was given (its flags, e.g. an ingest's IngestRequest)
+            what = "settings" if exc.title == Settings.__name__ else "input"
+            raise fail(f"invalid {what}: {problems}", ExitCode.BAD_INPUT) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)

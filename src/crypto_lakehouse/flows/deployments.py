@@ -339,7 +339,7 @@ async def deploy(
     becomes each deployment's in-run parallelism parameter; None leaves it to the run
     (capped by its container's CPU quota). See `ensure_pools` for types and templates.
     """
-    from prefect.deployments.runner import EntrypointType
+    from prefect.types.entrypoint import EntrypointType
 
     pools = await ensure_pools(pool_type, job_templates)
     limit = await ensure_transfer_limit(transfer_slots)

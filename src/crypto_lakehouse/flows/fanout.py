@@ -281,11 +281,14 @@ def narrow(
     invalid. `symbols`: the exact names the parent listed (they passed the request's
     filters), so the piece lists only their folders."""
     from crypto_lakehouse.archive import ArchiveQuery
+    from crypto_lakehouse.archive.catalog import parse_data_type, parse_frequency, parse_market
 
     published = {
         interval
         for *_, intervals in ArchiveQuery(
-            markets=(market,), data_types=tuple(data_types), frequencies=tuple(request.frequencies)
+            markets=(parse_market(market),),
+            data_types=tuple(parse_data_type(d) for d in data_types),
+            frequencies=tuple(parse_frequency(f) for f in request.frequencies),
         ).plan()
         for interval in intervals
     }
@@ -450,9 +453,13 @@ async def ensure_crash_detection() -> bool:
                     within=timedelta(seconds=SILENT_SECONDS),
                 ),
                 actions=[
+                    # (name and force are the model's defaults, spelled out: mypy does not
+                    # see a pydantic `Field(None, ...)` default given positionally)
                     ChangeFlowRunState(
+                        name=None,
                         state=StateType.CRASHED,
                         message=f"no heartbeat for {SILENT_SECONDS} s: its process is gone",
+                        force=False,
                     )
                 ],
             )
@@ -543,7 +550,8 @@ async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool
             child.state = run.state.type.value if run.state else "UNKNOWN"
             if run.state and not run.state.is_completed():
                 child.message = run.state.message or ""
-            child.worker = run.labels.get("prefect.worker.name")
+            worker = run.labels.get("prefect.worker.name")  # a label value: str, number, bool
+            child.worker = None if worker is None else str(worker)
             child.seconds = run.total_run_time.total_seconds()
             if run.start_time and run.expected_start_time:
                 child.pickup = (run.start_time - run.expected_start_time).total_seconds()
@@ -554,8 +562,16 @@ async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool
             )
         )
     for artifact in artifacts:
-        data = json.loads(artifact.data) if isinstance(artifact.data, str) else artifact.data
-        by_id[str(artifact.flow_run_id)].summary = data[0]
+        by_id[str(artifact.flow_run_id)].summary = _part_summary(artifact.data)
+
+
+def _part_summary(data: object) -> dict[str, Any] | None:
+    """The summary in a `fanout-part` artifact's data: a one-row table (`_publish_part`),
+    which the server returns as its JSON text. None when it holds no such row."""
+    rows = json.loads(data) if isinstance(data, str) else data
+    if isinstance(rows, list) and rows and isinstance(rows[0], dict):
+        return rows[0]
+    return None
 
 
 async def _cancel_unneeded(client: Any, runs: list[Any], by_id: dict[str, ChildRun]) -> None:
@@ -674,9 +690,10 @@ async def run_silver_fanout(
     fan out by table. A complete unfiltered fan-out moves the cursor as `build-silver` does."""
     from crypto_lakehouse.catalog import Manifest
     from crypto_lakehouse.flows.silver import run_silver
+    from crypto_lakehouse.lake.config import LakeConfig
     from crypto_lakehouse.lake.ledger import Ledger
     from crypto_lakehouse.lake.silver import BronzeFile, SilverBuilder, drop_silver
-    from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+    from crypto_lakehouse.lake.warehouse import Warehouse
     from crypto_lakehouse.storage import S3Storage
 
     started = time.monotonic()

@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from prefect import flow
@@ -30,6 +31,7 @@ from crypto_lakehouse.catalog import Manifest, ManifestOutcome, ManifestPlan, Ru
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound
 from crypto_lakehouse.flows.batches import Batch, in_flight, size_batches
+from crypto_lakehouse.flows.discovery import Discovery
 from crypto_lakehouse.flows.limits import ensure_transfer_limit
 from crypto_lakehouse.flows.mover import mover_for
 from crypto_lakehouse.flows.progress import IngestEvent, current_listener, emit
@@ -38,7 +40,6 @@ from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.flows.tasks import (
     PROBE_SECONDS,
     BatchOutcome,
-    Discovery,
     IngestContext,
     batch_failed,
     discover,
@@ -52,6 +53,8 @@ from crypto_lakehouse.transfer import Invocation, Listing, check_reachable
 
 FLOW_NAME = "ingest-archive"
 SCHEMA_WAIT_SECONDS = 120.0  # discovery's wait for the catalog's tables before planning
+
+T = TypeVar("T")
 
 
 def _summarise(
@@ -156,7 +159,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     return summary
 
 
-def _start(side: list[asyncio.Future[Any]], job: Any) -> asyncio.Future[Any]:
+def _start(side: list[asyncio.Future[Any]], job: Awaitable[T]) -> asyncio.Future[T]:
     future = asyncio.ensure_future(job)
     side.append(future)
     return future

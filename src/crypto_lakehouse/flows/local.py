@@ -46,7 +46,7 @@ async def run_ingest_locally(
         request = IngestRequest.model_validate(request or {})
     with listening(listener or ignore):
         state = await ingest_archive(request, return_state=True)
-    result = await state.result(raise_on_failure=False)
+    result = await state.aresult(raise_on_failure=False)
     flow_run_id = str(state.state_details.flow_run_id)
     if isinstance(result, dict) and "listed" in result:
         return IngestRun(

@@ -20,6 +20,7 @@ from prefect.states import Failed
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.flows.tasks import flow_run_id
+from crypto_lakehouse.lake.config import LakeConfig
 from crypto_lakehouse.lake.maintenance import (
     DEFAULT_EXPIRE_OLDER_THAN,
     DEFAULT_ORPHANS_OLDER_THAN,
@@ -30,7 +31,7 @@ from crypto_lakehouse.lake.maintenance import (
     lake_tables,
     maintain,
 )
-from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.observability import tracing
 
 MAINTAIN_FLOW = "maintain-lake"

@@ -26,12 +26,19 @@ from prefect.states import Failed
 from crypto_lakehouse.catalog import Manifest
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.flows.tasks import flow_run_id, transient_only
+from crypto_lakehouse.lake.config import LakeConfig
 from crypto_lakehouse.lake.coverage import Coverage, build_coverage
 from crypto_lakehouse.lake.gold import GoldResult, build_gold
 from crypto_lakehouse.lake.ledger import Ledger, Status
-from crypto_lakehouse.lake.silver import BronzeFile, SilverBuilder, batches, drop_silver
+from crypto_lakehouse.lake.silver import (
+    BronzeFile,
+    FileOutcome,
+    SilverBuilder,
+    batches,
+    drop_silver,
+)
 from crypto_lakehouse.lake.summary import SilverSummary
-from crypto_lakehouse.lake.warehouse import LakeConfig, Warehouse
+from crypto_lakehouse.lake.warehouse import Warehouse
 from crypto_lakehouse.observability import tracing
 from crypto_lakehouse.observability.push import push_at_end
 from crypto_lakehouse.storage import S3Storage
@@ -53,7 +60,9 @@ GOLD_FLOW = "build-gold"
     retry_condition_fn=transient_only,
     cache_policy=NO_CACHE,
 )
-async def build_batch(builder: SilverBuilder, label: str, files: list[BronzeFile]) -> list:
+async def build_batch(
+    builder: SilverBuilder, label: str, files: list[BronzeFile]
+) -> list[FileOutcome]:
     """Read one batch of one table's files, write its data files, commit it (one snapshot)."""
     first = files[0].archive
     with tracing.step(
@@ -174,7 +183,7 @@ async def run_silver(
         )
         work = heavy_first(batches(pending), builder.large_file_bytes)
         gate = asyncio.Semaphore(max(1, parallel) * LIGHT_PER_LANE)
-        running: set[asyncio.Task] = set()
+        running: set[asyncio.Task[None]] = set()
 
         async def one(files: list[BronzeFile], units: int) -> None:
             try:

@@ -103,9 +103,11 @@ class IngestRequest(BaseModel):
 
     def query(self) -> ArchiveQuery:
         return ArchiveQuery(
-            markets=tuple(self.markets),
-            data_types=tuple(self.data_types) if self.data_types else None,
-            frequencies=tuple(self.frequencies),
+            markets=tuple(parse_market(m) for m in self.markets),
+            data_types=(
+                tuple(parse_data_type(d) for d in self.data_types) if self.data_types else None
+            ),
+            frequencies=tuple(parse_frequency(f) for f in self.frequencies),
             intervals=tuple(self.intervals) if self.intervals else None,
             symbols=tuple(self.symbols) if self.symbols else None,
             quote=self.quote,
