@@ -129,6 +129,23 @@ def test_streamed_large_files_give_the_same_rows(lake: Lake) -> None:
     assert pc.all(pc.equal(table.column("interval"), "1h")).as_py()
 
 
+def test_streamed_files_side_by_side_keep_good_rows_and_drop_a_bad_file(lake: Lake) -> None:
+    """Large files run two lanes at a time; a corrupt one among them is flagged and its data
+    files deleted, the others committed whole, with no file left that the table does not use."""
+    files = _klines(lake, ["BTCUSDT", "ETHUSDT"], 3)
+    bad = dataclasses.replace(files[2], sha256="0" * 64)  # bronze bytes do not match
+    files[2] = bad
+    streaming = SilverBuilder(
+        lake.warehouse, lake.ledger, lake.storage, lake.config.bronze_bucket, large_file_bytes=0
+    )
+    outcomes = streaming.transform_many(files)
+    assert [o.key for o in outcomes] == [f.key for f in files]  # in the order given
+    assert [o.status for o in outcomes].count("corrupt") == 1
+    assert next(o for o in outcomes if o.key == bad.key).status == "corrupt"
+    assert lake.rows("silver.spot_klines").num_rows == 5 * 24
+    assert set(_data_files(lake)) == _live_files(lake, "silver.spot_klines")
+
+
 def test_a_crash_between_write_and_commit_leaves_no_orphan(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -70,6 +70,9 @@ BATCH_BYTES = 1 << 30  # zip bytes per batch
 # Zips above this stream and get data files of their own. A zip read whole costs about ten
 # times its size in memory (bytes, CSV, Arrow, decorated rows).
 LARGE_FILE_BYTES = 8 << 20
+# Large files of one batch are read side by side: one stream leaves a core idle while it waits
+# on S3 or the writer (docs/decisions.md). The lanes share one chunk's worth of rows.
+LARGE_LANES = 2
 FETCH_THREADS = 16
 FETCH_WINDOW_BYTES = 32 << 20  # zip bytes read whole at once, however many files that is
 _LOCK_SPACE = 7_302_115  # pg advisory lock namespace: one batch writer per table
@@ -315,7 +318,7 @@ class SilverBuilder:
         files: list[BronzeFile],
         change: BatchChange,
     ) -> list[FileOutcome]:
-        on_paths = lambda paths: self.journal.add_paths(batch_id, paths)  # noqa: E731
+        on_paths = self._journal_paths(batch_id)
         names = itertools.count(0)  # file names are unique per batch: uuid + this counter
         shared = DataFileWriter(
             table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
@@ -338,31 +341,58 @@ class SilverBuilder:
                     )
                 )
             shared.flush()
-            for bronze in large:
-                own = DataFileWriter(
-                    table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
-                    on_paths=on_paths,
-                )  # fmt: skip
-                outcome = self._take(
-                    bronze,
-                    layout,
-                    fingerprint,
-                    batch_id,
-                    change,
-                    lambda b=bronze, w=own: self._read_large(b, layout, w),
-                    own,
-                )
-                if outcome.status == "transformed":
-                    own.flush()
-                    change.data_files.extend(own.files)
-                else:
-                    own.discard()
-                outcomes.append(outcome)
+            outcomes.extend(
+                self._read_large_files(table, layout, fingerprint, batch_id, large, change, names)
+            )
         except BaseException:
             shared.discard()
             raise
         change.data_files.extend(shared.files)
         return outcomes
+
+    def _journal_paths(self, batch_id: str) -> Callable[[list[str]], None]:
+        return lambda paths: self.journal.add_paths(batch_id, paths)
+
+    def _read_large_files(
+        self,
+        table: Table,
+        layout: SilverTable,
+        fingerprint: str,
+        batch_id: str,
+        files: list[BronzeFile],
+        change: BatchChange,
+        names: itertools.count[int],
+    ) -> list[FileOutcome]:
+        """Large files streamed `LARGE_LANES` at a time, each into data files of its own
+        (discarded when the file turns out bad). Each lane buffers `chunk_rows / lanes`
+        rows, so the rows held stay those of one lane. Outcomes in the order given."""
+        lanes = max(1, min(LARGE_LANES, len(files)))
+        chunk_rows = max(1, self.chunk_rows // lanes)
+
+        def one(bronze: BronzeFile) -> FileOutcome:
+            own = DataFileWriter(
+                table, chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
+                on_paths=self._journal_paths(batch_id),
+            )  # fmt: skip
+            try:
+                outcome = self._take(
+                    bronze, layout, fingerprint, batch_id, change,
+                    lambda: self._read_large(bronze, layout, own), own,
+                )  # fmt: skip
+                if outcome.status == "transformed":
+                    own.flush()
+                    change.data_files.extend(own.files)
+                else:
+                    own.discard()
+            except BaseException:
+                own.discard()
+                raise
+            return outcome
+
+        if lanes == 1:
+            return [one(bronze) for bronze in files]
+        with ThreadPoolExecutor(lanes, thread_name_prefix="silver-large") as pool:
+            return list(pool.map(one, files))
 
     def _take(
         self,
