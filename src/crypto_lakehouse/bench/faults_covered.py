@@ -41,10 +41,11 @@ COVERED: dict[int, tuple[str, str, list[str]]] = {
     ),
     7: (
         "silver killed mid-commit",
-        "the crash is simulated (SystemExit, no clean-up) between data write and Iceberg "
-        "commit, and between commit and ledger; the next run recovers: no orphan file, no "
-        "duplicate row",
+        "the crash is simulated (SystemExit, no clean-up) in the middle of a data write, "
+        "between data write and Iceberg commit, and between commit and ledger; the next run "
+        "recovers: no orphan file, no duplicate row",
         [
+            "tests/lake/test_silver_batches.py::test_a_crash_in_the_middle_of_a_write_leaves_no_orphan",
             "tests/lake/test_silver_batches.py::test_a_crash_between_write_and_commit_leaves_no_orphan",
             "tests/lake/test_silver_batches.py::test_a_crash_between_commit_and_ledger_adds_no_duplicate",
         ],
