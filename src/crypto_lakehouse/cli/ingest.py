@@ -28,6 +28,7 @@ from crypto_lakehouse.flows.target import IngestRequest
 
 # Defaults live in IngestRequest; the CLI only shows them.
 _DEFAULT = {name: field.default for name, field in IngestRequest.model_fields.items()}
+PROBLEMS_SHOWN = 20  # files listed on the console; a broken lake can fail thousands at once
 
 
 def quiet_prefect(verbose: bool) -> None:
@@ -108,10 +109,17 @@ def print_summary(summary: IngestSummary, flow_run_id: str) -> None:
     console.print(table)
     if summary.incremental:
         console.print("[green]incremental:[/] every file was already verified; nothing moved")
-    for problem in summary.problems:
+    for problem in summary.problems[:PROBLEMS_SHOWN]:
         known = " (known, unchanged at the source)" if problem.known else ""
         console.print(f"[red]{problem.kind}{known}:[/] {problem.path}", soft_wrap=True)
         console.print(f"  {problem.error}", soft_wrap=True, highlight=False)
+    if len(summary.problems) > PROBLEMS_SHOWN:
+        console.print(
+            f"[red]... and {len(summary.problems) - PROBLEMS_SHOWN:,} more files not verified[/] "
+            "(all of them: the run's `ingest-problems` artifact, or the manifest's rows with "
+            "status corrupt/failed); a re-run retries them",
+            soft_wrap=True,
+        )
     for gap in summary.missing[:20]:
         console.print(f"[yellow]missing:[/] {gap}", soft_wrap=True)
     if len(summary.missing) > 20:
