@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from flow_helpers import CORRUPT, MISSING_DAY, IngestEnv, kline_zip
 
+import crypto_lakehouse.flows.discovery as discovery_module
 import crypto_lakehouse.transfer.engine as engine_module
 from crypto_lakehouse.archive import ArchiveFile
 from crypto_lakehouse.catalog import FileStatus
 from crypto_lakehouse.flows.local import IngestRun, run_ingest_locally
+from crypto_lakehouse.flows.progress import IngestEvent
 from crypto_lakehouse.flows.target import IngestRequest
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.listing import Listing
@@ -67,6 +69,31 @@ def test_first_run_verifies_good_files_quarantines_corrupt_and_reports_gaps(
     assert logged["run_id"] == run.flow_run_id and logged["status"] == "failed"
     staging = Path(ingest_env.env["STAGING_DIR"]) / "ingest"
     assert not staging.exists() or list(staging.iterdir()) == []  # nothing left behind
+
+
+def test_work_handed_on_in_windows_gives_the_same_run(
+    ingest_env: IngestEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run of more than one window: discovery hands the files to transfer on while it
+    lists (windows of 3 files here, 50,000 by default), the flow transfers each window, and
+    the outcome is the one-window run's, every good file verified once."""
+    monkeypatch.setattr(discovery_module, "WINDOW_FILES", 3)
+    monkeypatch.setattr(discovery_module, "PLAN_CHUNK", 2)
+    planned: list[int] = []
+
+    def listen(event: IngestEvent) -> None:
+        if event.kind == "planned":
+            planned.append(event.files)
+
+    run = asyncio.run(run_ingest_locally(IngestRequest(**ingest_env.parameters), listen))
+    good = ingest_env.archive.good
+    s = run.summary
+    assert len(planned) >= 3 and planned == sorted(planned)  # several windows, totals grow
+    assert planned[-1] == s.transferred == len(good) + 1
+    assert (s.verified, s.corrupt, s.failed) == (len(good), 1, 0)
+    assert [p.path for p in s.problems] == [CORRUPT.key]
+    verified = {e.path: e.sha256 for e in ingest_env.manifest.verified_files()}
+    assert verified == good
 
 
 def test_rerun_transfers_nothing_and_replacement_keeps_history(ingest_env: IngestEnv) -> None:

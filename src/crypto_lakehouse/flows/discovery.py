@@ -4,9 +4,12 @@
 chunk is planned against the manifest as it arrives, and only what the run needs is
 kept: the files to transfer, the known-corrupt ones, the files without a sidecar, counts,
 and the gaps of each series (a series' files arrive together, so one series at a time is
-held). What a run holds grows with its work, not with the archive or with what the lake
-already has. Every batch later hands the engine its own objects as discovery listed
-them (`flows.mover.source_listing_for`), so the engine never lists the archive.
+held). With `on_window`, the files to transfer are handed on every `WINDOW_FILES` files
+(the flow transfers them while the listing goes on, and the hand-over waits while the
+window before is still queued), so a run holds at most a few windows of work, however
+much of the archive it covers; without it, the whole work is returned at the end.
+Every batch later hands the engine its own objects as discovery listed them
+(`flows.mover.source_listing_for`), so the engine never lists the archive.
 """
 
 from __future__ import annotations
@@ -18,18 +21,21 @@ from datetime import date
 
 from crypto_lakehouse.archive import ArchiveFile, ArchiveLister, ArchiveQuery, Gap, find_gaps
 from crypto_lakehouse.archive.discovery import Resume
-from crypto_lakehouse.catalog import ListedFile, Manifest, ManifestPlan
+from crypto_lakehouse.catalog import Decision, ListedFile, Manifest, ManifestPlan
 from crypto_lakehouse.flows.target import IngestTarget
 
 PLAN_CHUNK = 5000  # files planned per manifest query
+WINDOW_FILES = 50_000  # files to transfer handed on at once (about 1.5 KB each in memory)
 
 
 @dataclass
 class Discovery:
     """What a run keeps of the listing: the planned work, counts and the gaps found."""
 
-    # `work.up_to_date` stays empty: those files are only counted
+    # `work.up_to_date` stays empty: those files are only counted; `work.transfer` holds
+    # what was not handed on (`on_window`)
     work: ManifestPlan = field(default_factory=ManifestPlan)
+    handed_on: int = 0  # files to transfer already handed on in windows
     up_to_date: int = 0
     without_sidecar: list[ListedFile] = field(default_factory=list)
     listed: int = 0  # files the query covers (zips, not sidecars)
@@ -47,14 +53,19 @@ def list_and_plan(
     before_plan: Callable[[], object] | None = None,
     resume: Resume | None = None,
     lister: ArchiveLister | None = None,
+    on_window: Callable[[list[tuple[ListedFile, Decision]]], None] | None = None,
+    window_files: int | None = None,
 ) -> Discovery:
     """List what `query` covers and plan it against the manifest, chunk by chunk.
 
     `before_plan` is called once before the first manifest query (the flow waits there
-    for the catalog's schema, created while the listing starts). Raises the listing's
-    storage errors and the manifest's catalog errors.
+    for the catalog's schema, created while the listing starts). `on_window` gets the
+    files to transfer every `window_files` (default `WINDOW_FILES`) of them (see the
+    module's docstring). Raises the listing's storage errors and the manifest's catalog
+    errors, and whatever `on_window` raises (which stops the listing).
     """
     lister = lister or ArchiveLister(target.source)
+    window_files = window_files or WINDOW_FILES
     found = Discovery()
     series = _SeriesGaps(found)
     chunk: list[ListedFile] = []
@@ -68,6 +79,10 @@ def list_and_plan(
         found.work.transfer += work.transfer
         found.work.known_corrupt += work.known_corrupt
         found.up_to_date += len(work.up_to_date)
+        if on_window is not None and len(found.work.transfer) >= window_files:
+            window, found.work.transfer = found.work.transfer, []
+            found.handed_on += len(window)
+            on_window(window)
 
     with closing(lister.pages(query, resume=resume)) as pages:  # stops listing on error
         for page in pages:

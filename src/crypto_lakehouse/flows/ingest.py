@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Awaitable
 from concurrent.futures import Future
@@ -27,7 +28,7 @@ import anyio
 from prefect import flow
 from prefect.states import Failed
 
-from crypto_lakehouse.catalog import Manifest, ManifestOutcome, ManifestPlan, RunStatus
+from crypto_lakehouse.catalog import Decision, ListedFile, Manifest, ManifestOutcome, RunStatus
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import BucketNotFound
 from crypto_lakehouse.flows.batches import Batch, in_flight, size_batches
@@ -57,19 +58,8 @@ SCHEMA_WAIT_SECONDS = 120.0  # discovery's wait for the catalog's tables before 
 T = TypeVar("T")
 
 
-def _summarise(
-    summary: IngestSummary, discovery: Discovery, work: ManifestPlan, batches: list[BatchOutcome]
-) -> None:
-    summary.listed = discovery.listed
-    summary.listed_bytes = discovery.listed_bytes
-    summary.skipped = discovery.up_to_date
-    summary.missing = discovery.gaps
-    summary.missing_periods = discovery.missing_periods
-    summary.missing_days = len(discovery.missing_days)
-    for item in work.known_corrupt:
-        summary.problems.append(
-            IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
-        )
+def _tally(summary: IngestSummary, batches: list[BatchOutcome]) -> None:
+    """Count one window's outcomes into the summary (the outcomes are then let go)."""
     for batch in batches:
         summary.bytes_copied += batch.bytes_verified
         for result in batch.results:
@@ -84,12 +74,58 @@ def _summarise(
                 summary.problems.append(
                     IngestProblem(result.listed.path, outcome.value, result.error or outcome.value)
                 )
+
+
+def _summarise(summary: IngestSummary, discovery: Discovery) -> None:
+    summary.listed = discovery.listed
+    summary.listed_bytes = discovery.listed_bytes
+    summary.skipped = discovery.up_to_date
+    summary.missing = discovery.gaps
+    summary.missing_periods = discovery.missing_periods
+    summary.missing_days = len(discovery.missing_days)
+    summary.problems[:0] = [
+        IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
+        for item in discovery.work.known_corrupt
+    ]
     summary.corrupt = sum(1 for p in summary.problems if p.kind == "corrupt")
     summary.failed = sum(1 for p in summary.problems if p.kind == "failed")
 
 
+class _Windows:
+    """Discovery's windows of work, from its thread to the flow's loop, one queued at most:
+    the listing waits while the flow still has a window to start, so the run holds the
+    window being transferred, the one queued and the one being listed."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[list[tuple[ListedFile, Decision]]] = asyncio.Queue(1)
+        self.stopped = threading.Event()
+
+    def hand_on(self, window: list[tuple[ListedFile, Decision]]) -> None:
+        """Called on discovery's thread; raises (ending the listing) once the flow stopped."""
+        put = asyncio.run_coroutine_threadsafe(self.queue.put(window), self.loop)
+        while not self.stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                put.result(timeout=0.5)
+                return
+        put.cancel()
+        raise StopListing("the ingest stopped: no more windows are taken")
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+class StopListing(Exception):
+    """Ends discovery's listing when the flow no longer takes its windows."""
+
+
 async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) -> IngestSummary:
-    """The flow's body, callable inside any flow run (the flow wraps it with the final state)."""
+    """The flow's body, callable inside any flow run (the flow wraps it with the final state).
+
+    Discovery lists and plans on a thread; every `WINDOW_FILES` files to transfer it hands
+    a window to this loop, which transfers it in batches while the listing goes on. A run
+    of fewer files gets one window, once the listing has ended.
+    """
     started = time.monotonic()
     target = IngestTarget.resolve(request, settings)
     manifest = Manifest.from_settings(settings)
@@ -107,6 +143,8 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
     summary = IngestSummary(
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
     )
+    windows = _Windows(asyncio.get_running_loop())
+    planned = {"files": 0, "bytes": 0}
     # Side jobs started with the archive listing, each a round trip it would otherwise wait
     # for: the catalog's schema and run row, the transfer limit, whether bronze exists.
     side: list[asyncio.Future[Any]] = []
@@ -120,29 +158,50 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         )
         # Discovery plans each listed chunk against the manifest once its tables exist.
         wait_schema = partial(schema.result, timeout=SCHEMA_WAIT_SECONDS)
-        discovery = await discover(*inputs(target, request, manifest, wait_schema))
-        await setup
-        work = discovery.work
-        await limit
-        clock = summary.phase("discover", started)
-        todo = [item for item, _ in work.transfer]
-        batches = size_batches(todo, request.batch_files, parallel)
-        summary.transferred = len(work.transfer)
-        summary.batches = len(batches)
-        emit(
-            IngestEvent("planned", files=summary.transferred, bytes=sum(b.size for b in batches)),
-            ctx.listener,
+        discovering = _start(
+            side,
+            discover(*inputs(target, request, manifest, wait_schema, windows.hand_on)),
         )
-        outcomes: list[BatchOutcome] = []
+        bronze_ready: list[bool] = []
+
+        async def transfer(window: list[tuple[ListedFile, Decision]]) -> None:
+            await setup
+            await limit
+            batches = size_batches([item for item, _ in window], request.batch_files, parallel)
+            summary.transferred += len(window)
+            summary.batches += len(batches)
+            planned["files"] += len(window)
+            planned["bytes"] += sum(b.size for b in batches)
+            event = IngestEvent("planned", files=planned["files"], bytes=planned["bytes"])
+            emit(event, ctx.listener)
+            if batches and not bronze_ready:
+                if not await bucket:
+                    await anyio.to_thread.run_sync(_create_bucket, target)
+                bronze_ready.append(True)
+            if batches:
+                _tally(summary, await _run_batches(batches, ctx, parallel))
+
+        while True:  # windows handed on while discovery lists, then what it kept
+            taking = asyncio.ensure_future(windows.queue.get())
+            either: set[asyncio.Future[Any]] = {taking, discovering}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if not taking.done():
+                taking.cancel()
+                if windows.queue.empty():
+                    break
+                taking = asyncio.ensure_future(windows.queue.get())
+            await transfer(await taking)
+        discovery = await discovering
+        await setup
+        clock = summary.phase("discover", started)
         if discovery.without_sidecar:
-            outcomes.append(await record_without_sidecar(ctx, discovery.without_sidecar))
-        if batches:
-            if not await bucket:
-                await anyio.to_thread.run_sync(_create_bucket, target)
-            outcomes += await _run_batches(batches, ctx, parallel)
+            _tally(summary, [await record_without_sidecar(ctx, discovery.without_sidecar)])
+        if discovery.work.transfer or not planned["files"]:
+            await transfer(discovery.work.transfer)
         summary.phase("transfer", clock)
-        _summarise(summary, discovery, work, outcomes)
+        _summarise(summary, discovery)
     except BaseException:
+        windows.stop()
         ctx.cancel.set()
         await _settle(side)
         summary.seconds = time.monotonic() - started

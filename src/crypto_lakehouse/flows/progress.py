@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class IngestEvent:
-    """`planned`: totals known; `bytes`: more bytes moved; `batch`: a batch finished."""
+    """`planned`: files and bytes to transfer so far (once per window of work; the last one
+    is the run's total); `bytes`: more bytes moved; `batch`: a batch finished."""
 
     kind: str
     files: int = 0

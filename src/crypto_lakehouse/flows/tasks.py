@@ -27,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import quote
 
-from crypto_lakehouse.catalog import FileResult, ListedFile, Manifest, ManifestOutcome
+from crypto_lakehouse.catalog import Decision, FileResult, ListedFile, Manifest, ManifestOutcome
 from crypto_lakehouse.errors import LakehouseError
 from crypto_lakehouse.flows.batches import Batch
 from crypto_lakehouse.flows.discovery import Discovery, list_and_plan
@@ -109,9 +109,11 @@ async def discover(
     request: IngestRequest,
     manifest: Manifest,
     before_plan: Callable[[], object] | None = None,
+    on_window: Callable[[list[tuple[ListedFile, Decision]]], None] | None = None,
 ) -> Discovery:
     """List the archive (files the request covers, with ETag/LastModified and sidecars)
-    and plan it against the manifest as the listing streams in (`list_and_plan`)."""
+    and plan it against the manifest as the listing streams in (`list_and_plan`), handing
+    the files to transfer to `on_window` in windows when given."""
 
     run = flow_run_id()
 
@@ -125,12 +127,14 @@ async def discover(
             bronze_bucket=target.bronze_bucket,
         ) as span:
             _probe(target)
-            found = list_and_plan(target, request.query(), manifest, before_plan=before_plan)
+            found = list_and_plan(
+                target, request.query(), manifest, before_plan=before_plan, on_window=on_window
+            )
             tracing.note(
                 span,
                 listed=found.listed,
                 listed_bytes=found.listed_bytes,
-                to_transfer=len(found.work.transfer),
+                to_transfer=found.handed_on + len(found.work.transfer),
                 up_to_date=found.up_to_date,
                 without_sidecar=len(found.without_sidecar),
                 missing_periods=found.missing_periods,
