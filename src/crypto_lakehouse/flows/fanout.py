@@ -29,7 +29,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from prefect import flow
@@ -40,6 +40,9 @@ from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.flows.summary import IngestSummary
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.lake.summary import SilverSummary
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import Artifact, FlowRun
 
 INGEST_PART_FLOW = "ingest-part"
 SILVER_PART_FLOW = "silver-part"
@@ -55,6 +58,9 @@ PICKUP_SECONDS = 300.0  # a child no worker started by then fails the parent
 HEARTBEAT_SECONDS = 30  # workers run flows with PREFECT_FLOWS_HEARTBEAT_FREQUENCY=30 (minimum)
 SILENT_SECONDS = 90  # no heartbeat for this long: the run's process is gone, mark it Crashed
 CRASH_AUTOMATION = "crash-silent-flow-runs"
+# Rows per Prefect read: the server's default and largest `limit`
+# (PREFECT_SERVER_API_DEFAULT_LIMIT); a read without `limit` gets this many at most.
+PAGE = 200
 
 Group = tuple[str, str]  # (market, data type): one silver table, one archive folder family
 Slice = tuple[str, tuple[str, ...]]  # one market and some of its data types
@@ -515,13 +521,6 @@ async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool
     from uuid import UUID
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-        FlowRunFilter,
-        FlowRunFilterId,
-    )
     from prefect.states import Cancelled
 
     ids = [UUID(c.flow_run_id) for c in children]
@@ -529,9 +528,7 @@ async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool
     started = time.monotonic()
     async with get_client() as client:
         while True:
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids))
-            )
+            runs = await _read_runs(client, ids)
             if all_taken:
                 await _cancel_unneeded(client, runs, by_id)
                 all_taken = False
@@ -555,14 +552,56 @@ async def _wait(children: list[ChildRun], pickup_seconds: float, all_taken: bool
             child.seconds = run.total_run_time.total_seconds()
             if run.start_time and run.expected_start_time:
                 child.pickup = (run.start_time - run.expected_start_time).total_seconds()
-        artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=ids),
-                key=ArtifactFilterKey(any_=[PART_ARTIFACT]),
-            )
-        )
+        artifacts = await _read_part_artifacts(client, ids)
     for artifact in artifacts:
         by_id[str(artifact.flow_run_id)].summary = _part_summary(artifact.data)
+
+
+# Every child is read, however many there are: a read without `limit` returns the server's
+# first PAGE rows only. The reads filter by the children's exact ids in chunks of at most
+# PAGE, not limit/offset pages over all of them: each request sends only its chunk's ids,
+# its result is bounded by the chunk (no sort has to stay stable between pages while the
+# children change state) and the cost is the same ceil(n / PAGE) requests per poll.
+def _chunks(ids: list[uuid.UUID]) -> list[list[uuid.UUID]]:
+    return [ids[i : i + PAGE] for i in range(0, len(ids), PAGE)]
+
+
+async def _read_runs(client: Any, ids: list[uuid.UUID]) -> list[FlowRun]:
+    """The flow runs of `ids`, all of them."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs: list[FlowRun] = []
+    for chunk in _chunks(ids):
+        runs += await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=len(chunk)
+        )
+    return runs
+
+
+async def _read_part_artifacts(client: Any, ids: list[uuid.UUID]) -> list[Artifact]:
+    """Every `fanout-part` artifact of the runs `ids`, in the server's order (by id)
+    within each chunk. A run can hold more than one (a retried run publishes again),
+    so a chunk's artifacts are paged with `offset` until a short page."""
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    artifacts: list[Artifact] = []
+    for chunk in _chunks(ids):
+        found = ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=chunk),
+            key=ArtifactFilterKey(any_=[PART_ARTIFACT]),
+        )
+        offset = 0
+        while True:
+            page = await client.read_artifacts(artifact_filter=found, limit=PAGE, offset=offset)
+            artifacts += page
+            if len(page) < PAGE:
+                break
+            offset += PAGE
+    return artifacts
 
 
 def _part_summary(data: object) -> dict[str, Any] | None:
