@@ -37,7 +37,7 @@ from prefect.states import Failed
 
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import ConfigError
-from crypto_lakehouse.flows.summary import IngestSummary
+from crypto_lakehouse.flows.summary import PROBLEMS_KEPT, IngestSummary
 from crypto_lakehouse.flows.target import IngestRequest, IngestTarget
 from crypto_lakehouse.lake.summary import SilverSummary
 
@@ -246,7 +246,7 @@ def merge_ingest(parts: list[IngestSummary], run_id: str) -> IngestSummary:
                      "missing_periods", "missing_days", "batches"):  # fmt: skip
             setattr(merged, name, getattr(merged, name) + getattr(part, name))
         merged.missing += part.missing
-        merged.problems += part.problems
+        merged.problems += part.problems[: max(0, PROBLEMS_KEPT - len(merged.problems))]
         for phase, seconds in part.phases.items():
             merged.phases[phase] = max(merged.phases.get(phase, 0.0), seconds)
     return merged

@@ -71,7 +71,7 @@ def _tally(summary: IngestSummary, batches: list[BatchOutcome]) -> None:
             elif outcome is ManifestOutcome.REVERIFIED:
                 summary.reverified += 1
             else:
-                summary.problems.append(
+                summary.add_problem(
                     IngestProblem(result.listed.path, outcome.value, result.error or outcome.value)
                 )
 
@@ -83,12 +83,10 @@ def _summarise(summary: IngestSummary, discovery: Discovery) -> None:
     summary.missing = discovery.gaps
     summary.missing_periods = discovery.missing_periods
     summary.missing_days = len(discovery.missing_days)
-    summary.problems[:0] = [
-        IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
-        for item in discovery.work.known_corrupt
-    ]
-    summary.corrupt = sum(1 for p in summary.problems if p.kind == "corrupt")
-    summary.failed = sum(1 for p in summary.problems if p.kind == "failed")
+    for item in discovery.work.known_corrupt:
+        summary.add_problem(
+            IngestProblem(item.path, "corrupt", "unchanged since it was found corrupt", known=True)
+        )
 
 
 class _Windows:

@@ -10,6 +10,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Problems listed in a summary (and its artifacts, its run log row): every file not verified
+# is counted, the first ones are named. The manifest holds every file's status.
+PROBLEMS_KEPT = 1000
+
 
 @dataclass
 class IngestProblem:
@@ -44,6 +48,20 @@ class IngestSummary:
     problems: list[IngestProblem] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the run
 
+    def add_problem(self, problem: IngestProblem) -> None:
+        """Count a file that is not verified; name it while fewer than `PROBLEMS_KEPT` are."""
+        if problem.kind == "corrupt":
+            self.corrupt += 1
+        else:
+            self.failed += 1
+        if len(self.problems) < PROBLEMS_KEPT:
+            self.problems.append(problem)
+
+    @property
+    def problems_unlisted(self) -> int:
+        """Files not verified that `problems` does not name (beyond `PROBLEMS_KEPT`)."""
+        return max(0, self.corrupt + self.failed - len(self.problems))
+
     def phase(self, name: str, since: float) -> float:
         """Record the seconds since `since` (monotonic) as phase `name`; returns now."""
         now = time.monotonic()
@@ -68,7 +86,8 @@ class IngestSummary:
                 f"{self.skipped} already verified, {self.missing_periods} missing periods"
             )
         listed = ", ".join(f"{p.path} ({p.kind})" for p in self.problems[:10])
-        more = f" and {len(self.problems) - 10} more" if len(self.problems) > 10 else ""
+        rest = self.corrupt + self.failed - min(10, len(self.problems))
+        more = f" and {rest} more" if rest > 0 else ""
         return f"{self.corrupt} corrupt, {self.failed} failed: {listed}{more}"
 
     def as_dict(self) -> dict[str, Any]:
@@ -111,6 +130,8 @@ class IngestSummary:
             for p in self.problems:
                 kind = f"{p.kind} (known)" if p.known else p.kind
                 lines.append(f"| `{p.path}` | {kind} | {p.error.replace('|', '/')} |")
+            if self.problems_unlisted:
+                lines += ["", f"... and {self.problems_unlisted} more (the manifest has them all)"]
         if self.missing:
             lines += ["", "### Missing in the archive", ""]
             lines += [f"- {gap}" for gap in self.missing[:50]]
