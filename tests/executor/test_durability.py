@@ -145,7 +145,9 @@ def test_worker_processes_share_one_sqlite_store(
     start_replica, api_token, source_server, source_bucket, lake_bucket
 ) -> None:
     """`serve --workers 2`: two processes, two replicas, one SQLite file, one run each."""
-    fill_bucket(source_server, source_bucket, "data/", 2)
+    # Each operation must outlast a replica's 1 s claim poll: with tiny ones, the process
+    # that took the submits (woken at once) drained all six before the other one polled.
+    fill_bucket(source_server, source_bucket, "data/", 300)
     replica = start_replica("two-workers", executor_workers=2, executor_max_operations=1)
     _wait_for_replicas(replica.url, 2)  # a loaded machine starts the second process later
     with ExecutorClient(replica.url, api_token) as client:
