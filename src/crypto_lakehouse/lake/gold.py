@@ -19,6 +19,7 @@ the stored ones is not written, so a build with nothing new makes no snapshot.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -324,6 +325,7 @@ class _Builder:
         silver = self.engine.table(source)
         if silver is None:
             return pa.table({})
+        sql = self.spec.sql(market)
         symbols = sorted({p.symbol for p in group})
         months = sorted({p.month for p in group})
         first, last = min(p.first for p in group), max(p.next for p in group)
@@ -349,7 +351,7 @@ class _Builder:
             # A planned file holds other symbols' rows of its days (a trades day file every
             # symbol's): only the piece's own (symbol, day) rows reach DuckDB, and row groups
             # of other symbols are skipped by their statistics, unread.
-            dataset = dataset.filter(_silver_filter(group))
+            dataset = _bounded_scan(dataset.filter(_silver_filter(group)), sql)
         con.register("scan", dataset)
         con.register("pairs", _pairs_table(group))
         for target in self.spec.targets:
@@ -360,7 +362,7 @@ class _Builder:
             "CREATE OR REPLACE TEMP VIEW src AS SELECT s.* FROM scan s JOIN pairs p "  # noqa: S608
             "ON s.symbol = p.symbol AND s.date >= p.first AND s.date < p.next WHERE " + bounds
         )
-        return _run_sql(self.engine, self.spec.sql(market))
+        return _run_sql(self.engine, sql)
 
     def _drop_strays(self, table: Table, wanted: dict[Market, Spans]) -> int:
         """After a full build: delete partitions that silver no longer has (one commit per
@@ -497,6 +499,31 @@ def _finest_table(
             "interval": pa.array([i for _, i in rows], pa.string()),
             "seconds": pa.array([interval_seconds(i) for _, i in rows], pa.int64()),
         }
+    )
+
+
+# What a piece's silver scan reads ahead. Registered as a bare dataset, DuckDB scans it with
+# pyarrow's defaults (16 batches of each of 4 files ahead): a 20 M-row trades day held over
+# 300 MiB of read-ahead rows and took gold past 1 GiB (docs/decisions.md).
+SCAN_BATCH_ROWS = 65_536
+SCAN_READAHEAD = 2
+
+
+def _bounded_scan(dataset: ds.Dataset, sql: str) -> ds.Scanner:
+    """The piece's rows as a scanner with a small read-ahead, reading only the columns the
+    piece's SQL names (every column it uses appears in its text; a name that only appears
+    in a string costs one more column read, never a wrong row) and the join's keys."""
+    columns = [
+        name
+        for name in dataset.schema.names
+        if name in ("symbol", "date") or re.search(rf"\b{re.escape(name)}\b", sql)
+    ]
+    return ds.Scanner.from_dataset(
+        dataset,
+        columns=columns,
+        batch_size=SCAN_BATCH_ROWS,
+        batch_readahead=SCAN_READAHEAD,
+        fragment_readahead=1,
     )
 
 
