@@ -53,8 +53,15 @@ def test_storage_measurements_are_real(lake_server, tmp_path: Path) -> None:
     direct = improvement.details["direct_seconds"]
     traditional = improvement.details["traditional_seconds"]
     assert direct > 0 and traditional > 0
-    expected = (traditional - direct) / traditional * 100
-    assert improvement.measured == pytest.approx(expected, abs=0.2)
+    # The details are rounded to milliseconds: on a fast machine (runs of a few tenths of a
+    # second) that alone moves the percentage by more than a point, so the measured value
+    # must lie within what the rounded times allow (plus its own rounding to 0.1).
+    corners = [
+        (t - d) / t * 100
+        for t in (traditional - 0.0005, traditional + 0.0005)
+        for d in (direct - 0.0005, direct + 0.0005)
+    ]
+    assert min(corners) - 0.05 <= improvement.measured <= max(corners) + 0.05
     assert improvement.passed == TARGETS["s5cmd_improvement"].met_by(improvement.measured)
     assert improvement.details["repeats"] == 2
 
