@@ -301,6 +301,7 @@ def test_redis_reads_its_password_from_stdin_not_argv(production, tmp_path) -> N
     free port): clients need the password, and /proc/PID/cmdline does not show it."""
     import os
     import shutil
+    import signal
     import subprocess
     import time
 
@@ -323,11 +324,13 @@ def test_redis_reads_its_password_from_stdin_not_argv(production, tmp_path) -> N
     port = free_port()
     local = f" --port {port} --bind 127.0.0.1 --dir {tmp_path} --save ''"
     password = "s3cret" + os.urandom(4).hex()
+    first, *rest = script.splitlines(keepends=True)  # the command, then its here-doc
     proc = subprocess.Popen(
-        ["sh", "-c", script + local],
+        ["sh", "-c", first.rstrip("\n") + local + "\n" + "".join(rest)],
         env={**os.environ, "REDIS_PASSWORD": password},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # whatever the script starts is stopped with it
     )
     try:
 
@@ -345,12 +348,17 @@ def test_redis_reads_its_password_from_stdin_not_argv(production, tmp_path) -> N
             assert time.monotonic() < deadline and proc.poll() is None, "redis did not start"
             time.sleep(0.1)
         assert "NOAUTH" in ping()
-        # `exec` made redis-server the shell's own PID: its arguments are what ps shows.
+        # `exec` made redis-server the shell's own PID (PID 1 in the pod, so it gets the
+        # pod's SIGTERM): its arguments are what ps shows.
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "redis-server"
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
-        assert "redis-server" in cmdline and password not in cmdline
+        assert password not in cmdline
+        proc.terminate()  # redis-server itself: a clean shutdown
+        assert proc.wait(timeout=10) == 0
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
 
 
 def test_executor_traces_reach_jaeger(production) -> None:
