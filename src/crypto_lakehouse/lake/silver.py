@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -318,12 +318,8 @@ class SilverBuilder:
         files: list[BronzeFile],
         change: BatchChange,
     ) -> list[FileOutcome]:
-        on_paths = self._journal_paths(batch_id)
         names = itertools.count(0)  # file names are unique per batch: uuid + this counter
-        shared = DataFileWriter(
-            table, self.chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
-            on_paths=on_paths,
-        )  # fmt: skip
+        shared = self._writer(table, self.chunk_rows, batch_id, names)
         outcomes: list[FileOutcome] = []
         small = [f for f in files if not self._is_large(f)]
         large = [f for f in files if self._is_large(f)]
@@ -350,8 +346,14 @@ class SilverBuilder:
         change.data_files.extend(shared.files)
         return outcomes
 
-    def _journal_paths(self, batch_id: str) -> Callable[[list[str]], None]:
-        return lambda paths: self.journal.add_paths(batch_id, paths)
+    def _writer(
+        self, table: Table, chunk_rows: int, batch_id: str, names: itertools.count[int]
+    ) -> DataFileWriter:
+        """A writer of the batch's data files, each path journaled before it is written."""
+        return DataFileWriter(
+            table, chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
+            on_paths=lambda paths: self.journal.add_paths(batch_id, paths),
+        )  # fmt: skip
 
     def _read_large_files(
         self,
@@ -370,10 +372,7 @@ class SilverBuilder:
         chunk_rows = max(1, self.chunk_rows // lanes)
 
         def one(bronze: BronzeFile) -> FileOutcome:
-            own = DataFileWriter(
-                table, chunk_rows, write_uuid=uuid.UUID(batch_id), counter=names,
-                on_paths=self._journal_paths(batch_id),
-            )  # fmt: skip
+            own = self._writer(table, chunk_rows, batch_id, names)
             try:
                 outcome = self._take(
                     bronze, layout, fingerprint, batch_id, change,
