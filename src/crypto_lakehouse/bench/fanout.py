@@ -19,6 +19,7 @@ Both sides end with the same manifest and silver row counts or the run says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,17 +28,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crypto_lakehouse.bench.proc import host_busy_seconds, pids_marked, tree_cpu_seconds
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.errors import StackError
 
 OVERHEAD_TARGET = 0.15  # fan-out wall time at most 15% over one process at 5,000 files
 WORKER_POLL_SECONDS = 1
+MARK_VARIABLE = "LAKEHOUSE_LOCAL_WORKER"  # set in each local worker's environment
 SOURCE_BUCKET = "data.binance.vision"
 _STACK_ENV = ("MINIO_", "SOURCE_", "CATALOG_DATABASE_URL", "PREFECT_", "BRONZE_BUCKET",
               "SILVER_BUCKET", "GOLD_BUCKET", "LAKEHOUSE_HOME")  # fmt: skip
@@ -58,6 +62,9 @@ class StepResult:
     pieces: int = 0  # ingest: pieces cut; the parent's share of them and of the files
     parent_pieces: int = 0
     parent_files: int = 0
+    # CPU seconds used while the step ran: the whole host, the step's process tree, the
+    # workers' trees (their flow runs), the stack's servers (SeaweedFS, PostgreSQL, Prefect)
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def longest_child(self) -> float:
@@ -90,8 +97,10 @@ class FanoutRun:
 
 
 class LocalWorkers:
-    """W Prefect process workers on one pool, each its own process group (so a test can
-    kill a worker with the flow runs it started); stopped with SIGINT by PID."""
+    """W Prefect process workers on one pool, each its own process group, stopped with
+    SIGINT by PID. Each worker's environment carries its own mark (`MARK_VARIABLE`), which
+    the flow runs it starts inherit: a flow run Prefect started in a session of its own is
+    still found, killed with its worker (`kill`) and stopped if it outlives `stop`."""
 
     def __init__(self, pool: str, count: int, env: dict[str, str], log_dir: Path) -> None:
         self.pool = pool
@@ -103,6 +112,7 @@ class LocalWorkers:
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
         }
         self.names = [f"{pool}-w{i + 1}" for i in range(count)]
+        self.marks = {name: f"{uuid.uuid4().hex}-{name}" for name in self.names}
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -114,8 +124,9 @@ class LocalWorkers:
             argv = [prefect_binary(), "worker", "start", "--pool", self.pool,
                     "--type", "process", "--name", name, "--limit", "1"]  # fmt: skip
             with (self.log_dir / f"{name}.log").open("ab") as log:
+                env = {**self.env, MARK_VARIABLE: self.marks[name]}
                 self.procs[name] = subprocess.Popen(
-                    argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                     start_new_session=True,
                 )  # fmt: skip
 
@@ -140,10 +151,17 @@ class LocalWorkers:
         raise StackError(f"workers {self.names} not online on {self.pool} after {timeout:.0f} s")
 
     def kill(self, name: str) -> None:
-        """SIGKILL the worker and every flow run it started (its process group)."""
+        """SIGKILL the worker and every flow run it started (its process group, and any
+        process that carries its mark)."""
         proc = self.procs[name]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        self._kill_marked(name)
+
+    def _kill_marked(self, name: str) -> None:
+        for pid in pids_marked(MARK_VARIABLE, self.marks[name]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         from crypto_lakehouse.stack.process import wait_for_exit
@@ -155,7 +173,41 @@ class LocalWorkers:
             if proc.poll() is None and not wait_for_exit(proc.pid, 30):
                 proc.kill()
             proc.wait(timeout=30)
+        for name in self.procs:  # flow runs that outlived their worker
+            self._kill_marked(name)
         self.procs.clear()
+
+
+class CpuMeter:
+    """CPU seconds used inside a `with` block: by the host, by the processes this process
+    starts and reaps there (a step), by `workers` and by `servers` (their process trees)."""
+
+    def __init__(self, servers: list[int], workers: list[int] | None = None) -> None:
+        self.servers = servers
+        self.workers = workers or []
+        self.used: dict[str, float] = {}
+
+    def _read(self) -> dict[str, float]:
+        reaped = os.times()
+        return {
+            "host": host_busy_seconds(),
+            "step": reaped.children_user + reaped.children_system,
+            "workers": tree_cpu_seconds(self.workers),
+            "servers": tree_cpu_seconds(self.servers),
+        }
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        end = self._read()
+        self.used = {k: round(end[k] - self._start[k], 2) for k in end}
+
+
+def _server_pids(stack: Any) -> list[int]:
+    servers = (stack.source, stack.lake, stack.postgres, stack.prefect)
+    return [pid for s in servers if (pid := s.process.read_pid()) is not None]
 
 
 @contextmanager
@@ -233,7 +285,7 @@ class FanoutBench:
                 raise StackError(f"flows deploy failed; see {log}")
             for side in ("one", "fan-out"):
                 side_env = self._side_env(stack, env, side)
-                self._side(result, side, side_env, log)
+                self._side(result, side, side_env, log, _server_pids(stack))
             self._compare(result, stack)
         finally:
             stack.down()
@@ -256,22 +308,28 @@ class FanoutBench:
             "GOLD_BUCKET": f"gold-{name}",
         }
 
-    def _side(self, result: FanoutRun, side: str, env: dict[str, str], log: Path) -> None:
+    def _side(
+        self, result: FanoutRun, side: str, env: dict[str, str], log: Path, servers: list[int]
+    ) -> None:
         from crypto_lakehouse.flows.deployments import GENERAL_POOL, TRANSFER_POOL
 
         for step, pool in (("ingest", TRANSFER_POOL), ("silver", GENERAL_POOL)):
             spec = {"step": step, "fan_out": side == "fan-out", "children": self.children}
             if side == "one":
-                seconds, out = run_step(env, spec, log)
+                with CpuMeter(servers) as cpu:
+                    seconds, out = run_step(env, spec, log)
             else:
-                with local_workers(pool, self.workers, env, self.log_dir / "workers"):
+                with (
+                    local_workers(pool, self.workers, env, self.log_dir / "workers") as w,
+                    CpuMeter(servers, [p.pid for p in w.procs.values()]) as cpu,
+                ):
                     seconds, out = run_step(env, spec, log)
             fan = out.get("fanout") or {}
             files = out.get("verified", out.get("transformed", 0))
             item = StepResult(side, step, seconds, out["state"], files, out.get("rows", 0),
                               fan.get("count_seconds", 0.0), fan.get("children", []),
                               fan.get("pieces", 0), len(fan.get("parent_pieces", [])),
-                              fan.get("parent_files", 0))  # fmt: skip
+                              fan.get("parent_files", 0), cpu.used)  # fmt: skip
             result.steps.append(item)
             workers = sorted({c.get("worker") or "?" for c in item.children})
             self.log(f"  {side:<8} {step:<7} {seconds:6.1f} s  {item.state:<10} {files} files"
@@ -316,6 +374,17 @@ def text(run: FanoutRun) -> str:
             kids = f"parent: {s.parent_pieces} of {s.pieces} pieces, {s.parent_files} files; {kids}"
         lines.append(f"{s.side:<8} {s.step:<7} {s.seconds:8.1f} {s.state:<10} {s.files:>6} "
                      f"{s.rows:>10,}  {kids}")  # fmt: skip
+    lines.append(f"CPU seconds used per step ({os.cpu_count()} cores; host: every process)")
+    lines.append(f"{'side':<8} {'step':<7} {'host':>6} {'cores busy':>10} {'step':>6} "
+                 f"{'workers':>8} {'servers':>8} {'other':>6}")  # fmt: skip
+    for s in run.steps:
+        if not s.cpu:
+            continue
+        c = s.cpu
+        other = c["host"] - c["step"] - c["workers"] - c["servers"]
+        lines.append(f"{s.side:<8} {s.step:<7} {c['host']:6.1f} {c['host'] / s.seconds:10.2f} "
+                     f"{c['step']:6.1f} {c['workers']:8.1f} {c['servers']:8.1f} "
+                     f"{other:6.1f}")  # fmt: skip
     for step in ("ingest", "silver"):
         over = run.overhead(step)
         fan = run.step("fan-out", step)
