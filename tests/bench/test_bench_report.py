@@ -115,3 +115,22 @@ def test_a_run_that_gave_up_under_faults_is_listed_not_averaged() -> None:
     console.print(result.table(narrow=True))
     assert "naive-boto3 round 1: copied 217 of 500" in console.export_text()
     assert result.seconds("small@150ms+1%rst", "naive-boto3") is None
+
+
+def test_connections_to_the_source_are_shown_behind_the_proxy_only() -> None:
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    result = BenchResult()
+    result.add(replace(_m("small@150ms", "engine-staged", 2.0), source_connections=1734))
+    result.add(replace(_m("small@150ms", "rclone", 1.5), source_connections=256))
+    result.add(_m("small", "engine-staged", 1.0))
+    assert [r["source_connections"] for r in result.as_json()["results"]] == [1734, 256, None]
+    for narrow in (True, False):
+        console = Console(width=200, record=True)
+        console.print(result.table(narrow=narrow))
+        text = console.export_text()
+        behind, loopback = text.split("small: ")
+        assert "1734" in behind and "256" in behind
+        assert "conn" in behind and "conn" not in loopback

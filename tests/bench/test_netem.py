@@ -70,6 +70,28 @@ def test_rtt_delays_a_get_and_bytes_arrive_intact(
     assert cpu > 0  # read from the child's /proc entry
 
 
+def test_a_new_connection_waits_its_handshake_and_is_counted(
+    source_server: SeaweedServer, source_bucket: str, one_mib: tuple[str, str]
+) -> None:
+    """One GET on a fresh connection: one round trip for the request, one for the handshake;
+    a second GET on the same client reuses the connection and pays only the first."""
+    key, sha = one_mib
+    with _proxy(source_server, rtt_ms=200, connect_rtts=1) as proxy:
+        client = _client(proxy.url)
+        started = time.perf_counter()
+        body = client.get_object(Bucket=source_bucket, Key=key)["Body"].read()
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        client.get_object(Bucket=source_bucket, Key=key)["Body"].read()
+        second = time.perf_counter() - started
+        assert proxy.connections() == 1  # boto3 kept its connection alive
+        _get(proxy.url, source_bucket, key)  # a new client: a new connection
+        assert proxy.connections() == 2
+    assert hashlib.sha256(body).hexdigest() == sha
+    assert first >= 0.400
+    assert 0.200 <= second < 0.390
+
+
 def test_zero_rtt_adds_little(
     source_server: SeaweedServer, source_bucket: str, one_mib: tuple[str, str]
 ) -> None:

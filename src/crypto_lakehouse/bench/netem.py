@@ -7,6 +7,11 @@ result; the real archive is 50-250 ms away and sometimes throttles or drops conn
 - delays every chunk by `rtt/2` in each direction. Each chunk is scheduled for delivery
   at its arrival time + delay, so a connection's throughput is not serialised by the delay
   (a pipe with latency, not a stop-and-wait link);
+- holds a new connection's first bytes for `connect_rtts` round trips: on a real network
+  TCP's handshake costs one round trip before a request can go (TLS adds one or two more),
+  and a client that does not keep its connections alive pays it per request, where on
+  loopback it costs nothing. The proxy counts the connections it accepted
+  (`NetemProxy.connections()`);
 - caps bandwidth per direction with a token bucket (`bandwidth` bytes/s, 64 KiB burst);
 - injects faults per HTTP request, each at its own rate: a reset (TCP RST a few bytes
   into the response), a stall (the response stops for `stall_seconds` mid-way), and an
@@ -14,9 +19,10 @@ result; the real archive is 50-250 ms away and sometimes throttles or drops conn
   connection is closed, so keep-alive framing after it never matters).
 
 Requests are framed from the request line, headers and Content-Length only; a request
-with another framing (chunked upload) ends fault injection on that connection, bytes
-still flow. Decisions come from `random.Random(seed, connection number)`, so a run with
-the same seed and the same connection order makes the same decisions.
+with another framing (chunked upload) or another protocol (TLS) ends fault injection on
+that connection, bytes still flow. Decisions come from `random.Random(seed, connection
+number)`, so a run with the same seed and the same connection order makes the same
+decisions.
 
 The proxy runs in a child process (`NetemProxy`), so its CPU time is its own: it is read
 from /proc and reported next to the results, to show the proxy does not decide them.
@@ -28,6 +34,7 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import socket
 import struct
 import subprocess
@@ -41,6 +48,9 @@ from crypto_lakehouse.bench.proc import cpu_seconds
 CHUNK = 64 * 1024
 BURST = 64 * 1024
 FAULT_WITHIN = 2048  # a reset or stall hits within the response's first bytes
+# The benchmarks' default: a new connection waits one round trip before its request goes
+# (TCP's handshake; a TLS endpoint such as the real archive adds one or two more).
+CONNECT_RTTS = 1.0
 QUEUE_CHUNKS = 1024  # per direction: up to 64 MiB in flight before reading pauses
 SLOWDOWN_BODY = (
     b'<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -62,13 +72,14 @@ class NetemConfig:
     stall_seconds: float = 5.0
     slowdowns: float = 0.0
     seed: int = 0
+    connect_rtts: float = 0.0  # round trips a new connection waits before its first byte
 
     def __post_init__(self) -> None:
         for name in ("resets", "stalls", "slowdowns"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a fraction between 0 and 1")
-        if self.rtt_ms < 0 or self.stall_seconds < 0:
-            raise ValueError("rtt_ms and stall_seconds must be >= 0")
+        if self.rtt_ms < 0 or self.stall_seconds < 0 or self.connect_rtts < 0:
+            raise ValueError("rtt_ms, stall_seconds and connect_rtts must be >= 0")
         if self.bandwidth is not None and self.bandwidth <= 0:
             raise ValueError("bandwidth must be > 0 bytes/s")
 
@@ -115,7 +126,9 @@ class _Connection:
         self.delay = config.rtt_ms / 2000.0
         self.fault = _Fault()
         self.slowdown = False  # the proxy answered 503: close after it
-        self.framing = True
+        # Requests are framed only to inject faults, and only HTTP in clear text can be:
+        # bytes of another protocol (a TLS handshake) pass through as they come.
+        self.framing = bool(config.resets or config.stalls or config.slowdowns)
         self.buffer = b""
         self.body_left = 0
 
@@ -134,6 +147,11 @@ class _Connection:
                 self.body_left -= len(take)
                 self.buffer = self.buffer[len(take) :]
                 continue
+            if not self.buffer[:1].isupper():  # not a request line (TLS starts with 0x16)
+                self.framing = False
+                out += self.buffer
+                self.buffer = b""
+                break
             end = self.buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self.buffer) > 64 * 1024:  # not HTTP as we know it: pass through
@@ -273,6 +291,8 @@ async def _handle(
     client_w: asyncio.StreamWriter,
 ) -> None:
     conn = _Connection(config, number)
+    if handshake := config.connect_rtts * config.rtt_ms / 1000.0:
+        await asyncio.sleep(handshake)  # the client's request waits in the socket meanwhile
     try:
         up_r, up_w = await asyncio.open_connection(config.upstream_host, config.upstream_port)
     except OSError:
@@ -309,15 +329,23 @@ async def _handle(
 
 
 async def serve(config: NetemConfig, port: int = 0) -> None:
-    """Run the proxy on 127.0.0.1:`port` (0: a free one) until cancelled; print the port."""
-    counter = iter(range(1 << 62))
+    """Run the proxy on 127.0.0.1:`port` (0: a free one) until cancelled; print the port,
+    then on each SIGUSR1 the number of connections accepted so far."""
+    accepted = 0
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
         try:
-            await _handle(config, next(counter), r, w)
+            await _handle(config, accepted - 1, r, w)  # numbered from 0
         except Exception:  # one connection's trouble never stops the proxy
             w.close()
 
+    def report() -> None:
+        sys.stdout.write(f"{accepted}\n")
+        sys.stdout.flush()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, report)
     server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
     sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
     sys.stdout.flush()
@@ -353,6 +381,14 @@ class NetemProxy:
             raise RuntimeError("netem proxy did not start")
         self.port = int(line)
         return self
+
+    def connections(self) -> int:
+        """TCP connections the proxy has accepted so far (clients that reconnect per request
+        open about one per object; clients that keep connections alive, a few)."""
+        if self.process is None or self.process.stdout is None:
+            return 0
+        self.process.send_signal(signal.SIGUSR1)
+        return int(self.process.stdout.readline())
 
     def cpu_seconds(self) -> float:
         """CPU seconds (user + system) the proxy process has used so far."""

@@ -27,6 +27,8 @@ class TransferMeasurement:
     bytes: int
     cpu_seconds: float | None = None  # median client CPU (ours + s5cmd/rclone children)
     server_cpu_seconds: float | None = None  # median CPU of the S3 servers during the run
+    # median TCP connections the method opened to the source (through the --rtt proxy only)
+    source_connections: int | None = None
 
 
 @dataclass
@@ -102,12 +104,16 @@ class BenchResult:
                 columns: tuple[str, ...] = (
                     "method", "median s", "MB/s", "obj/s", "CPU s", "srv CPU", "x stg"
                 )  # fmt: skip
+                if proxied := any(m.source_connections is not None for m in rows):
+                    columns = (*columns[:-1], "conns", columns[-1])
             else:
                 table = Table(title=title)
                 columns = (
                     "method", "median s", "runs", "MB/s", "objects/s", "client CPU s",
                     "servers CPU s", "vs engine-staged",
                 )  # fmt: skip
+                if proxied := any(m.source_connections is not None for m in rows):
+                    columns = (*columns[:-1], "source connections", columns[-1])
             for column in columns:
                 if column == "method":
                     table.add_column(column, no_wrap=True, min_width=22 if narrow else None)
@@ -125,6 +131,9 @@ class BenchResult:
                     _seconds(m.server_cpu_seconds),
                     f"{m.seconds / first:.2f}" + ("" if narrow else "x time"),
                 ]
+                if proxied:
+                    opened = m.source_connections
+                    cells.insert(-1, "-" if opened is None or opened < 0 else str(opened))
                 if narrow:
                     del cells[2]
                 table.add_row(*cells)
@@ -203,6 +212,7 @@ class BenchResult:
                     "server_cpu_seconds": (
                         None if m.server_cpu_seconds is None else round(m.server_cpu_seconds, 3)
                     ),
+                    "source_connections": m.source_connections,
                 }
                 for m in self.measurements
             ],

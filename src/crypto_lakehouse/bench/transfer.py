@@ -26,7 +26,7 @@ from pathlib import Path
 
 from crypto_lakehouse.bench import baselines
 from crypto_lakehouse.bench.child import run_child
-from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
+from crypto_lakehouse.bench.netem import CONNECT_RTTS, NetemConfig, NetemProxy
 from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement, case_label
 from crypto_lakehouse.config import MIB, Settings
@@ -43,6 +43,8 @@ from crypto_lakehouse.transfer import (
 
 SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
 LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
+# One run of a method: wall s, client CPU s, servers CPU s, connections to the source (-1: none)
+Timing = tuple[float, float, float, int]
 SAME_ENDPOINT_METHODS = ("engine-direct", "s5cmd-raw-direct", "traditional")
 METHODS = (  # every method a run can have (`--method` picks some)
     *SAME_ENDPOINT_METHODS,
@@ -133,6 +135,7 @@ class TransferBench:
         rtts: Sequence[float] = (),
         resets: float = 0.0,
         only: Sequence[str] = (),
+        connect_rtts: float = CONNECT_RTTS,
     ) -> None:
         self.settings = settings
         self.only = set(only)  # empty: every method
@@ -141,6 +144,7 @@ class TransferBench:
         self.log = log
         self.rtts = list(rtts)  # empty: no proxy, loopback as it is
         self.resets = resets
+        self.connect_rtts = connect_rtts
         self.proxy_cpu: dict[str, float] = {}  # case label -> proxy CPU seconds
 
     # -- the comparison ------------------------------------------------------------------
@@ -156,8 +160,8 @@ class TransferBench:
                 buckets = {name: f"bench-{name}" for name in methods}
                 for bucket in buckets.values():
                     S3Storage(env.signed_lake).ensure_bucket(bucket)
-                times: dict[str, list[tuple[float, float, float]]] = {name: [] for name in methods}
-                reruns: dict[str, list[tuple[float, float, float]]] = {
+                times: dict[str, list[Timing]] = {name: [] for name in methods}
+                reruns: dict[str, list[Timing]] = {
                     name: [] for name in ("engine-direct", "engine-staged") if name in methods
                 }
                 for round_no in range(self.repeats + 1):
@@ -167,6 +171,7 @@ class TransferBench:
                             timing = _timed(
                                 lambda m=method, b=buckets[name], p=prefix: m(b, p),
                                 env.server_pids,
+                                env.proxy,
                             )
                             self._check_copied(env, buckets[name], prefix, workload, name)
                         except Exception as exc:
@@ -185,9 +190,11 @@ class TransferBench:
                                 reruns[name].append(again)
                         self._clear(env, buckets[name], prefix)
                         label = "warm-up" if round_no == 0 else f"run {round_no}"
+                        opened = f", {timing[3]} connections" if timing[3] >= 0 else ""
                         self.log(
                             f"{case:5} {name:19} {label:8} {timing[0]:7.2f} s "
-                            f"(client CPU {timing[1]:.2f} s, servers CPU {timing[2]:.2f} s)"
+                            f"(client CPU {timing[1]:.2f} s, servers CPU {timing[2]:.2f} s"
+                            f"{opened})"
                         )
                         if round_no:
                             times[name].append(timing)
@@ -211,6 +218,11 @@ class TransferBench:
                             workload.count * workload.size,
                             cpu_seconds=statistics.median(v[1] for v in values),
                             server_cpu_seconds=statistics.median(v[2] for v in values),
+                            source_connections=(
+                                int(statistics.median(v[3] for v in values))
+                                if env.proxy is not None
+                                else None
+                            ),
                         )
                     )
         return result
@@ -253,7 +265,9 @@ class TransferBench:
             env.proxy = None
         if rtt is None:
             return w.name
-        config = NetemConfig.in_front_of(env.source.url, rtt_ms=rtt, resets=self.resets)
+        config = NetemConfig.in_front_of(
+            env.source.url, rtt_ms=rtt, resets=self.resets, connect_rtts=self.connect_rtts
+        )
         env.proxy = NetemProxy(config).start()
         case = case_label(w.name, rtt, self.resets)
         self.log(f"proxy {env.proxy.url} -> {env.source.url}: {case}")
@@ -570,13 +584,18 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def _timed(action: Callable[[], object], server_pids: list[int]) -> tuple[float, float, float]:
-    """(wall seconds, client CPU seconds, both servers' CPU seconds) of one run.
+def _timed(
+    action: Callable[[], object], server_pids: list[int], proxy: NetemProxy | None = None
+) -> Timing:
+    """(wall seconds, client CPU seconds, both servers' CPU seconds, connections opened
+    through the proxy (-1 without one)) of one run.
 
     On two cores the servers and the client compete for the same CPU, so a method's wall
     time depends on the servers' work it causes as much as on its own.
     """
+    opened = proxy.connections() if proxy is not None else 0
     cpu, servers, started = _cpu(), cpu_seconds(server_pids) or 0.0, time.perf_counter()
     action()
     wall = time.perf_counter() - started
-    return wall, _cpu() - cpu, (cpu_seconds(server_pids) or 0.0) - servers
+    used, served = _cpu() - cpu, (cpu_seconds(server_pids) or 0.0) - servers
+    return wall, used, served, (proxy.connections() - opened if proxy is not None else -1)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from crypto_lakehouse.bench.netem import CONNECT_RTTS
 from crypto_lakehouse.cli._common import console, handle_errors, load_settings
 
 app = typer.Typer(help="Benchmarks: measure against baselines on this machine, in one run.")
@@ -46,6 +47,17 @@ def transfer(
         float,
         typer.Option("--resets", min=0.0, max=1.0, help="With --rtt: fraction of requests reset."),
     ] = 0.0,
+    connect_rtts: Annotated[
+        float,
+        typer.Option(
+            "--connect-rtts",
+            min=0.0,
+            max=10.0,
+            help="With --rtt: round trips a new connection to the source waits before its "
+            "request goes (1: TCP's handshake; 2-3: with TLS, as the real archive; 0: free "
+            "connections, as on loopback).",
+        ),
+    ] = CONNECT_RTTS,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -74,6 +86,7 @@ def transfer(
         rtts=rtt or (),
         resets=resets,
         only=method or (),
+        connect_rtts=connect_rtts,
     )
     result = bench.run_memory(objects) if objects is not None else bench.run()
     narrow = not console.is_terminal  # a log or a pipe: a layout that fits 80 columns
