@@ -134,3 +134,25 @@ def test_connections_to_the_source_are_shown_behind_the_proxy_only() -> None:
         behind, loopback = text.split("small: ")
         assert "1734" in behind and "256" in behind
         assert "conn" in behind and "conn" not in loopback
+
+
+def test_tls_with_injected_faults_or_without_a_proxy_is_refused() -> None:
+    import os
+    import subprocess
+    import sys
+
+    cli = Path(sys.executable).parent / "crypto-lakehouse"
+    for args, says in (
+        (["--rtt", "50", "--resets", "0.01", "--tls"], "cannot read inside TLS"),
+        (["--tls"], "--tls needs --rtt"),
+    ):
+        proc = subprocess.run(
+            [str(cli), "bench", "transfer", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert proc.returncode == 2, args
+        assert says in " ".join(proc.stderr.split()), proc.stderr

@@ -29,6 +29,7 @@ from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.bench.netem import CONNECT_RTTS, NetemConfig, NetemProxy
 from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement, case_label
+from crypto_lakehouse.bench.tls import make_tls_files
 from crypto_lakehouse.config import MIB, Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
@@ -84,6 +85,7 @@ class _Env:
     sha256: dict[str, dict[str, str]] = field(default_factory=dict)  # workload -> key -> sha
     staging_areas: list[StagingArea] = field(default_factory=list)  # closed with the servers
     proxy: NetemProxy | None = None  # latency/fault proxy in front of the source (--rtt)
+    ca_bundle: Path | None = None  # the source also serves HTTPS, signed by this authority
 
     def raw_staging(self, total: int) -> StagingArea:
         """Where the plain-s5cmd reference stages `total` bytes: on the medium the engine's
@@ -116,7 +118,8 @@ class _Env:
     def public(self) -> Endpoint:
         """The source as methods that read it see it: through the proxy when one runs."""
         if self.proxy is not None:
-            return Endpoint(url=self.proxy.url, anonymous=True)
+            scheme = "https" if self.ca_bundle is not None else "http"
+            return Endpoint(url=f"{scheme}://127.0.0.1:{self.proxy.port}", anonymous=True)
         return self.source.endpoint(anonymous=True)
 
     @property
@@ -136,6 +139,7 @@ class TransferBench:
         resets: float = 0.0,
         only: Sequence[str] = (),
         connect_rtts: float = CONNECT_RTTS,
+        tls: bool = False,
     ) -> None:
         self.settings = settings
         self.only = set(only)  # empty: every method
@@ -145,6 +149,9 @@ class TransferBench:
         self.rtts = list(rtts)  # empty: no proxy, loopback as it is
         self.resets = resets
         self.connect_rtts = connect_rtts
+        # Behind the proxy the source is read over HTTPS (HTTP/2), as the real archive is
+        # (faults are injected into HTTP requests, which the proxy cannot see inside TLS).
+        self.tls = tls
         self.proxy_cpu: dict[str, float] = {}  # case label -> proxy CPU seconds
 
     # -- the comparison ------------------------------------------------------------------
@@ -266,11 +273,14 @@ class TransferBench:
         if rtt is None:
             return w.name
         config = NetemConfig.in_front_of(
-            env.source.url, rtt_ms=rtt, resets=self.resets, connect_rtts=self.connect_rtts
+            env.source.https_url or env.source.url,
+            rtt_ms=rtt,
+            resets=self.resets,
+            connect_rtts=self.connect_rtts,
         )
         env.proxy = NetemProxy(config).start()
         case = case_label(w.name, rtt, self.resets)
-        self.log(f"proxy {env.proxy.url} -> {env.source.url}: {case}")
+        self.log(f"proxy {env.public.url} -> {config.upstream_port}: {case}")
         return case
 
     def _methods(self, env: _Env, w: Workload) -> dict[str, Callable[[str, str], object]]:
@@ -345,7 +355,14 @@ class TransferBench:
             **(
                 {
                     "aria2c": lambda b, p: _aria2c_then_s5cmd(
-                        public, w.prefix, lake, f"s3://{b}/{p}", env.root, workers, source_workers
+                        public,
+                        w.prefix,
+                        lake,
+                        f"s3://{b}/{p}",
+                        env.root,
+                        workers,
+                        source_workers,
+                        env.ca_bundle,
                     )
                 }
                 if shutil.which("aria2c")
@@ -483,14 +500,17 @@ class _ServerScope:
         self.root = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
         self.servers: list[SeaweedServer] = []
         self.env: _Env | None = None
+        self.saved_env: dict[str, str | None] = {}
 
     def __enter__(self) -> _Env:
         log = self.bench.log
+        tls = make_tls_files(self.root / "tls") if self.bench.tls else None
         source = SeaweedServer(
             "bench-source",
             self.root / "source",
             admin=Credentials.generate(),
             anonymous_read=True,
+            tls=(tls.cert, tls.key) if tls is not None else None,
         )
         lake = SeaweedServer("bench-lake", self.root / "lake", admin=Credentials.generate())
         try:
@@ -504,6 +524,13 @@ class _ServerScope:
         options = EngineOptions.from_settings(self.bench.settings)
         options.staging_root = self.root / "staging"
         self.env = _Env(self.root, source, lake, options)
+        if tls is not None:
+            # Every client trusts the run's authority: s5cmd and boto3 read AWS_CA_BUNDLE,
+            # rclone (which fails with AWS_CA_BUNDLE set) and Go read SSL_CERT_FILE.
+            self.env.ca_bundle = tls.ca
+            for name in ("AWS_CA_BUNDLE", "SSL_CERT_FILE"):
+                self.saved_env[name] = os.environ.get(name)
+                os.environ[name] = str(tls.ca)
         return self.env
 
     def __exit__(self, *exc: object) -> None:
@@ -514,6 +541,11 @@ class _ServerScope:
                 self.env.proxy.stop()
         for server in reversed(self.servers):
             server.stop()
+        for name, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -525,6 +557,7 @@ def _aria2c_then_s5cmd(
     workdir: Path,
     workers: int,
     source_workers: int,
+    ca_bundle: Path | None = None,
 ) -> None:
     """List the source, fetch each object's HTTP URL with aria2c into a folder, upload it.
 
@@ -554,6 +587,7 @@ def _aria2c_then_s5cmd(
                 "--allow-overwrite=true",
                 "--auto-file-renaming=false",
                 "--max-tries=5",
+                *([f"--ca-certificate={ca_bundle}"] if ca_bundle is not None else []),
             ],
             capture_output=True,
             text=True,

@@ -58,6 +58,16 @@ def transfer(
             "connections, as on loopback).",
         ),
     ] = CONNECT_RTTS,
+    tls: Annotated[
+        bool | None,
+        typer.Option(
+            "--tls/--no-tls",
+            help="With --rtt: the source serves HTTPS (HTTP/2) behind the proxy, as the real "
+            "archive does, with a certificate made for the run. Default: on, but off with "
+            "--resets (faults are injected into HTTP requests the proxy cannot read in TLS).",
+            show_default=False,
+        ),
+    ] = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -72,6 +82,15 @@ def transfer(
 
     if resets and not rtt:
         raise typer.BadParameter("--resets needs --rtt", param_hint="--resets")
+    if tls and resets:
+        raise typer.BadParameter(
+            "faults are injected into HTTP requests, which the proxy cannot read inside TLS: "
+            "use --no-tls with --resets",
+            param_hint="--tls",
+        )
+    if tls and not rtt:
+        raise typer.BadParameter("--tls needs --rtt (the proxy's source)", param_hint="--tls")
+    source_tls = bool(rtt) and not resets if tls is None else tls
     unknown = sorted(set(method or ()) - set(METHODS))
     if unknown:
         raise typer.BadParameter(
@@ -87,6 +106,7 @@ def transfer(
         resets=resets,
         only=method or (),
         connect_rtts=connect_rtts,
+        tls=source_tls,
     )
     result = bench.run_memory(objects) if objects is not None else bench.run()
     narrow = not console.is_terminal  # a log or a pipe: a layout that fits 80 columns
@@ -96,6 +116,8 @@ def transfer(
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         data = {**result.as_json(), "proxy_cpu_seconds": bench.proxy_cpu}
+        if rtt:
+            data["proxy"] = {"connect_rtts": connect_rtts, "source_tls": source_tls}
         json_file.write_text(json.dumps(data, indent=2) + "\n")
         console.print(f"results written to {json_file}")
 

@@ -81,6 +81,7 @@ class SeaweedServer:
         anonymous_read: bool = False,
         ports: SeaweedPorts | None = None,
         memory_limit: str | None = None,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.name = name
         self.root = root
@@ -89,11 +90,19 @@ class SeaweedServer:
         self.anonymous_read = anonymous_read
         self.ports = ports or SeaweedPorts.pick()
         self.memory_limit = memory_limit
+        # (certificate, key): S3 over HTTPS too, on `https_port` (plain HTTP stays on s3)
+        self.tls = tls
+        self.https_port = free_port() if tls is not None else None
         self.process = ManagedProcess(name, root / "weed.pid", root / "logs" / "weed.out")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.ports.s3}"
+
+    @property
+    def https_url(self) -> str | None:
+        """The same S3 API over HTTPS (HTTP/2 offered), when started with `tls`."""
+        return None if self.https_port is None else f"https://127.0.0.1:{self.https_port}"
 
     def endpoint(self, *, anonymous: bool = False, read_only: bool = False) -> Endpoint:
         """How a client reaches this server: as admin, as the read-only user, or unsigned."""
@@ -155,7 +164,14 @@ class SeaweedServer:
             "-s3.port.lance=0",
             f"-filer.localSocket={self.root / 'filer.sock'}",
             f"-s3.localSocket={self.root / 's3.sock'}",
+            *self._tls_args(),
         ]
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        cert, key = self.tls
+        return [f"-s3.port.https={self.https_port}", f"-s3.cert.file={cert}", f"-s3.key.file={key}"]
 
     def start(self, *, timeout: float = 60.0) -> None:
         """Start and wait until a real signed S3 request succeeds."""
