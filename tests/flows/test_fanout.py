@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flow_helpers import IngestEnv
@@ -26,6 +27,7 @@ from crypto_lakehouse.flows.summary import IngestProblem, IngestSummary
 from crypto_lakehouse.flows.target import IngestRequest
 from crypto_lakehouse.lake.summary import SilverSummary
 from crypto_lakehouse.stack.postgres import PostgresServer
+from crypto_lakehouse.stack.prefect_server import PrefectServer
 from crypto_lakehouse.storage import S3Storage
 
 COUNTS = {
@@ -273,3 +275,34 @@ def test_cli_fan_out_of_a_small_request_runs_in_one_process(ingest_env: IngestEn
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ran in this process (no fan-out)" in done.stdout
     assert "silver-fanout ended Completed" in done.stdout
+
+
+@pytest.mark.slow
+def test_crash_detection_counts_silence_from_running_and_updates_an_older_automation(
+    prefect_server: PrefectServer,
+) -> None:
+    """A child killed before its first heartbeat reached the server must still end Crashed:
+    the automation also starts counting at the Running state (a server-side event). An
+    automation made by an older version (heartbeats only) is brought up to date."""
+    from prefect.client.orchestration import get_client
+
+    async def stored() -> Any:
+        async with get_client() as client:
+            (found,) = await client.read_automations_by_name(fanout.CRASH_AUTOMATION)
+            return found
+
+    async def scenario() -> None:
+        async with get_client() as client:
+            for old in await client.read_automations_by_name(fanout.CRASH_AUTOMATION):
+                await client.delete_automation(old.id)
+            older = fanout._crash_automation()
+            older.trigger.after = {"prefect.flow-run.heartbeat"}
+            await client.create_automation(older)
+        assert await fanout.ensure_crash_detection()  # updated
+        found = await stored()
+        assert "prefect.flow-run.Running" in found.trigger.after
+        assert found.trigger.within.total_seconds() == fanout.SILENT_SECONDS
+        assert not await fanout.ensure_crash_detection()  # up to date: left alone
+        assert (await stored()).id == found.id
+
+    asyncio.run(scenario())

@@ -427,50 +427,63 @@ async def silver_part(
 
 
 async def ensure_crash_detection() -> bool:
-    """The Prefect automation that marks a running flow run Crashed once its heartbeats stop
+    """The Prefect automation that marks a running flow run Crashed once it has been silent
     for `SILENT_SECONDS` (its worker and process were killed): without it a parent would wait
-    for such a child forever. Heartbeats need `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` in the
-    workers' environment. Returns True when it was created now."""
+    for such a child forever. Silence counts from the run's last heartbeat or, for a run
+    killed before its first heartbeat reached the server, from its Running state (an event
+    the server itself emits). Heartbeats need `PREFECT_FLOWS_HEARTBEAT_FREQUENCY` in the
+    workers' environment. Returns True when it was created or brought up to date now."""
+    from prefect.client.orchestration import get_client
+
+    wanted = _crash_automation()
+    async with get_client() as client:
+        found = await client.read_automations_by_name(CRASH_AUTOMATION)
+        if found and _same_trigger(found[0].trigger, wanted.trigger):
+            return False
+        if found:
+            await client.update_automation(found[0].id, wanted)
+        else:
+            await client.create_automation(wanted)
+    return True
+
+
+def _same_trigger(have: Any, want: Any) -> bool:
+    """What decides when the automation fires (the server adds ids and defaults)."""
+    fields = ("after", "expect", "match", "for_each", "posture", "threshold", "within")
+    return all(getattr(have, f, None) == getattr(want, f) for f in fields)
+
+
+def _crash_automation() -> Any:
     from datetime import timedelta
 
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 
-    async with get_client() as client:
-        if await client.read_automations_by_name(CRASH_AUTOMATION):
-            return False
-        final = ("Completed", "Failed", "Cancelled", "Crashed")
-        await client.create_automation(
-            AutomationCore(
-                name=CRASH_AUTOMATION,
-                description="A running flow run whose heartbeats stopped: its process is gone.",
-                trigger=EventTrigger(
-                    after={"prefect.flow-run.heartbeat"},
-                    expect={
-                        "prefect.flow-run.heartbeat",
-                        *(f"prefect.flow-run.{s}" for s in final),
-                    },
-                    match={"prefect.resource.id": ["prefect.flow-run.*"]},
-                    for_each={"prefect.resource.id"},
-                    posture=Posture.Proactive,
-                    threshold=1,
-                    within=timedelta(seconds=SILENT_SECONDS),
-                ),
-                actions=[
-                    # (name and force are the model's defaults, spelled out: mypy does not
-                    # see a pydantic `Field(None, ...)` default given positionally)
-                    ChangeFlowRunState(
-                        name=None,
-                        state=StateType.CRASHED,
-                        message=f"no heartbeat for {SILENT_SECONDS} s: its process is gone",
-                        force=False,
-                    )
-                ],
+    final = ("Completed", "Failed", "Cancelled", "Crashed")
+    return AutomationCore(
+        name=CRASH_AUTOMATION,
+        description="A running flow run that went silent: its process is gone.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat", "prefect.flow-run.Running"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{s}" for s in final)},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=SILENT_SECONDS),
+        ),
+        actions=[
+            # (name and force are the model's defaults, spelled out: mypy does not see a
+            # pydantic `Field(None, ...)` default given positionally)
+            ChangeFlowRunState(
+                name=None,
+                state=StateType.CRASHED,
+                message=f"silent for {SILENT_SECONDS} s (no heartbeat): its process is gone",
+                force=False,
             )
-        )
-    return True
+        ],
+    )
 
 
 async def _start_children(
