@@ -117,7 +117,9 @@ class EngineMover:
         options = self.options
         if staging is not None:
             options = dataclasses.replace(options, staging_root=staging)
-        report = TransferEngine(options).run(request, progress=progress, cancel=cancel)
+        report = TransferEngine(options).run(
+            request, progress=progress, cancel=cancel, log_retries=on_retried is None
+        )
         if on_retried is not None and report.summary.retried:
             on_retried(report.summary.retries_text)
         by_key = {r.source_key: r for r in report.results}

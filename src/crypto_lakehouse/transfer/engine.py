@@ -81,8 +81,12 @@ class TransferEngine:
         *,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        log_retries: bool = True,
     ) -> TransferReport:
         """Copy what the request names; every object considered gets one ObjectResult.
+
+        Requests s5cmd retried are counted in the report and its metric, and logged as one
+        warning unless `log_retries` is False (a caller that reports them in its own words).
 
         Raises ConfigError (bad request), EndpointUnreachable / AccessDenied /
         BucketNotFound / StorageError (a side cannot be listed; nothing was written),
@@ -146,7 +150,7 @@ class TransferEngine:
         S5CMD_BYTES_TRANSFERRED.inc(report.summary.bytes_copied)
         for cause, count in report.summary.retried.items():
             S5CMD_RETRIED_REQUESTS.labels(cause).inc(count)
-        if report.summary.retried:
+        if report.summary.retried and log_retries:
             log.warning(
                 "s5cmd retried %s requests to %s or %s",
                 report.summary.retries_text,
