@@ -11,6 +11,15 @@ from collections.abc import Collection
 from pathlib import Path
 
 
+def _stat_fields(stat: Path) -> list[str] | None:
+    """The fields of a /proc/<pid>/stat after the command name (state, ppid, ...); None when
+    the process is gone."""
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
 def cpu_seconds(pids: Collection[int], *, children: bool = False) -> float | None:
     """utime + stime of `pids` (and, with `children`, their direct children); None if none run."""
     wanted = {str(pid) for pid in pids}
@@ -22,9 +31,8 @@ def cpu_seconds(pids: Collection[int], *, children: bool = False) -> float | Non
     ticks = os.sysconf("SC_CLK_TCK")
     total, found = 0.0, False
     for stat in stats:
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+        fields = _stat_fields(stat)
+        if fields is None:
             continue
         if stat.parent.name in wanted or (children and fields[1] in wanted):
             total += (int(fields[11]) + int(fields[12])) / ticks
@@ -50,13 +58,6 @@ def pids_marked(name: str, value: str) -> list[int]:
     return [pid for pid in found if pid != os.getpid()]
 
 
-def _stat_fields(pid: str) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
 def tree_cpu_seconds(roots: Collection[int]) -> float:
     """CPU seconds the processes `roots` and all their descendants have used so far.
 
@@ -65,21 +66,22 @@ def tree_cpu_seconds(roots: Collection[int]) -> float:
     parent's, so nothing counts twice. The difference of two readings is what the trees
     used in between, short-lived children (s5cmd, flow-run processes) included.
     """
-    parents: dict[str, str] = {}
+    children: dict[str, list[str]] = {}
     times: dict[str, float] = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = _stat_fields(stat.parent.name)
+        fields = _stat_fields(stat)
         if fields is None:
             continue
-        parents[stat.parent.name] = fields[1]
+        children.setdefault(fields[1], []).append(stat.parent.name)
         times[stat.parent.name] = sum(int(f) for f in fields[11:15]) / ticks
-    members = {str(pid) for pid in roots if str(pid) in times}
-    grew = True
-    while grew:
-        grown = {pid for pid, parent in parents.items() if parent in members} - members
-        members |= grown
-        grew = bool(grown)
+    members: set[str] = set()
+    todo = [str(pid) for pid in roots if str(pid) in times]
+    while todo:
+        pid = todo.pop()
+        if pid not in members:
+            members.add(pid)
+            todo += children.get(pid, [])
     return sum(times[pid] for pid in members)
 
 
