@@ -99,12 +99,13 @@ class BenchResult:
                 f"{workload}: {rows[0].objects} objects, "
                 f"{rows[0].bytes / 1e6:.1f} MB (median of {len(rows[0].runs)})"
             )
+            proxied = any(m.source_connections is not None for m in rows)
             if narrow:
                 table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1))
                 columns: tuple[str, ...] = (
                     "method", "median s", "MB/s", "obj/s", "CPU s", "srv CPU", "x stg"
                 )  # fmt: skip
-                if proxied := any(m.source_connections is not None for m in rows):
+                if proxied:
                     columns = (*columns[:-1], "conns", columns[-1])
             else:
                 table = Table(title=title)
@@ -112,7 +113,7 @@ class BenchResult:
                     "method", "median s", "runs", "MB/s", "objects/s", "client CPU s",
                     "servers CPU s", "vs engine-staged",
                 )  # fmt: skip
-                if proxied := any(m.source_connections is not None for m in rows):
+                if proxied:
                     columns = (*columns[:-1], "source connections", columns[-1])
             for column in columns:
                 if column == "method":
@@ -133,7 +134,7 @@ class BenchResult:
                 ]
                 if proxied:
                     opened = m.source_connections
-                    cells.insert(-1, "-" if opened is None or opened < 0 else str(opened))
+                    cells.insert(-1, "-" if opened is None else str(opened))
                 if narrow:
                     del cells[2]
                 table.add_row(*cells)

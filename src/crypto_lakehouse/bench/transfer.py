@@ -44,8 +44,9 @@ from crypto_lakehouse.transfer import (
 
 SOURCE_BUCKET = "bench-src"  # on the source server (anonymous reads)
 LAKE_SOURCE_BUCKET = "bench-lsrc"  # the same data on the lake, for same-endpoint methods
-# One run of a method: wall s, client CPU s, servers CPU s, connections to the source (-1: none)
-Timing = tuple[float, float, float, int]
+# One run of a method: wall s, client CPU s, servers CPU s, connections to the source (None:
+# no proxy counts them)
+Timing = tuple[float, float, float, int | None]
 SAME_ENDPOINT_METHODS = ("engine-direct", "s5cmd-raw-direct", "traditional")
 METHODS = (  # every method a run can have (`--method` picks some)
     *SAME_ENDPOINT_METHODS,
@@ -192,12 +193,13 @@ class TransferBench:
                             again = _timed(
                                 lambda m=method, b=buckets[name], p=prefix: m(b, p),
                                 env.server_pids,
+                                env.proxy,
                             )
                             if round_no:
                                 reruns[name].append(again)
                         self._clear(env, buckets[name], prefix)
                         label = "warm-up" if round_no == 0 else f"run {round_no}"
-                        opened = f", {timing[3]} connections" if timing[3] >= 0 else ""
+                        opened = f", {timing[3]} connections" if timing[3] is not None else ""
                         self.log(
                             f"{case:5} {name:19} {label:8} {timing[0]:7.2f} s "
                             f"(client CPU {timing[1]:.2f} s, servers CPU {timing[2]:.2f} s"
@@ -225,11 +227,7 @@ class TransferBench:
                             workload.count * workload.size,
                             cpu_seconds=statistics.median(v[1] for v in values),
                             server_cpu_seconds=statistics.median(v[2] for v in values),
-                            source_connections=(
-                                int(statistics.median(v[3] for v in values))
-                                if env.proxy is not None
-                                else None
-                            ),
+                            source_connections=_median_count([v[3] for v in values]),
                         )
                     )
         return result
@@ -622,7 +620,7 @@ def _timed(
     action: Callable[[], object], server_pids: list[int], proxy: NetemProxy | None = None
 ) -> Timing:
     """(wall seconds, client CPU seconds, both servers' CPU seconds, connections opened
-    through the proxy (-1 without one)) of one run.
+    through the proxy (None without one)) of one run.
 
     On two cores the servers and the client compete for the same CPU, so a method's wall
     time depends on the servers' work it causes as much as on its own.
@@ -632,4 +630,9 @@ def _timed(
     action()
     wall = time.perf_counter() - started
     used, served = _cpu() - cpu, (cpu_seconds(server_pids) or 0.0) - servers
-    return wall, used, served, (proxy.connections() - opened if proxy is not None else -1)
+    return wall, used, served, (proxy.connections() - opened if proxy is not None else None)
+
+
+def _median_count(counts: list[int | None]) -> int | None:
+    known = [n for n in counts if n is not None]
+    return int(statistics.median(known)) if known else None
