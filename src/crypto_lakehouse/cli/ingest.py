@@ -113,8 +113,7 @@ def print_summary(summary: IngestSummary, flow_run_id: str) -> None:
         known = " (known, unchanged at the source)" if problem.known else ""
         console.print(f"[red]{problem.kind}{known}:[/] {problem.path}", soft_wrap=True)
         console.print(f"  {problem.error}", soft_wrap=True, highlight=False)
-    unshown = summary.corrupt + summary.failed - min(PROBLEMS_SHOWN, len(summary.problems))
-    if unshown > 0:
+    if unshown := summary.not_shown(PROBLEMS_SHOWN):
         console.print(
             f"[red]... and {unshown:,} more files not verified[/] "
             "(all of them: the run's `ingest-problems` artifact, or the manifest's rows with "

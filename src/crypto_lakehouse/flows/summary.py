@@ -57,10 +57,14 @@ class IngestSummary:
         if len(self.problems) < PROBLEMS_KEPT:
             self.problems.append(problem)
 
+    def not_shown(self, shown: int) -> int:
+        """Files not verified beyond the first `shown` of `problems` (a list shows those)."""
+        return max(0, self.corrupt + self.failed - min(shown, len(self.problems)))
+
     @property
     def problems_unlisted(self) -> int:
         """Files not verified that `problems` does not name (beyond `PROBLEMS_KEPT`)."""
-        return max(0, self.corrupt + self.failed - len(self.problems))
+        return self.not_shown(len(self.problems))
 
     def phase(self, name: str, since: float) -> float:
         """Record the seconds since `since` (monotonic) as phase `name`; returns now."""
@@ -86,8 +90,7 @@ class IngestSummary:
                 f"{self.skipped} already verified, {self.missing_periods} missing periods"
             )
         listed = ", ".join(f"{p.path} ({p.kind})" for p in self.problems[:10])
-        rest = self.corrupt + self.failed - min(10, len(self.problems))
-        more = f" and {rest} more" if rest > 0 else ""
+        more = f" and {rest} more" if (rest := self.not_shown(10)) else ""
         return f"{self.corrupt} corrupt, {self.failed} failed: {listed}{more}"
 
     def as_dict(self) -> dict[str, Any]:
