@@ -142,7 +142,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         run_id=run_id, source=target.source_label, bronze=f"s3://{target.bronze_bucket}/"
     )
     windows = _Windows(asyncio.get_running_loop())
-    planned = {"files": 0, "bytes": 0}
+    planned_bytes = 0
     # Side jobs started with the archive listing, each a round trip it would otherwise wait
     # for: the catalog's schema and run row, the transfer limit, whether bronze exists.
     side: list[asyncio.Future[Any]] = []
@@ -160,22 +160,22 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
             side,
             discover(*inputs(target, request, manifest, wait_schema, windows.hand_on)),
         )
-        bronze_ready: list[bool] = []
+        bronze_ready = False
 
         async def transfer(window: list[tuple[ListedFile, Decision]]) -> None:
+            nonlocal planned_bytes, bronze_ready
             await setup
             await limit
             batches = size_batches([item for item, _ in window], request.batch_files, parallel)
             summary.transferred += len(window)
             summary.batches += len(batches)
-            planned["files"] += len(window)
-            planned["bytes"] += sum(b.size for b in batches)
-            event = IngestEvent("planned", files=planned["files"], bytes=planned["bytes"])
+            planned_bytes += sum(b.size for b in batches)
+            event = IngestEvent("planned", files=summary.transferred, bytes=planned_bytes)
             emit(event, ctx.listener)
             if batches and not bronze_ready:
                 if not await bucket:
                     await anyio.to_thread.run_sync(_create_bucket, target)
-                bronze_ready.append(True)
+                bronze_ready = True
             if batches:
                 _tally(summary, await _run_batches(batches, ctx, parallel))
 
@@ -194,7 +194,7 @@ async def run_ingest(request: IngestRequest, settings: Settings, run_id: str) ->
         clock = summary.phase("discover", started)
         if discovery.without_sidecar:
             _tally(summary, [await record_without_sidecar(ctx, discovery.without_sidecar)])
-        if discovery.work.transfer or not planned["files"]:
+        if discovery.work.transfer or not summary.transferred:
             await transfer(discovery.work.transfer)
         summary.phase("transfer", clock)
         _summarise(summary, discovery)
