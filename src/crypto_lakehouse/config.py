@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     s5cmd_stats: bool = Field(
         default=False, validation_alias=AliasChoices("S5CMD_STATS", "s5cmd_stats")
     )
+    # A file and its sidecar in one wildcard line (`x.zip*`: one LIST, then both GETs) hold
+    # an s5cmd `run` slot for two round trips where two per-key lines (HEAD + GET each)
+    # hold two slots for two each: half the slot time per file against a far source.
+    s5cmd_key_covers: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("S5CMD_KEY_COVERS", "s5cmd_key_covers"),
+        description=(
+            "Fetch a file and its sidecars with one wildcard line, not a line each; "
+            "off where a LIST costs more than the HEADs it saves (S3 bills LIST higher)."
+        ),
+    )
     staging_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("STAGING_DIR", "staging_dir")
     )

@@ -6,6 +6,8 @@ wildcard covers (planned from the listing's neighbours) behave exactly as with i
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from transfer_helpers import Sides, contents, seed, sha256, small_objects, staged_request
 
@@ -16,6 +18,10 @@ from crypto_lakehouse.transfer import ListingScope, TransferEngine, TransferOutc
 from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.commands import CommandFile
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
+
+
+def replace_options(engine: TransferEngine, **knobs: object) -> TransferEngine:
+    return TransferEngine(dataclasses.replace(engine.options, **knobs))  # type: ignore[arg-type]
 
 
 def _listing(server: SeaweedServer, bucket: str, prefix: str) -> list[ListedObject]:
@@ -226,6 +232,51 @@ def test_a_partial_listing_is_copied_one_line_per_object_and_nothing_more(
     assert contents(lake_server.endpoint(), lake_bucket) == {
         "out/" + k.removeprefix("in/"): objects[k] for k in sorted(wanted)
     }
+
+
+@pytest.mark.parametrize("key_covers", [True, False])
+def test_a_partial_listing_fetches_a_file_and_its_sidecar_with_one_line(
+    engine: TransferEngine,
+    sides: Sides,
+    wildcard_sources: list[str],
+    key_covers: bool,
+) -> None:
+    """`ListingScope.OBJECTS` with sidecars (an ingest batch): `x.zip*` fetches a zip and
+    its CHECKSUM in one line. What else extends the key at the source (`x.zip.sig`,
+    never listed) is fetched but swept, not copied; a tampered zip is still caught."""
+    source_server, lake_server, source_bucket, lake_bucket = sides
+    good, bad = b"good zip bytes", b"tampered bytes"
+    objects = {
+        "in/d/good.zip": good,
+        "in/d/good.zip.CHECKSUM": f"{sha256(good)}  good.zip\n".encode(),
+        "in/d/good.zip.sig": b"not planned",
+        "in/d/bad.zip": bad,
+        "in/d/bad.zip.CHECKSUM": f"{sha256(b'original')}  bad.zip\n".encode(),
+        "in/d/lone.bin": b"no sidecar",
+    }
+    seed(source_server.endpoint(), source_bucket, objects)
+    planned = sorted(k for k in objects if not k.endswith(".sig"))
+    given = [o for o in _listing(source_server, source_bucket, "in/") if o.key in planned]
+    request = staged_request(
+        *sides,
+        operation="copy",
+        verify_sidecars=True,
+        source_listing=given,
+        source_listing_scope=ListingScope.OBJECTS,
+    )
+
+    report = replace_options(engine, key_covers=key_covers).run(request)
+
+    globs = sorted(u for u in wildcard_sources if u.startswith(f"s3://{source_bucket}/"))
+    expected_globs = [f"s3://{source_bucket}/in/d/{n}.zip*" for n in ("bad", "good")]
+    assert globs == (expected_globs if key_covers else [])
+    outcomes = {r.source_key: r.outcome for r in report.results}
+    assert outcomes == {
+        k: TransferOutcome.CORRUPT if k == "in/d/bad.zip" else TransferOutcome.COPIED
+        for k in planned
+    }
+    copied = {"out/" + k.removeprefix("in/"): objects[k] for k in planned if k != "in/d/bad.zip"}
+    assert contents(lake_server.endpoint(), lake_bucket, "out/") == copied
 
 
 def test_a_partial_listing_needs_a_listing_and_refuses_delete_extra(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from crypto_lakehouse.transfer.lines import plan_lines
+from crypto_lakehouse.transfer.lines import key_covers, plan_lines
 from crypto_lakehouse.transfer.listing import ListedObject
 from crypto_lakehouse.transfer.planner import PlanItem, chunks, is_up_to_date
 
@@ -110,3 +110,27 @@ def test_per_folder_covers_stop_at_the_folder_a_listing_is_complete_for() -> Non
     # Without it, the listing counts as complete for p/: one cover spans the folders.
     spanning, _ = plan_lines(items, lambda i: True, "p/")
     assert [c.prefix for c in spanning] == ["p/a/2", "p/a/3", "p/c"]
+
+
+def test_key_covers_join_a_key_with_the_keys_that_extend_it_only() -> None:
+    keys = [
+        "p/a.zip",
+        "p/a.zip.CHECKSUM",
+        "p/b.zip",  # its sidecar is not in the chunk: a per-key line
+        "p/c.zip",
+        "p/c.zip.CHECKSUM",
+        "p/c.zip.CHECKSUM.sig",
+        "p/d*.zip",  # a glob in the key: never a wildcard
+        "p/d*.zip.CHECKSUM",
+        "p/e.zip",
+        "p/e.zip.CHECKSUM",  # not eligible (e.g. a file/folder clash): e.zip stays alone
+    ]
+    items = [PlanItem(k, k, 1, "", None, None) for k in keys]
+
+    covers, per_key = key_covers(items, lambda i: i != 9)
+
+    assert [(c.prefix, c.indexes) for c in covers] == [
+        ("p/a.zip", [0, 1]),
+        ("p/c.zip", [3, 4, 5]),
+    ]
+    assert per_key == [2, 6, 7, 8, 9]

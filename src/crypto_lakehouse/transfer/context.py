@@ -41,6 +41,21 @@ class TransferContext:
         """
         if self.request.source_listing_scope is ListingScope.OBJECTS:
             return False
+        return self._paths_rebuildable
+
+    @property
+    def key_covers_allowed(self) -> bool:
+        """A listing of just the objects still allows `key*` lines for a key and the keys
+        that extend it (a file and its sidecar): anything else they match is unplanned,
+        fetched but never uploaded (the staged copier sweeps it)."""
+        return (
+            self.request.source_listing_scope is ListingScope.OBJECTS
+            and self.options.key_covers
+            and self._paths_rebuildable
+        )
+
+    @property
+    def _paths_rebuildable(self) -> bool:
         src, dst = self.request.source_url.prefix, self.request.dest_url.prefix
         return (src == "" or src.endswith("/")) and (dst == "" or dst.endswith("/"))
 

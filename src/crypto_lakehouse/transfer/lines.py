@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
 
-from crypto_lakehouse.transfer.commands import cover_prefixes
+from crypto_lakehouse.transfer.commands import cover_prefixes, has_glob
 from crypto_lakehouse.transfer.planner import PlanItem
 
 
@@ -61,6 +61,41 @@ def plan_lines(
                 else:
                     per_key.extend(chosen)
     per_key.sort()
+    return covers, per_key
+
+
+def key_covers(
+    items: list[PlanItem], eligible: Callable[[int], bool]
+) -> tuple[list[Cover], list[int]]:
+    """Split a chunk listed object by object (`ListingScope.OBJECTS`) into `key*` covers
+    and per-key indexes.
+
+    With no listing around the keys, the only safe wildcard is a key itself: `x.zip*`
+    fetches `x.zip`, `x.zip.CHECKSUM` and whatever else extends that exact key (nothing,
+    in a Binance-style archive). So an item and the items right after it whose keys
+    extend its key share one line; an item alone stays a per-key line.
+
+    Why bother: s5cmd sends a HEAD before each per-key GET, and a `run` line holds its
+    slot until its objects are done. A file and its sidecar as two per-key lines hold two
+    slots for two round trips each; as one cover, one slot for two (LIST, then both GETs).
+    """
+    covers: list[Cover] = []
+    per_key: list[int] = []
+    i, n = 0, len(items)
+    while i < n:
+        key = items[i].key
+        if not eligible(i) or has_glob(key):
+            per_key.append(i)
+            i += 1
+            continue
+        j = i + 1
+        while j < n and eligible(j) and items[j].key.startswith(key):
+            j += 1
+        if j - i > 1:
+            covers.append(Cover(key, list(range(i, j))))
+        else:
+            per_key.append(i)
+        i = j
     return covers, per_key
 
 

@@ -98,6 +98,7 @@ class EngineOptions:
     batch_objects: int = 5000  # objects per s5cmd process (bounds memory and staging)
     chunk_bytes: int = _default("staging_chunk_bytes")  # staged: bytes per chunk
     overlap: bool = _default("staging_overlap")  # staged: download k+1 while k uploads
+    key_covers: bool = _default("s5cmd_key_covers")  # listed objects: `x.zip*` for x + sidecar
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineOptions:
@@ -114,6 +115,7 @@ class EngineOptions:
             stats=settings.s5cmd_stats,
             overlap=settings.staging_overlap,
             chunk_bytes=settings.staging_chunk_bytes,
+            key_covers=settings.s5cmd_key_covers,
         )
 
     def as_json(self) -> dict[str, Any]:

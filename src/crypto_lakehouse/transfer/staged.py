@@ -23,9 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crypto_lakehouse.transfer.checksums import normalise_sha256, parse_sidecar, sha256_file
-from crypto_lakehouse.transfer.commands import CommandFile, expected_command, s3_url
+from crypto_lakehouse.transfer.commands import (
+    CommandFile,
+    expected_command,
+    is_clean_path,
+    s3_url,
+)
 from crypto_lakehouse.transfer.context import TransferContext
-from crypto_lakehouse.transfer.lines import file_dir_conflicts, plan_lines
+from crypto_lakehouse.transfer.lines import file_dir_conflicts, key_covers, plan_lines
 from crypto_lakehouse.transfer.models import TransferOutcome
 from crypto_lakehouse.transfer.planner import PlanItem
 from crypto_lakehouse.transfer.runner import run_s5cmd
@@ -154,14 +159,25 @@ class StagedCopier:
         ctx, items = self.ctx, chunk.items
         bucket = ctx.request.source_url.bucket
         floor = ctx.request.source_url.prefix
-        eligible = {i: wildcards and ctx.wildcard_eligible(item) for i, item in enumerate(items)}
+        key_covered = wildcards and ctx.key_covers_allowed
+        eligible = {
+            i: (
+                is_clean_path(ctx.rest(item))
+                if key_covered
+                else wildcards and ctx.wildcard_eligible(item)
+            )
+            for i, item in enumerate(items)
+        }
         clashes = file_dir_conflicts({i: ctx.rest(items[i]) for i, ok in eligible.items() if ok})
-        covers, per_key = plan_lines(
-            items,
-            lambda i: eligible[i] and i not in clashes,
-            floor,
-            per_folder=ctx.wildcards_per_folder,
-        )
+        if key_covered:
+            covers, per_key = key_covers(items, lambda i: eligible[i] and i not in clashes)
+        else:
+            covers, per_key = plan_lines(
+                items,
+                lambda i: eligible[i] and i not in clashes,
+                floor,
+                per_folder=ctx.wildcards_per_folder,
+            )
         tracker = Tracker(match_on="source", on_done=lambda i, ev: self._downloaded(chunk, i))
         run_file = chunk.dir / "download.run"
         tree = f"{chunk.tree}/"
