@@ -3,6 +3,8 @@
 
     flock /tmp/lakehouse-bench.lock .venv/bin/python benchmarks/discovery.py
     .venv/bin/python benchmarks/discovery.py --symbols 5 --days 100 --repeats 1   # quick
+    .venv/bin/python benchmarks/discovery.py --rtt 150 --threads 8,64 --days 100 \
+        --methods discover-last-day,discover-last-week --json /tmp/far.json   # a far source
 
 Starts its own SeaweedFS (anonymous read, like the Binance archive) in a temporary folder,
 writes `symbols x days` daily 1h klines files with their `.CHECKSUM` sidecars (one s5cmd
@@ -12,6 +14,11 @@ and its children's, i.e. s5cmd), its peak RSS (VmHWM) and how much of it came af
 the imports (`+MiB`: what the listing itself held), what it found, and the
 ListObjectsV2 requests and keys S3 returned (counted by a botocore hook on the real client;
 not available for s5cmd). Results: benchmarks/results/discovery.json.
+
+`--rtt MS` puts the latency proxy (`crypto_lakehouse.bench.netem`) in front of the
+server, as the real archive is 50-250 ms away; `--threads 8,64` runs each `discover-*`
+method once per number of folders listed at once (`ArchiveLister.threads`), reported
+as `method@threads`.
 """
 
 from __future__ import annotations
@@ -98,7 +105,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         storage = S3Storage(endpoint)
         counts = _count_requests(storage)
-        lister = ArchiveLister(ArchiveSource(endpoint, bucket), storage)
+        lister = ArchiveLister(ArchiveSource(endpoint, bucket), storage, threads=spec["threads"])
         query: dict[str, Any] = {"markets": ("spot",), "data_types": ("klines",)}
         if method == "discover-tenth":
             query["symbols"] = tuple(spec["symbols"][: max(1, len(spec["symbols"]) // 10)])
@@ -113,6 +120,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "method": method,
+        "threads": spec["threads"],
         "seconds": round(seconds, 3),
         "cpu_seconds": round(own.ru_utime + own.ru_stime, 3),
         "child_cpu_seconds": round(kids.ru_utime + kids.ru_stime, 3),
@@ -163,12 +171,20 @@ def _run_child(spec: dict[str, Any]) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _label(method: str, threads: int) -> str:
+    return f"{method}@{threads}" if method.startswith("discover-") else method
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--days", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--rtt", type=float, default=0.0, help="ms of round trip (a proxy)")
+    parser.add_argument(
+        "--threads", default="8", help="discover-*: folders listed at once, e.g. 8,64"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=HERE / "results" / "discovery.json")
     args = parser.parse_args(argv)
@@ -176,8 +192,11 @@ def main(argv: list[str]) -> int:
         print(json.dumps(child(json.load(sys.stdin))))
         return 0
 
+    from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
     from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
     from crypto_lakehouse.storage import S3Storage
+
+    thread_counts = [int(n) for n in args.threads.split(",")]
 
     symbols = [f"S{n:03d}USDT" for n in range(args.symbols)]
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
@@ -187,6 +206,7 @@ def main(argv: list[str]) -> int:
             "bench-source", tmp / "seaweed", admin=Credentials.generate(), anonymous_read=True
         )
         server.start()
+        proxy = None
         try:
             bucket = "bench-archive"
             S3Storage(server.endpoint()).ensure_bucket(bucket)
@@ -194,14 +214,26 @@ def main(argv: list[str]) -> int:
             keys = _populate(server.url, server.endpoint(), bucket, symbols, args.days, tmp)
             print(f"{keys:,} keys written in {time.perf_counter() - clock:.1f} s", flush=True)
             last_day = FIRST_DAY + timedelta(args.days - 1)
-            spec = {"url": server.url, "bucket": bucket, "symbols": symbols}
+            url = server.url
+            if args.rtt:
+                proxy = NetemProxy(NetemConfig.in_front_of(url, rtt_ms=args.rtt)).start()
+                url = proxy.url
+            spec = {"url": url, "bucket": bucket, "symbols": symbols}
             spec["last_day"] = last_day.isoformat()
-            chosen = [m for m in args.methods.split(",") if m in METHODS]
-            rounds: dict[str, list[dict[str, Any]]] = {m: [] for m in chosen}
+            chosen = [
+                (m, n)
+                for m in args.methods.split(",")
+                if m in METHODS
+                for n in (thread_counts if m.startswith("discover-") else thread_counts[:1])
+            ]
+            rounds: dict[str, list[dict[str, Any]]] = {_label(m, n): [] for m, n in chosen}
             for _ in range(args.repeats):
-                for method in chosen:  # alternate, so drift in load hits all alike
-                    rounds[method].append(_run_child(spec | {"method": method}))
+                for method, threads in chosen:  # alternate, so drift in load hits all alike
+                    run = _run_child(spec | {"method": method, "threads": threads})
+                    rounds[_label(method, threads)].append(run)
         finally:
+            if proxy is not None:
+                proxy.stop()
             server.stop()
     results = {}
     for method, runs in rounds.items():
@@ -211,7 +243,7 @@ def main(argv: list[str]) -> int:
         best["child_cpu_seconds"] = statistics.median(r["child_cpu_seconds"] for r in runs)
         best["peak_rss_mib"] = max(r["peak_rss_mib"] for r in runs)
         best["rss_growth_mib"] = max(r["rss_growth_mib"] for r in runs)
-        best["what"] = METHODS[method]
+        best["what"] = METHODS[best["method"]]
         results[method] = best
     report = {
         "date": date.today().isoformat(),
@@ -219,14 +251,15 @@ def main(argv: list[str]) -> int:
         "symbols": args.symbols,
         "days": args.days,
         "repeats": args.repeats,
+        "rtt_ms": args.rtt,
         "cpus": os.cpu_count(),
         "results": results,
     }
-    print(f"{'method':<20} {'found':>8} {'s':>7} {'cpu s':>6} {'s5cmd':>6} {'MiB':>6} "
+    print(f"{'method':<23} {'found':>8} {'s':>7} {'cpu s':>6} {'s5cmd':>6} {'MiB':>6} "
           f"{'+MiB':>6} {'requests':>8} {'keys read':>9}")  # fmt: skip
     for method, r in results.items():
         print(
-            f"{method:<20} {r['found']:>8} {r['seconds']:>7.2f} {r['cpu_seconds']:>6.2f} "
+            f"{method:<23} {r['found']:>8} {r['seconds']:>7.2f} {r['cpu_seconds']:>6.2f} "
             f"{r['child_cpu_seconds']:>6.2f} {r['peak_rss_mib']:>6.1f} {r['rss_growth_mib']:>6.1f} "
             f"{r.get('requests', '-'):>8} {r.get('keys_returned', '-'):>9}"
         )
