@@ -386,7 +386,7 @@ class TransferBench:
         chunk = w.count * w.size // 4 + 1
         return {
             "staged-4chunks": engine_run(
-                public, SOURCE_BUCKET, Mode.STAGED, True, staging_cap_bytes=chunk
+                public, SOURCE_BUCKET, Mode.STAGED, True, staging_cap_bytes=chunk, overlap=False
             ),
             "staged-4chunks-overlap": engine_run(
                 public, SOURCE_BUCKET, Mode.STAGED, True, staging_cap_bytes=2 * chunk, overlap=True

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from crypto_lakehouse.errors import ConfigError
 from crypto_lakehouse.observability.metrics import (
@@ -45,6 +46,7 @@ from crypto_lakehouse.transfer.planner import (
     read_plan,
 )
 from crypto_lakehouse.transfer.remover import delete_keys
+from crypto_lakehouse.transfer.runner import POLL_SECONDS
 from crypto_lakehouse.transfer.staged import StagedCopier
 from crypto_lakehouse.transfer.staging import StagingArea
 from crypto_lakehouse.transfer.traditional import TraditionalCopier
@@ -251,18 +253,33 @@ def _given_listing(
 
 def _overlapped(staged: StagedCopier, batches: Iterable[list[PlanItem]]) -> None:
     """Download chunk k+1 while chunk k uploads on a second thread (two chunks staged at most,
-    each at most half the cap). Off by default: see docs/transfer.md for the measurement."""
+    each at most half the cap). On by default (`STAGING_OVERLAP`): docs/transfer.md has the
+    measurement."""
+    report_progress = staged.ctx.ledger.report_progress
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as uploader:
         pending: Future[None] | None = None
         for batch in batches:
             prepared = staged.fetch(batch)
             if pending is not None:
-                pending.result()
+                _wait_reporting(pending, report_progress)
                 pending = None
             if prepared is not None:
                 pending = uploader.submit(staged.store, prepared, foreground=False)
         if pending is not None:
-            pending.result()
+            _wait_reporting(pending, report_progress)
+
+
+def _wait_reporting(pending: Future[None], report_progress: Callable[[], None]) -> None:
+    """Wait for an upload on another thread, reporting its progress from this one (the
+    caller's callback runs on the caller's thread, and a progress bar or a cancel may
+    depend on it)."""
+    while True:
+        try:
+            pending.result(timeout=POLL_SECONDS)
+        except FutureTimeout:
+            report_progress()
+            continue
+        return
 
 
 def _validate(request: TransferRequest, mode: Mode) -> None:

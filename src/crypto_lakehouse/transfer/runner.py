@@ -24,7 +24,7 @@ from crypto_lakehouse.transfer.binary import Invocation
 from crypto_lakehouse.transfer.output import Event, Other, Retried, parse_line
 
 Handler = Callable[[Event], None]
-_POLL_SECONDS = 0.05
+POLL_SECONDS = 0.05  # how often a waiting caller reports progress and checks for a cancel
 # fork/exec failures a later try may not meet again: the machine was briefly out of something.
 _OUT_OF_RESOURCES = frozenset({errno.EAGAIN, errno.ENOMEM, errno.EMFILE, errno.ENFILE})
 _GRACE_SECONDS = 3.0
@@ -96,7 +96,7 @@ def run_s5cmd(
     try:
         while True:
             try:
-                proc.wait(timeout=_POLL_SECONDS)
+                proc.wait(timeout=POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
                 pass
