@@ -19,6 +19,7 @@ from crypto_lakehouse.stack.postgres import PostgresServer
 from crypto_lakehouse.stack.prefect_server import PrefectServer
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage
+from crypto_lakehouse.transfer.commands import CommandFile
 
 FIXTURES = Path(__file__).resolve().parents[1] / "src/crypto_lakehouse/archive/binance_files"
 
@@ -28,6 +29,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if server_fixtures & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture
+def wildcard_sources(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The source URLs of the glob (wildcard) lines the engine writes to its run files."""
+    sources: list[str] = []
+    write_line = CommandFile.copy
+
+    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
+        if not raw:
+            sources.append(source)
+        write_line(self, source, dest, raw=raw)
+
+    monkeypatch.setattr(CommandFile, "copy", recording)
+    return sources
 
 
 @pytest.fixture(scope="session")

@@ -17,24 +17,8 @@ from crypto_lakehouse.flows.target import IngestTarget
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.storage import S3Storage
 from crypto_lakehouse.transfer import EngineOptions
-from crypto_lakehouse.transfer.commands import CommandFile
 
 pytestmark = pytest.mark.servers
-
-
-@pytest.fixture
-def glob_sources(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The source URLs of every wildcard line the engine writes."""
-    sources: list[str] = []
-    write_line = CommandFile.copy
-
-    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
-        if not raw:
-            sources.append(source)
-        write_line(self, source, dest, raw=raw)
-
-    monkeypatch.setattr(CommandFile, "copy", recording)
-    return sources
 
 
 def test_an_ingest_batch_fetches_a_zip_and_its_sidecar_with_one_line(
@@ -43,7 +27,7 @@ def test_an_ingest_batch_fetches_a_zip_and_its_sidecar_with_one_line(
     source_bucket: str,
     lake_bucket: str,
     tmp_path: Path,
-    glob_sources: list[str],
+    wildcard_sources: list[str],
 ) -> None:
     source = S3Storage(source_server.endpoint())
     metas = [
@@ -73,7 +57,7 @@ def test_an_ingest_batch_fetches_a_zip_and_its_sidecar_with_one_line(
     results = EngineMover(EngineOptions(staging_root=tmp_path / "staging")).move(target, files)
 
     assert all(r.ok and r.sha256 for r in results), [r.error for r in results if not r.ok]
-    from_source = sorted(u for u in glob_sources if u.startswith(f"s3://{source_bucket}/"))
+    from_source = sorted(u for u in wildcard_sources if u.startswith(f"s3://{source_bucket}/"))
     assert from_source == sorted(f"s3://{source_bucket}/{m.key}*" for m in metas)
     bronze = S3Storage(lake_server.endpoint())
     for meta in metas:

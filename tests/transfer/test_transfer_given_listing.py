@@ -16,7 +16,6 @@ from crypto_lakehouse.errors import ConfigError, TransferError
 from crypto_lakehouse.stack.seaweed import SeaweedServer
 from crypto_lakehouse.transfer import ListingScope, TransferEngine, TransferOutcome
 from crypto_lakehouse.transfer.binary import Invocation
-from crypto_lakehouse.transfer.commands import CommandFile
 from crypto_lakehouse.transfer.listing import ListedObject, Listing
 
 
@@ -46,21 +45,6 @@ def objects_read(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
 
     monkeypatch.setattr(engine_module, "Listing", Counting)
     return reads
-
-
-@pytest.fixture
-def wildcard_sources(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The source URLs of the run files' glob (wildcard) lines."""
-    sources: list[str] = []
-    write_line = CommandFile.copy
-
-    def recording(self: CommandFile, source: str, dest: str, *, raw: bool = True) -> None:
-        if not raw:
-            sources.append(source)
-        write_line(self, source, dest, raw=raw)
-
-    monkeypatch.setattr(CommandFile, "copy", recording)
-    return sources
 
 
 @pytest.fixture
