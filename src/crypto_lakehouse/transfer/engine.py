@@ -275,11 +275,9 @@ def _wait_reporting(pending: Future[None], report_progress: Callable[[], None]) 
     depend on it)."""
     while True:
         try:
-            pending.result(timeout=POLL_SECONDS)
+            return pending.result(timeout=POLL_SECONDS)
         except FutureTimeout:
             report_progress()
-            continue
-        return
 
 
 def _validate(request: TransferRequest, mode: Mode) -> None:
