@@ -27,13 +27,13 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from crypto_lakehouse.bench.baselines import upload_folder
 from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
 from crypto_lakehouse.bench.tls import make_tls_files
 from crypto_lakehouse.config import Settings
@@ -140,13 +140,7 @@ def _publish(endpoint: Endpoint, folder: Path, pairs: int) -> list[str]:
         (folder / f"{name}.CHECKSUM").write_text(f"{hashlib.sha256(data).hexdigest()}  {name}\n")
         keys += [PREFIX + name, PREFIX + name + ".CHECKSUM"]
     S3Storage(endpoint).ensure_bucket(SOURCE_BUCKET)
-    inv = Invocation(endpoint, numworkers=64)
-    subprocess.run(
-        inv.argv("cp", f"{folder}/*", f"s3://{SOURCE_BUCKET}/{PREFIX}"),
-        env=inv.env(),
-        check=True,
-        capture_output=True,
-    )
+    upload_folder(endpoint, folder, f"s3://{SOURCE_BUCKET}/{PREFIX}", 64, "publishing the pairs")
     shutil.rmtree(folder)
     return sorted(keys)
 

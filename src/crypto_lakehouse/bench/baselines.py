@@ -39,6 +39,19 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
         raise BaselineError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
+def upload_folder(endpoint: Endpoint, folder: Path, url: str, workers: int, what: str) -> None:
+    """`s5cmd cp 'folder/*' url`: one process for a whole folder. Raises BaselineError."""
+    up = Invocation(endpoint, numworkers=workers)
+    proc = subprocess.run(
+        up.argv("cp", f"{folder}/*", url),
+        env=up.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    _check(proc, what)
+
+
 def s5cmd_raw(
     source: Endpoint,
     src_url: str,
@@ -60,15 +73,7 @@ def s5cmd_raw(
             check=False,
         )
         _check(proc, "s5cmd download")
-        up = Invocation(dest, numworkers=workers)
-        proc = subprocess.run(
-            up.argv("cp", f"{folder}/*", dst_url),
-            env=up.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        _check(proc, "s5cmd upload")
+        upload_folder(dest, folder, dst_url, workers, "s5cmd upload")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

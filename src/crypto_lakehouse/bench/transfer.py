@@ -463,16 +463,13 @@ class TransferBench:
             targets.append((env.signed_lake, LAKE_SOURCE_BUCKET))
         for endpoint, bucket in targets:
             S3Storage(endpoint).ensure_bucket(bucket)
-            inv = Invocation(endpoint, numworkers=64)
-            proc = subprocess.run(
-                inv.argv("cp", f"{folder}/*", f"s3://{bucket}/{w.prefix}"),
-                env=inv.env(),
-                capture_output=True,
-                text=True,
-                check=False,
+            baselines.upload_folder(
+                endpoint,
+                folder,
+                f"s3://{bucket}/{w.prefix}",
+                64,
+                f"upload of the {w.name} workload",
             )
-            if proc.returncode != 0:
-                raise baselines.BaselineError(f"upload of the {w.name} workload failed")
         shutil.rmtree(folder, ignore_errors=True)
 
     def _check_copied(self, env: _Env, bucket: str, prefix: str, w: Workload, name: str) -> None:
@@ -593,16 +590,7 @@ def _aria2c_then_s5cmd(
         )
         if proc.returncode != 0:
             raise baselines.BaselineError(f"aria2c failed: {proc.stderr.strip()[-300:]}")
-        up = Invocation(dest, numworkers=workers)
-        proc = subprocess.run(
-            up.argv("cp", f"{files}/*", dst_url),
-            env=up.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode != 0:
-            raise baselines.BaselineError(f"s5cmd upload after aria2c failed: {proc.stderr[-300:]}")
+        baselines.upload_folder(dest, files, dst_url, workers, "s5cmd upload after aria2c")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
