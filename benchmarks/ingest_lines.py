@@ -21,6 +21,7 @@ proxy accepted. Results: benchmarks/results/ingest-lines.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from crypto_lakehouse.bench.baselines import upload_folder
 from crypto_lakehouse.bench.netem import NetemConfig, NetemProxy
-from crypto_lakehouse.bench.tls import make_tls_files
+from crypto_lakehouse.bench.tls import make_tls_files, trusting
 from crypto_lakehouse.config import Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
@@ -62,13 +63,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "ingest-lines.json")
     args = parser.parse_args()
     rtts = args.rtt or [50.0, 150.0]
-    root = Path(tempfile.mkdtemp(prefix="lakehouse-lines-"))
-    servers: list[SeaweedServer] = []
-    saved = {name: os.environ.get(name) for name in ("AWS_CA_BUNDLE", "SSL_CERT_FILE")}
-    try:
+    with contextlib.ExitStack() as stack:  # undone in reverse: servers, trust, folder
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lakehouse-lines-")))
         tls = make_tls_files(root / "tls")
-        for name in saved:  # s5cmd (Go) and boto3 trust the run's authority
-            os.environ[name] = str(tls.ca)
+        stack.enter_context(trusting(tls.ca))  # s5cmd (Go) and boto3 trust the run's authority
         source = SeaweedServer(
             "lines-source",
             root / "source",
@@ -78,7 +76,7 @@ def main() -> int:
         )
         lake = SeaweedServer("lines-lake", root / "lake", admin=Credentials.generate())
         for server in (source, lake):
-            servers.append(server)
+            stack.callback(server.stop)
             server.start()
         keys = _publish(source.endpoint(), root / "gen", args.pairs)
         S3Storage(lake.endpoint()).ensure_bucket(LAKE_BUCKET)
@@ -87,21 +85,9 @@ def main() -> int:
         rows = []
         for rtt in rtts:
             config = NetemConfig.in_front_of(source.https_url or "", rtt_ms=rtt)
-            proxy = NetemProxy(config).start()
-            try:
+            with NetemProxy(config) as proxy:
                 far = Endpoint(url=f"https://127.0.0.1:{proxy.port}", anonymous=True)
                 rows.append(_case(far, lake.endpoint(), options, keys, rtt, proxy, args.repeats))
-            finally:
-                proxy.stop()
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        shutil.rmtree(root, ignore_errors=True)
     print(f"\n{args.pairs} zips x 4 KiB + sidecars, staged, every zip checked against its sidecar")
     print("| rtt | key-covers | per-key-lines | speed-up | connections (covers / per-key) |")
     print("|---|---|---|---|---|")

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -20,12 +24,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 VALID_DAYS = 2
+# Where clients look for extra authorities: s5cmd and boto3 read AWS_CA_BUNDLE; Go's
+# default and rclone (which fails with AWS_CA_BUNDLE set, so it is removed for rclone) read
+# SSL_CERT_FILE.
+CA_VARIABLES = ("AWS_CA_BUNDLE", "SSL_CERT_FILE")
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 
 
 @dataclass(frozen=True)
 class TlsFiles:
-    ca: Path  # the authority's certificate: what clients trust (AWS_CA_BUNDLE, SSL_CERT_FILE)
+    ca: Path  # the authority's certificate: what clients trust (CA_VARIABLES)
     cert: Path  # the server's certificate for 127.0.0.1, signed by the authority
     key: Path  # the server's private key
 
@@ -94,3 +102,10 @@ def make_tls_files(folder: Path) -> TlsFiles:
     )
     files.key.chmod(0o600)
     return files
+
+
+@contextmanager
+def trusting(ca: Path) -> Iterator[None]:
+    """Every client started inside the block trusts `ca`; the environment is restored after."""
+    with mock.patch.dict(os.environ, {name: str(ca) for name in CA_VARIABLES}):
+        yield

@@ -12,6 +12,7 @@ The servers are stopped by PID and the folder removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import resource
@@ -29,7 +30,7 @@ from crypto_lakehouse.bench.child import run_child
 from crypto_lakehouse.bench.netem import CONNECT_RTTS, NetemConfig, NetemProxy
 from crypto_lakehouse.bench.proc import cpu_seconds
 from crypto_lakehouse.bench.report import BenchResult, TransferMeasurement, case_label
-from crypto_lakehouse.bench.tls import make_tls_files
+from crypto_lakehouse.bench.tls import make_tls_files, trusting
 from crypto_lakehouse.config import MIB, Settings
 from crypto_lakehouse.stack.seaweed import Credentials, SeaweedServer
 from crypto_lakehouse.storage import Endpoint, S3Storage, S3Url
@@ -495,7 +496,7 @@ class _ServerScope:
         self.root = Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
         self.servers: list[SeaweedServer] = []
         self.env: _Env | None = None
-        self.saved_env: dict[str, str | None] = {}
+        self.trust = contextlib.ExitStack()  # the run's authority in the environment
 
     def __enter__(self) -> _Env:
         log = self.bench.log
@@ -520,12 +521,8 @@ class _ServerScope:
         options.staging_root = self.root / "staging"
         self.env = _Env(self.root, source, lake, options)
         if tls is not None:
-            # Every client trusts the run's authority: s5cmd and boto3 read AWS_CA_BUNDLE,
-            # rclone (which fails with AWS_CA_BUNDLE set) and Go read SSL_CERT_FILE.
             self.env.ca_bundle = tls.ca
-            for name in ("AWS_CA_BUNDLE", "SSL_CERT_FILE"):
-                self.saved_env[name] = os.environ.get(name)
-                os.environ[name] = str(tls.ca)
+            self.trust.enter_context(trusting(tls.ca))
         return self.env
 
     def __exit__(self, *exc: object) -> None:
@@ -536,11 +533,7 @@ class _ServerScope:
                 self.env.proxy.stop()
         for server in reversed(self.servers):
             server.stop()
-        for name, value in self.saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        self.trust.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
