@@ -86,7 +86,7 @@ def main() -> int:
         for rtt in rtts:
             config = NetemConfig.in_front_of(source.https_url or "", rtt_ms=rtt)
             with NetemProxy(config) as proxy:
-                far = Endpoint(url=f"https://127.0.0.1:{proxy.port}", anonymous=True)
+                far = Endpoint(url=proxy.https_url, anonymous=True)
                 rows.append(_case(far, lake.endpoint(), options, keys, rtt, proxy, args.repeats))
     print(f"\n{args.pairs} zips x 4 KiB + sidecars, staged, every zip checked against its sidecar")
     print("| rtt | key-covers | per-key-lines | speed-up | connections (covers / per-key) |")

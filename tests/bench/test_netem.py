@@ -176,9 +176,7 @@ def test_a_tls_source_is_read_through_the_proxy_over_http2(tmp_path: Path) -> No
         S3Storage(server.endpoint()).ensure_bucket("tls-bucket")
         upload_tree(server.endpoint(), files, "tls-bucket", "p/")
         with NetemProxy(NetemConfig("127.0.0.1", server.https_port, seed=7)) as proxy:
-            inv = Invocation(
-                Endpoint(url=f"https://127.0.0.1:{proxy.port}", anonymous=True), numworkers=64
-            )
+            inv = Invocation(Endpoint(url=proxy.https_url, anonymous=True), numworkers=64)
             env = {**inv.env(), "AWS_CA_BUNDLE": str(tls.ca)}
             out = tmp_path / "out"
             proc = subprocess.run(

@@ -368,6 +368,11 @@ class NetemProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def https_url(self) -> str:
+        """The same port, for a client of an upstream that speaks TLS (the proxy passes it)."""
+        return f"https://127.0.0.1:{self.port}"
+
     def start(self) -> NetemProxy:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "crypto_lakehouse.bench.netem", json.dumps(asdict(self.config))],

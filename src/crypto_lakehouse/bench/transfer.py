@@ -120,8 +120,8 @@ class _Env:
     def public(self) -> Endpoint:
         """The source as methods that read it see it: through the proxy when one runs."""
         if self.proxy is not None:
-            scheme = "https" if self.ca_bundle is not None else "http"
-            return Endpoint(url=f"{scheme}://127.0.0.1:{self.proxy.port}", anonymous=True)
+            url = self.proxy.https_url if self.ca_bundle is not None else self.proxy.url
+            return Endpoint(url=url, anonymous=True)
         return self.source.endpoint(anonymous=True)
 
     @property
