@@ -39,17 +39,18 @@ def _check(proc: subprocess.CompletedProcess[str], what: str) -> None:
         raise BaselineError(f"{what} failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
-def upload_folder(endpoint: Endpoint, folder: Path, url: str, workers: int, what: str) -> None:
-    """`s5cmd cp 'folder/*' url`: one process for a whole folder. Raises BaselineError."""
-    up = Invocation(endpoint, numworkers=workers)
+def s5cmd_cp(endpoint: Endpoint, source: str, dest: str, workers: int, what: str) -> None:
+    """One `s5cmd cp SOURCE DEST` process (wildcards allowed). Raises BaselineError."""
+    inv = Invocation(endpoint, numworkers=workers)
     proc = subprocess.run(
-        up.argv("cp", f"{folder}/*", url),
-        env=up.env(),
-        capture_output=True,
-        text=True,
-        check=False,
+        inv.argv("cp", source, dest), env=inv.env(), capture_output=True, text=True, check=False
     )
     _check(proc, what)
+
+
+def upload_folder(endpoint: Endpoint, folder: Path, url: str, workers: int, what: str) -> None:
+    """`s5cmd cp 'folder/*' url`: one process for a whole folder. Raises BaselineError."""
+    s5cmd_cp(endpoint, f"{folder}/*", url, workers, what)
 
 
 def s5cmd_raw(
@@ -64,30 +65,14 @@ def s5cmd_raw(
     """`s5cmd cp 's3://src/p/*' dir/` then `s5cmd cp 'dir/*' s3://dst/q/`, then remove dir."""
     folder = Path(tempfile.mkdtemp(prefix="raw-", dir=workdir))
     try:
-        down = Invocation(source, numworkers=source_workers)
-        proc = subprocess.run(
-            down.argv("cp", f"{src_url}*", f"{folder}/"),
-            env=down.env(),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        _check(proc, "s5cmd download")
+        s5cmd_cp(source, f"{src_url}*", f"{folder}/", source_workers, "s5cmd download")
         upload_folder(dest, folder, dst_url, workers, "s5cmd upload")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def s5cmd_raw_direct(endpoint: Endpoint, src_url: str, dst_url: str, workers: int) -> None:
-    inv = Invocation(endpoint, numworkers=workers)
-    proc = subprocess.run(
-        inv.argv("cp", f"{src_url}*", dst_url),
-        env=inv.env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    _check(proc, "s5cmd server-side copy")
+    s5cmd_cp(endpoint, f"{src_url}*", dst_url, workers, "s5cmd server-side copy")
 
 
 def rclone_env(source: Endpoint, dest: Endpoint) -> dict[str, str]:
